@@ -1,0 +1,3 @@
+"""Placeholder until the three-node demo lands."""
+
+print("meshsrpc demo: coming with the examples issue")

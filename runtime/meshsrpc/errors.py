@@ -1,0 +1,113 @@
+"""Every exception meshsrpc raises; all derive from :class:`MeshError`."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ClientConflictError",
+    "ClientDisconnectedError",
+    "ClientInvocationError",
+    "ClientNotFoundError",
+    "MeshError",
+    "MeshHandlerError",
+    "MeshNoHandlerError",
+    "MeshNotRunningError",
+    "MeshRequestTimeoutError",
+    "MeshStoppedError",
+    "RedisConfigurationError",
+    "SrpcConflictError",
+    "SrpcError",
+]
+
+
+class MeshError(Exception):
+    """Base class of every meshsrpc error."""
+
+
+class RedisConfigurationError(MeshError):
+    """No Redis connection is configured, or the configuration is inconsistent."""
+
+
+class ClientNotFoundError(MeshError):
+    """The client id is not in the registry (or the service is not running)."""
+
+    def __init__(self, client_id: str) -> None:
+        super().__init__(f"client {client_id!r} is not connected to any node")
+        self.client_id = client_id
+
+
+class ClientDisconnectedError(MeshError):
+    """The registry names a node, but that node has no live stream for the client."""
+
+    def __init__(self, client_id: str) -> None:
+        super().__init__(f"client {client_id!r} has no live stream on its node")
+        self.client_id = client_id
+
+
+class ClientInvocationError(MeshError):
+    """Delivering a call to a client on another node failed; wraps the remote error text."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ClientConflictError(MeshError):
+    """Registering with ``allow_supersede=False`` while another node owns the client."""
+
+    def __init__(self, client_id: str, owner_node_id: int) -> None:
+        super().__init__(f"client {client_id!r} is already connected to node {owner_node_id}")
+        self.client_id = client_id
+        self.owner_node_id = owner_node_id
+
+
+class MeshRequestTimeoutError(MeshError):
+    """The remote node did not answer a mesh request in time."""
+
+    def __init__(self, instance_id: int, type: str) -> None:
+        super().__init__(f"mesh request {type!r} to node {instance_id} timed out")
+        self.instance_id = instance_id
+        self.type = type
+
+
+class MeshHandlerError(MeshError):
+    """The remote mesh handler raised; carries its error text."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class MeshNoHandlerError(MeshError):
+    """No mesh handler is registered for the request type, locally or remotely."""
+
+    def __init__(self, type: str) -> None:
+        super().__init__(f"no mesh handler for {type!r}")
+        self.type = type
+
+
+class MeshNotRunningError(MeshError):
+    """The service is not running (not started, or stopped)."""
+
+
+class MeshStoppedError(MeshError):
+    """The service stopped while a call was in flight."""
+
+
+class SrpcError(MeshError):
+    """Raised by SRPC handlers; user errors reach the caller verbatim.
+
+    Also raised on the calling side when the peer answered with an error; then
+    ``is_user_error`` tells whether the peer marked it as a user error.
+    """
+
+    def __init__(self, message: str, is_user_error: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.is_user_error = is_user_error
+
+
+class SrpcConflictError(SrpcError):
+    """``SrpcClient.connect`` was refused: the client id is already connected (protocol v2)."""
+
+    def __init__(self, message: str = "client id already connected") -> None:
+        super().__init__(message)
