@@ -29,7 +29,13 @@ test: lint typecheck
 demo: install
 	$(PY) -m examples.demo
 
-bench: install
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[gen,dev,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(PY) -m bench $(if $(FULL),--full,)
 
 soak: install
