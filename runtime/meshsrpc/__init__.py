@@ -20,7 +20,20 @@ from .errors import (
 from .settings import RedisSettings
 
 # --- mesh layer (issue 2) ---
+# isort: split
+from .leader import LeaderOptions, LeaderService
+from .mesh import MeshNode, MeshService
+
 # --- registry and client service (issue 3) ---
+# isort: split
+from .registry import (
+    MeshClientMemoryRegistry,
+    MeshClientRedisRegistry,
+    MeshClientRegistry,
+    MeshClientRegistryBackend,
+    RegisteredClient,
+)
+
 # --- srpc (issue 4) ---
 
 __version__ = "0.1.0"
@@ -30,14 +43,23 @@ __all__ = [
     "ClientDisconnectedError",
     "ClientInvocationError",
     "ClientNotFoundError",
+    "LeaderOptions",
+    "LeaderService",
+    "MeshClientMemoryRegistry",
+    "MeshClientRedisRegistry",
+    "MeshClientRegistry",
+    "MeshClientRegistryBackend",
     "MeshError",
     "MeshHandlerError",
     "MeshNoHandlerError",
+    "MeshNode",
     "MeshNotRunningError",
     "MeshRequestTimeoutError",
+    "MeshService",
     "MeshStoppedError",
     "RedisConfigurationError",
     "RedisSettings",
+    "RegisteredClient",
     "SrpcConflictError",
     "SrpcError",
     "__version__",

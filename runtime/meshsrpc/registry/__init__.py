@@ -1,0 +1,25 @@
+"""The mesh-wide client registry: which node holds which client, with its metadata."""
+
+from __future__ import annotations
+
+from .base import (
+    MeshClientRegistryBackend,
+    MeshClientReservationBackend,
+    RegisteredClient,
+)
+from .memory import MeshClientMemoryRegistry
+from .metadata import decode_metadata, encode_metadata, now_ms
+from .redis import MeshClientRedisRegistry
+from .registry import MeshClientRegistry
+
+__all__ = [
+    "MeshClientMemoryRegistry",
+    "MeshClientRedisRegistry",
+    "MeshClientRegistry",
+    "MeshClientRegistryBackend",
+    "MeshClientReservationBackend",
+    "RegisteredClient",
+    "decode_metadata",
+    "encode_metadata",
+    "now_ms",
+]
