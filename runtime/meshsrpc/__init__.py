@@ -20,10 +20,6 @@ from .errors import (
 from .settings import RedisSettings
 
 # --- mesh layer (issue 2) ---
-# isort: split
-from .leader import LeaderOptions, LeaderService
-from .mesh import MeshNode, MeshService
-
 # --- registry and client service (issue 3) ---
 # isort: split
 from .registry import (
@@ -43,8 +39,6 @@ __all__ = [
     "ClientDisconnectedError",
     "ClientInvocationError",
     "ClientNotFoundError",
-    "LeaderOptions",
-    "LeaderService",
     "MeshClientMemoryRegistry",
     "MeshClientRedisRegistry",
     "MeshClientRegistry",
@@ -52,10 +46,8 @@ __all__ = [
     "MeshError",
     "MeshHandlerError",
     "MeshNoHandlerError",
-    "MeshNode",
     "MeshNotRunningError",
     "MeshRequestTimeoutError",
-    "MeshService",
     "MeshStoppedError",
     "RedisConfigurationError",
     "RedisSettings",

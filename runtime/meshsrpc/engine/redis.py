@@ -1,0 +1,335 @@
+"""The Redis engine: mesh storage in keys and Lua scripts, transport over pub/sub.
+
+Two connections per mesh node, as the TypeScript nodes use: a command client (INCR,
+scripts, HSET, PUBLISH) and one dedicated subscriber connection. redis-py already
+reconnects the command client on the next command; the subscriber is driven by hand
+here (:class:`_Subscriber`) so that a dropped or silently dead connection is noticed
+(PING health check), re-subscribed with backoff, and reported to the mesh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .._lua import lua_source
+from ..settings import RedisSettings, create_redis_client
+from .base import (
+    MeshKeys,
+    MessageCallback,
+    MessageSource,
+    SubscriptionEvent,
+    SubscriptionEventCallback,
+)
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.connection import AbstractConnection
+    from redis.commands.core import AsyncScript
+
+__all__ = ["RedisLeaderLock", "RedisMeshEngine"]
+
+logger = logging.getLogger("meshsrpc.engine.redis")
+
+_PACKAGE = __name__.rpartition(".")[0]
+# Bounded so that a command against a dead or paused Redis fails in seconds, not minutes.
+_CONNECT_TIMEOUT = 2.0
+_SOCKET_TIMEOUT = 5.0
+_RESUBSCRIBE_BACKOFF_MIN = 0.05
+_RESUBSCRIBE_BACKOFF_MAX = 1.0
+
+
+def _command_client(settings: RedisSettings) -> Redis:
+    # A short retry: a command issued just after Redis came back succeeds, one issued
+    # while it is down fails fast and the caller (timer, invoke) decides what to do.
+    retry = Retry(ExponentialBackoff(cap=0.2, base=0.02), 2)
+    return create_redis_client(
+        settings,
+        socket_connect_timeout=_CONNECT_TIMEOUT,
+        socket_timeout=_SOCKET_TIMEOUT,
+        retry=retry,
+    )
+
+
+def _script(client: Redis, name: str) -> AsyncScript:
+    # register_script runs EVALSHA and reloads the body on NOSCRIPT (e.g. after a restart).
+    return client.register_script(lua_source(_PACKAGE, name))
+
+
+class RedisMeshEngine:
+    """:class:`~meshsrpc.engine.base.MeshEngine` on Redis (keys and channels of WIRE.md §1)."""
+
+    def __init__(
+        self, settings: RedisSettings, key: str, *, health_check_interval: float = 5.0
+    ) -> None:
+        self.keys = MeshKeys(settings.key_prefix, key)
+        self._settings = settings
+        self._health_check_interval = health_check_interval
+        self._client = _command_client(settings)
+        self._heartbeat = _script(self._client, "heartbeat")
+        self._cleanup = _script(self._client, "cleanup")
+        self._deregister = _script(self._client, "deregister")
+        self._rejoin = _script(self._client, "rejoin")
+        self._subscriber: _Subscriber | None = None
+        self._closed = False
+
+    async def allocate_instance_id(self) -> int:
+        """INCR ``next_id``."""
+        return int(await self._client.incr(self.keys.next_id))
+
+    async def heartbeat(self, instance_id: int) -> bool:
+        """Run the heartbeat script (Redis TIME); True if the entry was new."""
+        added = await self._heartbeat(keys=[self.keys.heartbeats], args=[instance_id])
+        return int(added) == 1
+
+    async def register_node(self, instance_id: int, hostname: str) -> None:
+        """HSET ``nodes`` id hostname."""
+        await self._client.hset(self.keys.nodes, str(instance_id), hostname)
+
+    async def rejoin(self, instance_id: int, hostname: str) -> None:
+        """Hostname again, and ``next_id`` raised to at least ``instance_id``, atomically."""
+        await self._rejoin(keys=[self.keys.nodes, self.keys.next_id], args=[instance_id, hostname])
+
+    async def cleanup_expired(self, node_ttl_ms: int) -> list[int]:
+        """Run the cleanup script; the ids it removed."""
+        removed = await self._cleanup(
+            keys=[self.keys.heartbeats, self.keys.nodes], args=[node_ttl_ms]
+        )
+        return [int(member) for member in removed]
+
+    async def deregister(self, instance_id: int) -> None:
+        """Run the deregister script (ZREM + HDEL)."""
+        await self._deregister(keys=[self.keys.heartbeats, self.keys.nodes], args=[instance_id])
+
+    async def list_nodes(self) -> dict[int, str]:
+        """HGETALL ``nodes``."""
+        raw = await self._client.hgetall(self.keys.nodes)
+        nodes: dict[int, str] = {}
+        for field, value in raw.items():
+            with contextlib.suppress(ValueError):
+                text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+                nodes[int(field)] = text
+        return nodes
+
+    async def publish_to_node(self, instance_id: int, payload: bytes) -> None:
+        """PUBLISH to ``node:<id>``."""
+        await self._client.publish(self.keys.inbox(instance_id), payload)
+
+    async def publish_broadcast(self, payload: bytes) -> None:
+        """PUBLISH to ``broadcast``."""
+        await self._client.publish(self.keys.broadcast, payload)
+
+    async def subscribe(
+        self,
+        instance_id: int,
+        on_message: MessageCallback,
+        on_event: SubscriptionEventCallback,
+    ) -> None:
+        """SUBSCRIBE own inbox + broadcast on a dedicated connection; kept alive until
+        :meth:`unsubscribe`."""
+        if self._subscriber is not None:
+            raise RuntimeError("this engine already has a subscription")
+        subscriber = _Subscriber(
+            self._settings,
+            inbox=self.keys.inbox(instance_id),
+            broadcast=self.keys.broadcast,
+            on_message=on_message,
+            on_event=on_event,
+            health_check_interval=self._health_check_interval,
+        )
+        await subscriber.start()
+        self._subscriber = subscriber
+
+    async def unsubscribe(self) -> None:
+        """UNSUBSCRIBE and close the subscriber connection."""
+        subscriber, self._subscriber = self._subscriber, None
+        if subscriber is not None:
+            await subscriber.close()
+
+    async def aclose(self) -> None:
+        """Unsubscribe, then close the command client."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.unsubscribe()
+        await self._client.aclose()
+
+
+class _Subscriber:
+    """One dedicated pub/sub connection that stays subscribed until closed.
+
+    It reads with a timeout; when nothing arrived for ``health_check_interval`` it
+    sends PING and expects the pong (or any message) within another interval, so a
+    connection that died without a FIN is detected too. On any failure it reports
+    LOST, reconnects with exponential backoff, re-subscribes, and reports RESTORED.
+    """
+
+    def __init__(
+        self,
+        settings: RedisSettings,
+        *,
+        inbox: str,
+        broadcast: str,
+        on_message: MessageCallback,
+        on_event: SubscriptionEventCallback,
+        health_check_interval: float,
+    ) -> None:
+        self._inbox = inbox.encode()
+        self._broadcast = broadcast.encode()
+        self._on_message = on_message
+        self._on_event = on_event
+        self._interval = max(health_check_interval, 0.05)
+        # No retries inside redis-py: this class owns reconnecting.
+        self._client = create_redis_client(
+            settings,
+            socket_connect_timeout=_CONNECT_TIMEOUT,
+            socket_timeout=_SOCKET_TIMEOUT,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._connection: AbstractConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Connect and subscribe once (errors propagate), then keep it alive in a task."""
+        try:
+            self._connection = await self._client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+            await self._subscribe(self._connection)
+        except BaseException:
+            await self._client.aclose()
+            raise
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"meshsrpc-subscriber {self._inbox.decode()}"
+        )
+
+    async def close(self) -> None:
+        """Stop reading, UNSUBSCRIBE (best effort), close the connection."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        connection = self._connection
+        if connection is not None and connection.is_connected:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await connection.send_command("UNSUBSCRIBE")
+                    await self._read_until(connection, b"unsubscribe", count=2)
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.disconnect(nowait=True)
+        with contextlib.suppress(Exception):
+            await self._client.aclose()
+
+    async def _subscribe(self, connection: AbstractConnection) -> None:
+        # Own inbox first, then the broadcast channel, in one command (as the TS nodes do).
+        await connection.send_command("SUBSCRIBE", self._inbox, self._broadcast)
+        async with asyncio.timeout(_SOCKET_TIMEOUT):
+            await self._read_until(connection, b"subscribe", count=2)
+
+    async def _read_until(self, connection: AbstractConnection, kind: bytes, *, count: int) -> None:
+        seen = 0
+        while seen < count:
+            reply = await connection.read_response(timeout=_SOCKET_TIMEOUT, push_request=True)
+            if reply is None:
+                raise RedisTimeoutError(f"no {kind.decode()} confirmation from Redis")
+            if _kind(reply) == kind:
+                seen += 1
+            else:
+                self._dispatch(reply)
+
+    async def _run(self) -> None:
+        backoff = _RESUBSCRIBE_BACKOFF_MIN
+        connection = self._connection
+        assert connection is not None
+        while True:
+            try:
+                await self._read_loop(connection)
+            except Exception as exc:
+                logger.warning("mesh subscriber connection lost (%s); reconnecting", exc)
+            self._notify(SubscriptionEvent.LOST)
+            while True:
+                with contextlib.suppress(Exception):
+                    await connection.disconnect(nowait=True)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _RESUBSCRIBE_BACKOFF_MAX)
+                try:
+                    await connection.connect()  # type: ignore[no-untyped-call]
+                    await self._subscribe(connection)
+                except Exception as exc:
+                    logger.debug("mesh subscriber reconnect failed: %s", exc)
+                    continue
+                break
+            logger.info("mesh subscriber re-subscribed to %s", self._inbox.decode())
+            backoff = _RESUBSCRIBE_BACKOFF_MIN
+            self._notify(SubscriptionEvent.RESTORED)
+
+    async def _read_loop(self, connection: AbstractConnection) -> None:
+        ping_outstanding = False
+        while True:
+            reply = await connection.read_response(timeout=self._interval, push_request=True)
+            if reply is None:
+                if ping_outstanding:
+                    raise RedisTimeoutError("mesh subscriber did not answer PING")
+                await connection.send_command("PING")
+                ping_outstanding = True
+                continue
+            # Any reply proves the connection is alive.
+            ping_outstanding = False
+            self._dispatch(reply)
+
+    def _dispatch(self, reply: Any) -> None:
+        if _kind(reply) != b"message" or len(reply) < 3:
+            return
+        channel, data = reply[1], reply[2]
+        source = MessageSource.BROADCAST if channel == self._broadcast else MessageSource.INBOX
+        try:
+            self._on_message(source, bytes(data))
+        except Exception:
+            logger.exception("mesh message callback failed")
+
+    def _notify(self, event: SubscriptionEvent) -> None:
+        try:
+            self._on_event(event)
+        except Exception:
+            logger.exception("mesh subscription callback failed")
+
+
+def _kind(reply: Any) -> bytes | None:
+    if isinstance(reply, list) and reply and isinstance(reply[0], bytes):
+        return reply[0].lower()
+    return None
+
+
+class RedisLeaderLock:
+    """:class:`~meshsrpc.engine.base.LeaderLockEngine` on Redis (its own connection)."""
+
+    def __init__(self, settings: RedisSettings) -> None:
+        self._client = _command_client(settings)
+        self._acquire = _script(self._client, "leader_acquire")
+        self._renew = _script(self._client, "leader_renew")
+        self._release = _script(self._client, "leader_release")
+        self._closed = False
+
+    async def acquire(self, key: str, lock_id: str, ttl_ms: int) -> bool:
+        """SET key lock_id PX ttl if absent."""
+        return int(await self._acquire(keys=[key], args=[lock_id, ttl_ms])) == 1
+
+    async def renew(self, key: str, lock_id: str, ttl_ms: int) -> bool:
+        """PEXPIRE if the value is ours."""
+        return int(await self._renew(keys=[key], args=[lock_id, ttl_ms])) == 1
+
+    async def release(self, key: str, lock_id: str) -> bool:
+        """DEL if the value is ours."""
+        return int(await self._release(keys=[key], args=[lock_id])) == 1
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        if not self._closed:
+            self._closed = True
+            await self._client.aclose()

@@ -1,0 +1,183 @@
+"""LeaderService: at most one holder per key, through a lock with a ttl that the holder renews.
+
+Lock key ``<mutex prefix>:leader:<key>``, value a random UUID4 lock id (WIRE.md §1).
+Non-leaders retry every ``retry_delay``; the leader renews every ``renewal_interval``
+and loses leadership as soon as a renewal fails (the value changed, the key expired,
+or Redis could not be reached), so two holders never overlap for longer than the
+lock's ttl. The lock id is regenerated only after leadership was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+
+from .engine import LeaderLockEngine, open_leader_lock
+from .engine.base import leader_lock_key
+from .settings import DEFAULT_PREFIX, RedisLike, RedisSettings, resolve_redis_settings
+
+__all__ = ["LeaderCallback", "LeaderOptions", "LeaderService", "resolve_leader_settings"]
+
+logger = logging.getLogger("meshsrpc.leader")
+
+#: A leadership callback: no arguments, sync or async.
+LeaderCallback = Callable[[], Awaitable[None] | None]
+
+_RELEASE_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True)
+class LeaderOptions:
+    """Tuning of a LeaderService, in seconds (MeshService's ``leader=`` argument)."""
+
+    ttl: float = 30.0
+    renewal_interval: float = 10.0
+    retry_delay: float = 5.0
+
+
+def resolve_leader_settings(
+    redis: RedisLike, env: Mapping[str, str] | None = None
+) -> RedisSettings:
+    """Settings of the leader lock.
+
+    An explicit ``redis`` wins (its prefix too). Otherwise the connection comes from
+    ``MUTEX_REDIS_*``, else ``MESH_REDIS_*``, else ``REDIS_*``, and the lock prefix
+    from ``MUTEX_REDIS_PREFIX``, else ``REDIS_PREFIX``, else ``app``.
+    """
+    env = os.environ if env is None else env
+    if redis is not None:
+        return resolve_redis_settings(redis, scope="MUTEX", env=env)
+    scope = "MUTEX"
+    for candidate in ("MUTEX", "MESH"):
+        if any(env.get(f"{candidate}_REDIS_{var}") for var in ("URL", "HOST", "SENTINEL_HOST")):
+            scope = candidate
+            break
+    settings = RedisSettings.from_env(env, scope=scope)
+    prefix = env.get("MUTEX_REDIS_PREFIX") or env.get("REDIS_PREFIX") or DEFAULT_PREFIX
+    return replace(settings, prefix=prefix)
+
+
+class LeaderService:
+    """Elects one leader per ``key`` among every process that runs a LeaderService for it."""
+
+    def __init__(
+        self,
+        key: str,
+        *,
+        ttl: float = 30.0,
+        renewal_interval: float = 10.0,
+        retry_delay: float = 5.0,
+        redis: RedisLike = None,
+    ) -> None:
+        if ttl <= 0 or renewal_interval <= 0 or retry_delay <= 0:
+            raise ValueError("ttl, renewal_interval and retry_delay must be positive")
+        self.key = key
+        self.options = LeaderOptions(ttl, renewal_interval, retry_delay)
+        self._redis = redis
+        self._is_leader = False
+        self._lock_id = str(uuid.uuid4())
+        self._lock_key = ""
+        self._engine: LeaderLockEngine | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._on_became: LeaderCallback | None = None
+        self._on_lost: LeaderCallback | None = None
+
+    @property
+    def is_leader(self) -> bool:
+        """True while this instance holds the lock (as of its last acquire/renew)."""
+        return self._is_leader
+
+    @property
+    def lock_key(self) -> str:
+        """The Redis key of the lock (empty before the first start)."""
+        return self._lock_key
+
+    def set_became_leader_callback(self, callback: LeaderCallback | None) -> None:
+        """Call ``callback`` each time this instance becomes the leader."""
+        self._on_became = callback
+
+    def set_lost_leader_callback(self, callback: LeaderCallback | None) -> None:
+        """Call ``callback`` each time leadership is lost (not on :meth:`stop`)."""
+        self._on_lost = callback
+
+    def start(self) -> None:
+        """Join the election (needs a running event loop); raises if already started."""
+        if self._task is not None:
+            raise RuntimeError(f"LeaderService {self.key!r} is already started")
+        settings = resolve_leader_settings(self._redis)
+        self._lock_key = leader_lock_key(settings.key_prefix, self.key)
+        self._engine = open_leader_lock(settings)
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(self._engine), name=f"meshsrpc-leader {self._lock_key}"
+        )
+
+    async def stop(self) -> None:
+        """Leave the election: no more attempts, and the lock is released if ours.
+
+        Idempotent and safe before :meth:`start`.
+        """
+        task, self._task = self._task, None
+        engine, self._engine = self._engine, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if engine is None:
+            return
+        if self._is_leader:
+            self._is_leader = False
+            try:
+                async with asyncio.timeout(_RELEASE_TIMEOUT):
+                    await engine.release(self._lock_key, self._lock_id)
+            except Exception as exc:
+                logger.warning("could not release leader lock %s: %s", self._lock_key, exc)
+        with contextlib.suppress(Exception):
+            await engine.aclose()
+
+    async def _run(self, engine: LeaderLockEngine) -> None:
+        ttl_ms = max(1, round(self.options.ttl * 1000))
+        while True:
+            if not self._is_leader:
+                try:
+                    acquired = await engine.acquire(self._lock_key, self._lock_id, ttl_ms)
+                except Exception as exc:
+                    logger.warning("leader lock %s: acquire failed: %s", self._lock_key, exc)
+                    acquired = False
+                if acquired:
+                    self._is_leader = True
+                    logger.info("became leader for %s", self._lock_key)
+                    await self._fire(self._on_became, "became-leader")
+                    await asyncio.sleep(self.options.renewal_interval)
+                else:
+                    await asyncio.sleep(self.options.retry_delay)
+                continue
+            try:
+                renewed = await engine.renew(self._lock_key, self._lock_id, ttl_ms)
+            except Exception as exc:
+                # Unknown whether the lock survives; giving it up is the safe side.
+                logger.warning("leader lock %s: renew failed: %s", self._lock_key, exc)
+                renewed = False
+            if renewed:
+                await asyncio.sleep(self.options.renewal_interval)
+                continue
+            self._is_leader = False
+            self._lock_id = str(uuid.uuid4())
+            logger.warning("lost leadership for %s", self._lock_key)
+            await self._fire(self._on_lost, "lost-leader")
+            await asyncio.sleep(self.options.retry_delay)
+
+    async def _fire(self, callback: LeaderCallback | None, what: str) -> None:
+        if callback is None:
+            return
+        try:
+            result = callback()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("%s callback of %s failed", what, self._lock_key)

@@ -1,0 +1,581 @@
+"""MeshService: nodes that find each other, call each other's handlers, and broadcast.
+
+Behaviour only (ids, heartbeats, cleanup by the leader, request/response with request
+heartbeats, broadcasts); storage and transport are an engine's job
+(:mod:`meshsrpc.engine`). The messages are the JSON of WIRE.md §1, byte for byte as
+the TypeScript nodes write them (compact, insertion order, UTF-8 unescaped).
+
+Work that must happen while the node is still a member (e.g. the client service
+removing its own clients from the registry) simply runs before :meth:`MeshService.stop`:
+the instance id, the heartbeats and invoke keep working until ``stop`` is called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeGuard
+
+from .engine import MeshEngine, open_mesh_engine
+from .engine.base import MessageSource, SubscriptionEvent
+from .errors import (
+    MeshError,
+    MeshHandlerError,
+    MeshNoHandlerError,
+    MeshNotRunningError,
+    MeshRequestTimeoutError,
+    MeshStoppedError,
+)
+from .leader import LeaderOptions, LeaderService
+from .settings import RedisLike, resolve_redis_settings
+
+__all__ = [
+    "BroadcastHandler",
+    "MeshHandler",
+    "MeshNode",
+    "MeshService",
+    "NodeCleanedUpCallback",
+]
+
+logger = logging.getLogger("meshsrpc.mesh")
+
+#: A request handler: handler(data) -> JSON-able result, sync or async.
+MeshHandler = Callable[[Any], Any]
+#: A broadcast handler: handler(data, sender_instance_id), sync or async.
+BroadcastHandler = Callable[[Any, int], Any]
+#: Called on the leader once per node it removed: cb(instance_id), sync or async.
+NodeCleanedUpCallback = Callable[[int], Awaitable[None] | None]
+
+NO_HANDLER_PREFIX = "MESH_NO_HANDLER:"
+# Heartbeats are sent every 0.75 x the caller's timeout, as the TypeScript nodes do.
+_REQUEST_HEARTBEAT_RATIO = 0.75
+# Upper bounds for each stop step, so stop() ends even when Redis is unreachable.
+_STOP_STEP_TIMEOUT = 3.0
+_CLEANUP_CALLBACK_GRACE = 5.0
+
+
+@dataclass(frozen=True)
+class MeshNode:
+    """One live node of the mesh; ``self`` is True for the node that asked."""
+
+    instance_id: int
+    hostname: str
+    self: bool
+
+
+def _encode(message: dict[str, Any]) -> bytes:
+    # Same bytes as JSON.stringify: no spaces, insertion order, non-ASCII raw, "/" unescaped.
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def _error_text(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+async def _call(handler: Callable[..., Any], *args: Any) -> Any:
+    result = handler(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+class _PendingRequest:
+    """A remote invoke waiting for its reply; its timer restarts on each request heartbeat."""
+
+    def __init__(self, instance_id: int, type: str, timeout: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.future: asyncio.Future[Any] = self.loop.create_future()
+        self.instance_id = instance_id
+        self.type = type
+        self.timeout = timeout
+        self._timer: asyncio.TimerHandle | None = None
+
+    def arm(self) -> None:
+        """(Re)start the timeout from now."""
+        self.disarm()
+        if not self.future.done():
+            self._timer = self.loop.call_later(self.timeout, self._expire)
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def resolve(self, value: Any) -> None:
+        if not self.future.done():
+            self.future.set_result(value)
+        self.disarm()
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
+        self.disarm()
+
+    def _expire(self) -> None:
+        self._timer = None
+        self.fail(MeshRequestTimeoutError(self.instance_id, self.type))
+
+
+class MeshService:
+    """One node of the mesh named ``key``: ``await start()``, then invoke and broadcast."""
+
+    def __init__(
+        self,
+        key: str,
+        *,
+        heartbeat_interval: float = 5.0,
+        node_ttl: float = 15.0,
+        request_timeout: float = 10.0,
+        leader: LeaderOptions | None = None,
+        redis: RedisLike = None,
+    ) -> None:
+        if heartbeat_interval <= 0 or node_ttl <= 0 or request_timeout <= 0:
+            raise ValueError("heartbeat_interval, node_ttl and request_timeout must be positive")
+        self.key = key
+        self.heartbeat_interval = heartbeat_interval
+        self.node_ttl = node_ttl
+        self.request_timeout = request_timeout
+        self.leader_options = leader or LeaderOptions()
+        self.hostname = socket.gethostname()
+        self._redis = redis
+        self._instance_id = 0
+        self._running = False
+        self._engine: MeshEngine | None = None
+        self._leader: LeaderService | None = None
+        self._handlers: dict[str, MeshHandler] = {}
+        self._broadcast_handlers: dict[str, BroadcastHandler] = {}
+        self._on_node_cleaned_up: NodeCleanedUpCallback | None = None
+        self._pending: dict[str, _PendingRequest] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._cleanup_tasks: set[asyncio.Task[Any]] = set()
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._lifecycle = asyncio.Lock()
+        self._beat_lock = asyncio.Lock()
+
+    # --- public API -----------------------------------------------------------------
+
+    @property
+    def instance_id(self) -> int:
+        """This node's id in the mesh; 0 before start and after stop."""
+        return self._instance_id
+
+    @property
+    def is_running(self) -> bool:
+        """True between a successful :meth:`start` and :meth:`stop`."""
+        return self._running
+
+    @property
+    def is_leader(self) -> bool:
+        """True while this node holds the mesh's cleanup leader lock."""
+        return self._leader is not None and self._leader.is_leader
+
+    def register_handler(self, type: str, handler: MeshHandler) -> None:
+        """Answer requests of ``type`` with ``handler(data)`` (sync or async); replaces."""
+        self._handlers[type] = handler
+
+    def register_broadcast_handler(self, type: str, handler: BroadcastHandler) -> None:
+        """Receive broadcasts of ``type`` as ``handler(data, sender_instance_id)``; replaces."""
+        self._broadcast_handlers[type] = handler
+
+    def set_node_cleaned_up_callback(self, callback: NodeCleanedUpCallback | None) -> None:
+        """Call ``callback(instance_id)`` on the leader once for every dead node it removes."""
+        self._on_node_cleaned_up = callback
+
+    async def start(self) -> None:
+        """Join the mesh: id, subscription, first heartbeat, node entry, leader election.
+
+        Raises :class:`MeshError` if already running.
+        """
+        async with self._lifecycle:
+            if self._running:
+                raise MeshError(f"MeshService {self.key!r} is already running")
+            settings = resolve_redis_settings(self._redis)
+            engine = open_mesh_engine(
+                settings, self.key, health_check_interval=self.heartbeat_interval
+            )
+            leader = LeaderService(
+                f"mesh:{self.key}",
+                ttl=self.leader_options.ttl,
+                renewal_interval=self.leader_options.renewal_interval,
+                retry_delay=self.leader_options.retry_delay,
+                redis=self._redis,
+            )
+            try:
+                instance_id = await engine.allocate_instance_id()
+                self._instance_id = instance_id
+                self._running = True
+                await engine.subscribe(instance_id, self._on_message, self._on_subscription_event)
+                self._engine = engine
+                await engine.heartbeat(instance_id)
+                await engine.register_node(instance_id, self.hostname)
+                leader.start()
+            except BaseException:
+                self._running = False
+                self._instance_id = 0
+                self._engine = None
+                with contextlib.suppress(Exception):
+                    await leader.stop()
+                with contextlib.suppress(Exception):
+                    await engine.aclose()
+                raise
+            self._leader = leader
+            self._heartbeat_task = asyncio.get_running_loop().create_task(
+                self._heartbeat_loop(), name=f"meshsrpc-heartbeat {self.key}#{instance_id}"
+            )
+            logger.info("mesh %s: node %d started", self.key, instance_id)
+
+    async def stop(self) -> None:
+        """Leave the mesh. Idempotent, safe before start.
+
+        Order (as the TypeScript nodes): leave the election (release the lock if ours),
+        stop timers, fail pending invokes with :class:`MeshStoppedError`, unsubscribe,
+        then remove this node from the heartbeats and the node list in one step.
+        """
+        async with self._lifecycle:
+            if not self._running:
+                return
+            self._running = False
+            engine, self._engine = self._engine, None
+            leader, self._leader = self._leader, None
+            instance_id = self._instance_id
+            if leader is not None:
+                await leader.stop()
+            heartbeat_task, self._heartbeat_task = self._heartbeat_task, None
+            await _cancel_and_wait({heartbeat_task} if heartbeat_task else set())
+            stopped = MeshStoppedError(f"MeshService {self.key!r} stopped")
+            for pending in list(self._pending.values()):
+                pending.fail(stopped)
+            self._pending.clear()
+            current = asyncio.current_task()
+            await _cancel_and_wait({t for t in self._tasks if t is not current})
+            if self._cleanup_tasks:
+                # Dead nodes are already gone from Redis: give their callbacks a chance.
+                await asyncio.wait(set(self._cleanup_tasks), timeout=_CLEANUP_CALLBACK_GRACE)
+                await _cancel_and_wait(set(self._cleanup_tasks))
+            if engine is not None:
+                await _bounded(engine.unsubscribe(), "unsubscribe")
+                await _bounded(engine.deregister(instance_id), "deregister")
+                await _bounded(engine.aclose(), "close")
+            self._instance_id = 0
+            logger.info("mesh %s: node %d stopped", self.key, instance_id)
+
+    async def invoke(
+        self,
+        instance_id: int,
+        type: str,
+        data: Any,
+        timeout: float | None = None,  # noqa: ASYNC109 - the public API of API.md
+    ) -> Any:
+        """Call the ``type`` handler on node ``instance_id`` and return its result.
+
+        Own id: the handler runs here and its errors propagate as raised. Another node:
+        raises :class:`MeshNoHandlerError`, :class:`MeshHandlerError` (the remote
+        error text), :class:`MeshRequestTimeoutError` (no reply within ``timeout``,
+        default ``request_timeout``; each request heartbeat restarts it) or
+        :class:`MeshStoppedError`.
+        """
+        engine = self._engine
+        if not self._running or engine is None:
+            raise MeshNotRunningError(f"MeshService {self.key!r} is not running")
+        if instance_id == self._instance_id:
+            handler = self._handlers.get(type)
+            if handler is None:
+                raise MeshNoHandlerError(type)
+            return await _call(handler, data)
+        seconds = self.request_timeout if timeout is None else timeout
+        if seconds <= 0:
+            raise ValueError("timeout must be positive")
+        request_id = str(uuid.uuid4())
+        payload = _encode(
+            {
+                "requestId": request_id,
+                "senderInstanceId": self._instance_id,
+                "type": type,
+                "data": data,
+                "timeoutMs": max(1, round(seconds * 1000)),
+            }
+        )
+        pending = _PendingRequest(instance_id, type, seconds)
+        self._pending[request_id] = pending
+        pending.arm()
+        try:
+            try:
+                async with asyncio.timeout(seconds):
+                    await engine.publish_to_node(instance_id, payload)
+            except TimeoutError:
+                pending.fail(MeshRequestTimeoutError(instance_id, type))
+            except Exception as exc:
+                if not pending.future.done():
+                    raise MeshError(
+                        f"could not send mesh request {type!r} to node {instance_id}: {exc}"
+                    ) from exc
+            return await pending.future
+        finally:
+            pending.disarm()
+            self._pending.pop(request_id, None)
+
+    async def broadcast(self, type: str, data: Any, *, skip_self: bool = False) -> None:
+        """Send ``data`` to the ``type`` broadcast handler of every node.
+
+        This node's own handler runs here, directly, unless ``skip_self``; its copy
+        coming back from the channel is ignored. Handler errors are logged.
+        """
+        engine = self._engine
+        if not self._running or engine is None:
+            raise MeshNotRunningError(f"MeshService {self.key!r} is not running")
+        sender = self._instance_id
+        payload = _encode(
+            {"broadcast": True, "senderInstanceId": sender, "type": type, "data": data}
+        )
+        try:
+            await engine.publish_broadcast(payload)
+        except Exception as exc:
+            raise MeshError(f"could not broadcast {type!r}: {exc}") from exc
+        if not skip_self:
+            handler = self._broadcast_handlers.get(type)
+            if handler is not None:
+                await self._run_broadcast_handler(handler, type, data, sender)
+
+    async def get_nodes(self) -> list[MeshNode]:
+        """Every registered node, by instance id (dead ones until the leader removes them)."""
+        engine = self._engine
+        if not self._running or engine is None:
+            raise MeshNotRunningError(f"MeshService {self.key!r} is not running")
+        nodes = await engine.list_nodes()
+        return [
+            MeshNode(node_id, hostname, node_id == self._instance_id)
+            for node_id, hostname in sorted(nodes.items())
+        ]
+
+    # --- heartbeats and cleanup -----------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            await self._beat()
+
+    async def _beat(self) -> None:
+        async with self._beat_lock:
+            engine, instance_id = self._engine, self._instance_id
+            if engine is None or not self._running:
+                return
+            try:
+                if await engine.heartbeat(instance_id):
+                    # Our entry vanished (Redis restarted empty, or we were declared dead).
+                    logger.warning(
+                        "mesh %s: node %d was missing from the heartbeats; re-registering",
+                        self.key,
+                        instance_id,
+                    )
+                    await engine.rejoin(instance_id, self.hostname)
+            except Exception as exc:
+                logger.warning("mesh %s: heartbeat failed: %s", self.key, exc)
+                return
+            if not self.is_leader:
+                return
+            try:
+                removed = await engine.cleanup_expired(max(1, round(self.node_ttl * 1000)))
+            except Exception as exc:
+                logger.warning("mesh %s: cleanup failed: %s", self.key, exc)
+                return
+            if removed:
+                logger.info("mesh %s: removed dead nodes %s", self.key, removed)
+                # Not awaited here: a slow callback must not delay our own heartbeat.
+                self._spawn(self._report_cleaned_up(removed), self._cleanup_tasks)
+
+    async def _report_cleaned_up(self, removed: list[int]) -> None:
+        for node_id in removed:
+            callback = self._on_node_cleaned_up
+            if callback is None:
+                continue
+            try:
+                await _call(callback, node_id)
+            except Exception:
+                logger.exception(
+                    "mesh %s: node-cleaned-up callback for %d failed", self.key, node_id
+                )
+
+    def _on_subscription_event(self, event: SubscriptionEvent) -> None:
+        if not self._running:
+            return
+        if event is SubscriptionEvent.LOST:
+            # Replies published while we are not subscribed are gone for good.
+            lost = MeshError(
+                f"mesh {self.key!r}: connection to Redis lost while waiting for a reply"
+            )
+            for pending in list(self._pending.values()):
+                pending.fail(lost)
+        elif event is SubscriptionEvent.RESTORED:
+            self._spawn(self._beat(), self._tasks)
+
+    # --- incoming messages ----------------------------------------------------------
+
+    def _on_message(self, source: MessageSource, payload: bytes) -> None:
+        if not self._running:
+            return
+        try:
+            message = json.loads(payload)
+        except ValueError:
+            logger.warning("mesh %s: dropping malformed message %r", self.key, payload[:200])
+            return
+        if not isinstance(message, dict):
+            logger.warning("mesh %s: dropping non-object message %r", self.key, payload[:200])
+            return
+        if source is MessageSource.BROADCAST:
+            self._on_broadcast(message)
+        elif message.get("heartbeat"):
+            self._on_request_heartbeat(message)
+        elif message.get("reply"):
+            self._on_response(message)
+        else:
+            self._on_request(message)
+
+    def _on_request(self, message: dict[str, Any]) -> None:
+        request_id = message.get("requestId")
+        sender = message.get("senderInstanceId")
+        type = message.get("type")
+        if not isinstance(request_id, str) or not _is_int(sender) or not isinstance(type, str):
+            logger.warning("mesh %s: dropping invalid request %r", self.key, message)
+            return
+        raw_timeout = message.get("timeoutMs")
+        timeout_ms: float = self.request_timeout * 1000
+        if (_is_int(raw_timeout) or isinstance(raw_timeout, float)) and raw_timeout > 0:
+            timeout_ms = raw_timeout
+        self._spawn(
+            self._serve(request_id, sender, type, message.get("data"), timeout_ms / 1000),
+            self._tasks,
+        )
+
+    async def _serve(
+        self, request_id: str, sender: int, type: str, data: Any, caller_timeout: float
+    ) -> None:
+        handler = self._handlers.get(type)
+        if handler is None:
+            reply: dict[str, Any] = {
+                "requestId": request_id,
+                "reply": True,
+                "error": NO_HANDLER_PREFIX + type,
+            }
+        else:
+            beats = self._spawn(
+                self._send_request_heartbeats(sender, request_id, caller_timeout), self._tasks
+            )
+            try:
+                result = await _call(handler, data)
+                reply = {"requestId": request_id, "reply": True, "data": result}
+            except Exception as exc:
+                reply = {"requestId": request_id, "reply": True, "error": _error_text(exc)}
+            finally:
+                await _cancel_and_wait({beats})
+        try:
+            payload = _encode(reply)
+        except (TypeError, ValueError) as exc:
+            payload = _encode(
+                {
+                    "requestId": request_id,
+                    "reply": True,
+                    "error": f"mesh handler {type!r} returned a value that is not JSON: {exc}",
+                }
+            )
+        engine = self._engine
+        if engine is None:
+            return
+        try:
+            await engine.publish_to_node(sender, payload)
+        except Exception as exc:
+            logger.warning("mesh %s: could not reply to node %d: %s", self.key, sender, exc)
+
+    async def _send_request_heartbeats(
+        self, sender: int, request_id: str, caller_timeout: float
+    ) -> None:
+        interval = max(caller_timeout * _REQUEST_HEARTBEAT_RATIO, 0.01)
+        payload = _encode({"requestId": request_id, "heartbeat": True})
+        while True:
+            await asyncio.sleep(interval)
+            engine = self._engine
+            if engine is None:
+                return
+            try:
+                await engine.publish_to_node(sender, payload)
+            except Exception as exc:
+                logger.warning("mesh %s: request heartbeat failed: %s", self.key, exc)
+
+    def _on_request_heartbeat(self, message: dict[str, Any]) -> None:
+        pending = self._pending.get(str(message.get("requestId")))
+        if pending is None:
+            logger.debug("mesh %s: heartbeat for unknown request %r", self.key, message)
+            return
+        pending.arm()
+
+    def _on_response(self, message: dict[str, Any]) -> None:
+        pending = self._pending.get(str(message.get("requestId")))
+        if pending is None:
+            logger.debug("mesh %s: reply for unknown request %r", self.key, message)
+            return
+        error = message.get("error")
+        if error is None:
+            pending.resolve(message.get("data"))
+            return
+        text = error if isinstance(error, str) else str(error)
+        if text.startswith(NO_HANDLER_PREFIX):
+            pending.fail(MeshNoHandlerError(text[len(NO_HANDLER_PREFIX) :]))
+        else:
+            pending.fail(MeshHandlerError(text))
+
+    def _on_broadcast(self, message: dict[str, Any]) -> None:
+        sender = message.get("senderInstanceId")
+        type = message.get("type")
+        if not message.get("broadcast") or not _is_int(sender) or not isinstance(type, str):
+            logger.warning("mesh %s: dropping invalid broadcast %r", self.key, message)
+            return
+        if sender == self._instance_id:
+            return  # our own copy: delivered locally when it was sent
+        handler = self._broadcast_handlers.get(type)
+        if handler is None:
+            logger.debug("mesh %s: no broadcast handler for %r", self.key, type)
+            return
+        self._spawn(
+            self._run_broadcast_handler(handler, type, message.get("data"), sender), self._tasks
+        )
+
+    async def _run_broadcast_handler(
+        self, handler: BroadcastHandler, type: str, data: Any, sender: int
+    ) -> None:
+        try:
+            await _call(handler, data, sender)
+        except Exception:
+            logger.exception("mesh %s: broadcast handler for %r failed", self.key, type)
+
+    def _spawn(
+        self, coro: Coroutine[Any, Any, Any], tasks: set[asyncio.Task[Any]]
+    ) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return task
+
+
+async def _cancel_and_wait(tasks: set[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _bounded(step: Awaitable[None], what: str) -> None:
+    try:
+        async with asyncio.timeout(_STOP_STEP_TIMEOUT):
+            await step
+    except Exception as exc:
+        logger.warning("mesh stop: %s failed: %s", what, exc)
