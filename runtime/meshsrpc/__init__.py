@@ -20,6 +20,10 @@ from .errors import (
 from .settings import RedisSettings
 
 # --- mesh layer (issue 2) ---
+# isort: split
+from .leader import LeaderOptions, LeaderService
+from .mesh import MeshNode, MeshService
+
 # --- registry and client service (issue 3) ---
 # isort: split
 from .registry import (
@@ -39,6 +43,8 @@ __all__ = [
     "ClientDisconnectedError",
     "ClientInvocationError",
     "ClientNotFoundError",
+    "LeaderOptions",
+    "LeaderService",
     "MeshClientMemoryRegistry",
     "MeshClientRedisRegistry",
     "MeshClientRegistry",
@@ -46,8 +52,10 @@ __all__ = [
     "MeshError",
     "MeshHandlerError",
     "MeshNoHandlerError",
+    "MeshNode",
     "MeshNotRunningError",
     "MeshRequestTimeoutError",
+    "MeshService",
     "MeshStoppedError",
     "RedisConfigurationError",
     "RedisSettings",
