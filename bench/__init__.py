@@ -1,0 +1,1 @@
+"""meshsrpc benchmarks: ``python -m bench`` (``make bench``, ``make bench FULL=1``)."""

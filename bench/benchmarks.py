@@ -1,0 +1,17 @@
+"""The benchmarks ``python -m bench`` runs, in order: (name, module with TITLE and run(profile))."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from . import codec, connections, cross_node, local_invoke, registry_bench, scale, srpc_echo
+
+BENCHMARKS: list[tuple[str, ModuleType]] = [
+    (srpc_echo.NAME, srpc_echo),
+    (cross_node.NAME, cross_node),
+    (local_invoke.NAME, local_invoke),
+    (registry_bench.NAME, registry_bench),
+    (scale.NAME, scale),
+    (connections.NAME, connections),
+    (codec.NAME, codec),
+]

@@ -1,0 +1,380 @@
+"""Cross-node invoke: node A calls a client held by node B (3 processes, one private Redis).
+
+Three variants, each in the same layout (A and the client on the load core, B and
+Redis on the server core):
+
+- meshsrpc: ``MeshSrpcServer.invoke(client_id, "dNotify", ...)`` on A; the client
+  is a raw SRPC connection to B that answers every dNotify;
+- raw baseline: the minimum any design pays: redis-py PUBLISH to B's channel, B
+  sends the bytes over a plain websocket, the client echoes them, B PUBLISHes them
+  back to A's channel;
+- python-socketio with AsyncRedisManager: A ``call()``s the client's sid on B
+  (see socketio_cross.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from . import socketio_cross, wire
+from .runner import (
+    BenchResult,
+    Child,
+    ChildChannel,
+    NotAvailable,
+    Profile,
+    children,
+    closed_loop,
+    free_port,
+    log,
+    private_redis,
+)
+
+NAME = "cross_node"
+TITLE = "Cross-node invoke (A -> client on B)"
+MESH_KEY = "bench"
+PREFIX = "meshbench"
+CLIENT_ID = "bench-client-1"
+# About the size of the mesh's forward request, so the raw baseline moves as many bytes.
+RAW_PAYLOAD = (
+    b'{"requestId":"00000000-0000-0000-0000-000000000000","senderInstanceId":1,'
+    b'"type":"forward","data":{"clientId":"bench-client-1","type":"dNotify",'
+    b'"data":{"notification":"ping"}},"timeoutMs":10000}'
+)
+
+
+def check() -> None:
+    """meshsrpc's MeshSrpcServer must be there for the meshsrpc variant."""
+    wire.test_proto()
+
+
+# --- meshsrpc ------------------------------------------------------------------------------
+
+
+def _mesh_server(redis_url: str) -> Any:
+    from meshsrpc import RedisSettings
+
+    proto = wire.test_proto()
+    server_class = wire.mesh_srpc_server_class()
+    return server_class(
+        proto.ClientMessage,
+        proto.ServerMessage,
+        mesh_key=MESH_KEY,
+        redis=RedisSettings(url=redis_url, prefix=PREFIX),
+        auth_secret=wire.SECRET,
+    )
+
+
+async def mesh_node_b(channel: ChildChannel, redis_url: str, port: int) -> None:
+    """Node B: MeshSrpcServer listening for the client."""
+    server = _mesh_server(redis_url)
+    await server.mesh_start()
+    listening = await wire.start_listening(server, "127.0.0.1", port)
+    channel.send({"ready": True, "instance_id": server.mesh_instance_id})
+    await channel.recv()
+    await server.mesh_stop()
+    await server.close()
+    listening.cancel()
+
+
+async def srpc_client(channel: ChildChannel, url: str, client_id: str) -> None:
+    """The client: one raw SRPC connection to B answering every dNotify."""
+    ws = await wire.connect_raw(url, client_id)
+    answering = asyncio.create_task(wire.answer_notify_requests(ws))
+    channel.send({"ready": True})
+    await channel.recv()
+    answering.cancel()
+    await ws.close()
+
+
+async def mesh_node_a(
+    channel: ChildChannel,
+    redis_url: str,
+    levels: list[int],
+    warmup: float,
+    duration: float,
+) -> None:
+    """Node A: wait for the client to be registered, then invoke it in closed loops."""
+    proto = wire.test_proto()
+    server = _mesh_server(redis_url)
+    await server.mesh_start()
+    try:
+        deadline = time.monotonic() + 30
+        while await server.client_registry.get_client(CLIENT_ID) is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{CLIENT_ID} never appeared in the registry")
+            await asyncio.sleep(0.05)
+        request = proto.DNotifyRequest(notification="ping")
+
+        async def invoke(_: int) -> None:
+            response = await server.invoke(CLIENT_ID, "dNotify", request)
+            assert response.acknowledged
+
+        results = []
+        for level in levels:
+            result = await closed_loop(level, invoke, warmup=warmup, duration=duration)
+            channel.progress(
+                f"{level} in flight: {result['throughput']:.0f} invokes/s, "
+                f"p50 {result['p50_ms']:.3f} ms"
+            )
+            results.append(result)
+        channel.send({"results": results})
+    finally:
+        await server.mesh_stop()
+        await server.close()
+
+
+# --- raw baseline --------------------------------------------------------------------------
+
+
+async def raw_node_b(channel: ChildChannel, redis_url: str, port: int, tag: str) -> None:
+    """Raw B: SUBSCRIBE own channel -> websocket to the client -> its echo -> PUBLISH to A."""
+    import redis.asyncio as aioredis
+    from websockets.asyncio.server import serve
+
+    publisher = aioredis.Redis.from_url(redis_url)
+    pubsub = publisher.pubsub()
+    await pubsub.subscribe(f"{tag}:B")
+    client_ws: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def handle(ws: Any) -> None:
+        client_ws.set_result(ws)
+        async for frame in ws:
+            await publisher.publish(f"{tag}:A", frame)
+
+    async def forward() -> None:
+        ws = await client_ws
+        async for message in pubsub.listen():
+            if message["type"] == "message":
+                await ws.send(message["data"])
+
+    async with serve(handle, "127.0.0.1", port, compression=None, ping_interval=None):
+        forwarding = asyncio.create_task(forward())
+        channel.send({"ready": True})
+        await channel.recv()
+        forwarding.cancel()
+    await pubsub.aclose()
+    await publisher.aclose()
+
+
+async def raw_client(channel: ChildChannel, url: str) -> None:
+    """Raw client: echo every frame."""
+    ws = await wire.connect_raw(url, None, handshake=False)
+
+    async def echo() -> None:
+        async for frame in ws:
+            await ws.send(frame)
+
+    echoing = asyncio.create_task(echo())
+    channel.send({"ready": True})
+    await channel.recv()
+    echoing.cancel()
+    await ws.close()
+
+
+async def raw_node_a(
+    channel: ChildChannel,
+    redis_url: str,
+    tag: str,
+    levels: list[int],
+    warmup: float,
+    duration: float,
+) -> None:
+    """Raw A: PUBLISH "<id>|payload" to B, resolve the future when it comes back."""
+    import redis.asyncio as aioredis
+
+    publisher = aioredis.Redis.from_url(redis_url)
+    pubsub = publisher.pubsub()
+    await pubsub.subscribe(f"{tag}:A")
+    pending: dict[bytes, asyncio.Future[bytes]] = {}
+    loop = asyncio.get_running_loop()
+
+    async def listen() -> None:
+        async for message in pubsub.listen():
+            if message["type"] == "message":
+                data: bytes = message["data"]
+                future = pending.pop(data.split(b"|", 1)[0], None)
+                if future is not None and not future.done():
+                    future.set_result(data)
+
+    listening = asyncio.create_task(listen())
+    counter = 0
+
+    async def round_trip(_: int) -> None:
+        nonlocal counter
+        counter += 1
+        rid = str(counter).encode()
+        future: asyncio.Future[bytes] = loop.create_future()
+        pending[rid] = future
+        await publisher.publish(f"{tag}:B", rid + b"|" + RAW_PAYLOAD)
+        await asyncio.wait_for(future, 10)
+
+    results = []
+    for level in levels:
+        result = await closed_loop(level, round_trip, warmup=warmup, duration=duration)
+        channel.progress(
+            f"{level} in flight: {result['throughput']:.0f} round trips/s, "
+            f"p50 {result['p50_ms']:.3f} ms"
+        )
+        results.append(result)
+    listening.cancel()
+    await pubsub.aclose()
+    await publisher.aclose()
+    channel.send({"results": results})
+
+
+# --- orchestration -------------------------------------------------------------------------
+
+
+def _three_processes(
+    label: str,
+    node_b: Child,
+    make_client: Any,
+    make_a: Any,
+    timeout: float,
+) -> list[dict[str, Any]]:
+    with children(node_b) as (b,):
+        b.recv(timeout)
+        with children(make_client()) as (client,):
+            client.recv(timeout)
+            with children(make_a()) as (a,):
+                results: list[dict[str, Any]] = a.recv(timeout)["results"]
+                return results
+
+
+def run(profile: Profile) -> list[BenchResult]:
+    """Raw baseline, meshsrpc and python-socketio, each on a fresh Redis."""
+    levels = list(profile.cross_concurrency)
+    timeout = profile.ready_timeout + len(levels) * (profile.warmup + profile.duration + 30)
+    common = {"levels": levels, "warmup": profile.warmup, "duration": profile.duration}
+
+    def raw(redis_url: str) -> list[dict[str, Any]]:
+        port, tag = free_port(), "rawbench"
+        return _three_processes(
+            "raw",
+            Child("raw B", raw_node_b, role="server", redis_url=redis_url, port=port, tag=tag),
+            lambda: Child("raw client", raw_client, role="load", url=f"ws://127.0.0.1:{port}/"),
+            lambda: Child("raw A", raw_node_a, role="load", redis_url=redis_url, tag=tag, **common),
+            timeout,
+        )
+
+    def mesh(redis_url: str) -> list[dict[str, Any]]:
+        port = free_port()
+        return _three_processes(
+            "meshsrpc",
+            Child("meshsrpc B", mesh_node_b, role="server", redis_url=redis_url, port=port),
+            lambda: Child(
+                "SRPC client",
+                srpc_client,
+                role="load",
+                url=f"ws://127.0.0.1:{port}/srpc",
+                client_id=CLIENT_ID,
+            ),
+            lambda: Child("meshsrpc A", mesh_node_a, role="load", redis_url=redis_url, **common),
+            timeout,
+        )
+
+    def sio(redis_url: str) -> list[dict[str, Any]]:
+        port = free_port()
+        with children(
+            Child(
+                "socketio B", socketio_cross.node_b, role="server", redis_url=redis_url, port=port
+            )
+        ) as (b,):
+            b.recv(timeout)
+            with children(
+                Child("socketio client", socketio_cross.client, role="load", port=port)
+            ) as (client,):
+                sid = client.recv(timeout)["sid"]
+                with children(
+                    Child("socketio A", socketio_cross.node_a, role="load", redis_url=redis_url,
+                          sid=sid, **common)
+                ) as (a,):  # fmt: skip
+                    results: list[dict[str, Any]] = a.recv(timeout)["results"]
+                    return results
+
+    runs: dict[str, list[dict[str, Any]] | str] = {}
+    for label, fn in (("raw", raw), ("meshsrpc", mesh), ("socketio", sio)):
+        log(f"{NAME}: {label}")
+        try:
+            with private_redis() as redis_server:
+                runs[label] = fn(redis_server.url)
+        except NotAvailable as exc:
+            runs[label] = str(exc)
+    return _assemble(runs)
+
+
+def _assemble(runs: dict[str, list[dict[str, Any]] | str]) -> list[BenchResult]:
+    mesh_result = BenchResult(NAME, TITLE)
+    sio_result = BenchResult(socketio_cross.NAME, socketio_cross.TITLE)
+    raw, mesh, sio = runs["raw"], runs["meshsrpc"], runs["socketio"]
+    if isinstance(raw, str):
+        mesh_result.status, mesh_result.reason = "not available", raw
+    elif isinstance(mesh, str):
+        mesh_result.status, mesh_result.reason = "not available", mesh
+    else:
+        base_name = "raw PUBLISH->SUBSCRIBE->ws->PUBLISH round trip"
+        ratios: list[tuple[int, float]] = []
+        for base, run_ in zip(raw, mesh, strict=True):
+            level = run_["concurrency"]
+            mesh_result.add_load("raw round trip", base)
+            mesh_result.add_load("meshsrpc", run_)
+            p50 = mesh_result.figure(
+                f"p50, {level} in flight", run_["p50_ms"], "ms", baseline=base["p50_ms"],
+                baseline_name=base_name, higher_is_better=False, in_flight=level,
+            )  # fmt: skip
+            mesh_result.figure(
+                f"p99, {level} in flight", run_["p99_ms"], "ms", baseline=base["p99_ms"],
+                baseline_name=base_name, higher_is_better=False, in_flight=level,
+            )  # fmt: skip
+            mesh_result.figure(
+                f"invokes/s, {level} in flight", run_["throughput"], "invokes/s",
+                baseline=base["throughput"], baseline_name=base_name, in_flight=level,
+            )  # fmt: skip
+            ratios.append((level, p50["ratio"] or float("inf")))
+        mesh_result.target(
+            "cross-node p50 <= 1.3x raw round trip (every in-flight level)",
+            all(r <= 1.3 for _, r in ratios),
+            ", ".join(f"{level} in flight: {r:.2f}x" for level, r in ratios),
+        )
+    if isinstance(sio, str):
+        sio_result.status, sio_result.reason = "not available", sio
+        return [mesh_result, sio_result]
+    details, met = [], True
+    for index, run_ in enumerate(sio):
+        level = run_["concurrency"]
+        sio_result.add_load("python-socketio", run_)
+        sio_result.figure(f"p50, {level} in flight", run_["p50_ms"], "ms",
+                          higher_is_better=False, in_flight=level)  # fmt: skip
+        sio_result.figure(f"p99, {level} in flight", run_["p99_ms"], "ms",
+                          higher_is_better=False, in_flight=level)  # fmt: skip
+        sio_result.figure(f"calls/s, {level} in flight", run_["throughput"], "calls/s",
+                          in_flight=level)  # fmt: skip
+        if not isinstance(mesh, str):
+            fig = sio_result.figure(
+                f"meshsrpc invokes/s vs socketio calls/s, {level} in flight",
+                mesh[index]["throughput"], "invokes/s", baseline=run_["throughput"],
+                baseline_name="python-socketio call()", in_flight=level,
+            )  # fmt: skip
+            if level >= 10:
+                details.append(f"{level} in flight: {fig['ratio']:.2f}x")
+                met = met and fig["ratio"] is not None and fig["ratio"] >= 3.0
+    if not isinstance(mesh, str):
+        for run_ in mesh:
+            sio_result.throughput.setdefault("meshsrpc", {})[str(run_["concurrency"])] = run_[
+                "throughput"
+            ]
+        sio_result.target(
+            "meshsrpc cross-node invokes/s >= 3x socketio at 10 and 100 in flight",
+            met if details else None,
+            ", ".join(details) or "no level >= 10 in this profile",
+        )
+    else:
+        sio_result.target(
+            "meshsrpc cross-node invokes/s >= 3x socketio at 10 and 100 in flight",
+            None,
+            f"meshsrpc not available: {mesh}",
+        )
+    return [mesh_result, sio_result]

@@ -1,0 +1,524 @@
+"""Process orchestration for the benchmarks: profiles, pinned child processes, stats, results.
+
+Every benchmark runs its servers and its load generators in separate processes
+(``spawn``, so nothing is shared with the orchestrator's interpreter). With two or
+more cores, servers (and Redis) are pinned to core 0 and load generators to core 1,
+so the two sides never fight for one core's time slices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import multiprocessing.connection
+import os
+import platform
+import resource
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "BenchResult",
+    "Child",
+    "ChildChannel",
+    "NotAvailable",
+    "Profile",
+    "closed_loop",
+    "latency_summary",
+    "log",
+]
+
+SERVER_CORE = 0
+LOAD_CORE = 1
+
+_CTX = multiprocessing.get_context("spawn")
+_START = time.monotonic()
+
+
+def log(message: str) -> None:
+    """One progress line on stderr, with the seconds since the run started."""
+    print(f"[bench {time.monotonic() - _START:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+class NotAvailable(Exception):
+    """A benchmark cannot run here: a meshsrpc part or a package is missing."""
+
+
+# --- profiles -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How long and how wide every benchmark runs."""
+
+    name: str
+    warmup: float
+    duration: float
+    echo_concurrency: tuple[int, ...]
+    cross_concurrency: tuple[int, ...]
+    local_concurrency: tuple[int, ...]
+    registry_concurrency: tuple[int, ...]
+    scale_sizes: tuple[int, ...]
+    idle_connections: int
+    codec_duration: float
+
+    @property
+    def ready_timeout(self) -> float:
+        """How long a child may take to start (imports, Redis, listen)."""
+        return 60.0
+
+
+PROFILES = {
+    "smoke": Profile(
+        name="smoke",
+        warmup=0.05,
+        duration=0.2,
+        echo_concurrency=(1, 4),
+        cross_concurrency=(1, 4),
+        local_concurrency=(1,),
+        registry_concurrency=(4,),
+        scale_sizes=(200,),
+        idle_connections=20,
+        codec_duration=0.1,
+    ),
+    "quick": Profile(
+        name="quick",
+        warmup=0.5,
+        duration=2.0,
+        echo_concurrency=(1, 10, 50, 200),
+        cross_concurrency=(1, 10, 100),
+        local_concurrency=(1, 10),
+        registry_concurrency=(1, 16),
+        scale_sizes=(10_000, 100_000),
+        idle_connections=2_000,
+        codec_duration=1.0,
+    ),
+    "full": Profile(
+        name="full",
+        warmup=2.0,
+        duration=8.0,
+        echo_concurrency=(1, 10, 50, 200),
+        cross_concurrency=(1, 10, 100),
+        local_concurrency=(1, 10),
+        registry_concurrency=(1, 16),
+        scale_sizes=(10_000, 100_000),
+        idle_connections=5_000,
+        codec_duration=4.0,
+    ),
+}
+
+
+# --- results ------------------------------------------------------------------------------
+
+
+@dataclass
+class BenchResult:
+    """What one benchmark measured: figures with baselines, targets, plot data."""
+
+    name: str
+    title: str
+    status: str = "ok"  # "ok" | "not available" | "error"
+    reason: str | None = None
+    figures: list[dict[str, Any]] = field(default_factory=list)
+    targets: list[dict[str, Any]] = field(default_factory=list)
+    latency_cdf: dict[str, list[float]] = field(default_factory=dict)
+    throughput: dict[str, dict[str, float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    def figure(
+        self,
+        name: str,
+        value: float | None,
+        unit: str,
+        *,
+        baseline: float | None = None,
+        baseline_name: str | None = None,
+        higher_is_better: bool = True,
+        **params: Any,
+    ) -> dict[str, Any]:
+        """Record one figure; the ratio is value / baseline when both are known."""
+        ratio = value / baseline if value is not None and baseline else None
+        entry = {
+            "name": name,
+            "value": value,
+            "unit": unit,
+            "baseline": baseline,
+            "baseline_name": baseline_name,
+            "ratio": ratio,
+            "higher_is_better": higher_is_better,
+            "params": params,
+        }
+        self.figures.append(entry)
+        return entry
+
+    def target(self, description: str, met: bool | None, detail: str) -> None:
+        """Record one target of the issue and whether this run met it."""
+        self.targets.append({"description": description, "met": met, "detail": detail})
+
+    def add_load(self, label: str, load: dict[str, Any]) -> None:
+        """Keep a load run's latency CDF and throughput for the plot."""
+        self.latency_cdf[f"{label} c={load['concurrency']}"] = load["cdf_ms"]
+        self.throughput.setdefault(label, {})[str(load["concurrency"])] = load["throughput"]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form written to latest.json."""
+        return {
+            "name": self.name,
+            "title": self.title,
+            "status": self.status,
+            "reason": self.reason,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "figures": self.figures,
+            "targets": self.targets,
+            "latency_cdf_ms": self.latency_cdf,
+            "throughput": self.throughput,
+            "notes": self.notes,
+        }
+
+
+# --- load generation ----------------------------------------------------------------------
+
+
+def latency_summary(latencies: Sequence[float]) -> dict[str, Any]:
+    """p50/p90/p99/max/mean in ms and a 101-point CDF (percentiles 0..100) for plotting."""
+    ordered = sorted(latencies)
+    if not ordered:
+        return {"count": 0, "p50_ms": None, "p90_ms": None, "p99_ms": None, "cdf_ms": []}
+
+    def pct(p: float) -> float:
+        index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+        return ordered[index] * 1000
+
+    return {
+        "count": len(ordered),
+        "p50_ms": pct(50),
+        "p90_ms": pct(90),
+        "p99_ms": pct(99),
+        "max_ms": ordered[-1] * 1000,
+        "mean_ms": sum(ordered) / len(ordered) * 1000,
+        "cdf_ms": [round(pct(p), 4) for p in range(101)],
+    }
+
+
+async def closed_loop(
+    concurrency: int,
+    operation: Callable[[int], Awaitable[object]],
+    *,
+    warmup: float,
+    duration: float,
+) -> dict[str, Any]:
+    """Run ``concurrency`` workers, each awaiting ``operation(worker)`` back to back.
+
+    Only operations that start after the warm-up and end inside the measured
+    window count; throughput is those completions per second of the window.
+    """
+    loop = asyncio.get_running_loop()
+    measure_from = loop.time() + warmup
+    measure_until = measure_from + duration
+    latencies: list[float] = []
+    perf = time.perf_counter
+    clock = loop.time
+
+    async def worker(index: int) -> None:
+        while True:
+            started_at = clock()
+            if started_at >= measure_until:
+                return
+            t0 = perf()
+            await operation(index)
+            elapsed = perf() - t0
+            if started_at >= measure_from and clock() <= measure_until:
+                latencies.append(elapsed)
+
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    summary = latency_summary(latencies)
+    summary["concurrency"] = concurrency
+    summary["throughput"] = len(latencies) / duration
+    return summary
+
+
+# --- child processes ----------------------------------------------------------------------
+
+
+class ChildChannel:
+    """The child's end of the pipe to the orchestrator (pickled dicts both ways)."""
+
+    def __init__(self, conn: multiprocessing.connection.Connection) -> None:
+        self._conn = conn
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Send one message to the orchestrator."""
+        self._conn.send(message)
+
+    def progress(self, text: str) -> None:
+        """A progress line the orchestrator prints on stderr."""
+        self._conn.send({"progress": text})
+
+    async def recv(self) -> dict[str, Any]:
+        """Wait (without blocking the event loop) for the orchestrator's next message."""
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+        fd = self._conn.fileno()
+
+        def on_readable() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(fd, on_readable)
+        try:
+            while not self._conn.poll():
+                await ready
+                ready = loop.create_future()
+        finally:
+            loop.remove_reader(fd)
+        message: dict[str, Any] = self._conn.recv()
+        return message
+
+
+def _child_main(
+    target: Callable[..., Awaitable[None]],
+    conn: multiprocessing.connection.Connection,
+    core: int | None,
+    kwargs: dict[str, Any],
+) -> None:
+    if core is not None:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, {core})
+    # Thousands of sockets in one process: use the hard limit of open files.
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    channel = ChildChannel(conn)
+    try:
+        asyncio.run(target(channel, **kwargs))
+    except NotAvailable as exc:
+        conn.send({"not_available": str(exc)})
+    except BaseException:
+        conn.send({"error": traceback.format_exc()})
+    finally:
+        conn.close()
+
+
+class ChildError(RuntimeError):
+    """A child process raised or died."""
+
+
+class Child:
+    """One benchmark process: ``await target(channel, **kwargs)`` in a fresh interpreter."""
+
+    def __init__(
+        self, name: str, target: Callable[..., Awaitable[None]], *, role: str, **kwargs: Any
+    ) -> None:
+        self.name = name
+        self._parent, child_end = _CTX.Pipe()
+        core = pinned_core(role)
+        self._process = _CTX.Process(
+            target=_child_main, args=(target, child_end, core, kwargs), name=name, daemon=True
+        )
+        self._process.start()
+        child_end.close()
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id."""
+        return self._process.pid
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Send a message to the child."""
+        self._parent.send(message)
+
+    def recv(self, timeout: float) -> dict[str, Any]:
+        """The child's next non-progress message; progress lines go to stderr."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ChildError(f"{self.name}: no answer within {timeout:.0f} s")
+            try:
+                has_message = self._parent.poll(min(remaining, 0.5))
+            except (EOFError, OSError) as exc:
+                raise ChildError(f"{self.name}: pipe closed ({exc})") from exc
+            if not has_message:
+                if not self._process.is_alive() and not self._parent.poll(0):
+                    raise ChildError(f"{self.name}: exited with code {self._process.exitcode}")
+                continue
+            try:
+                message: dict[str, Any] = self._parent.recv()
+            except EOFError as exc:
+                raise ChildError(f"{self.name}: exited with code {self._process.exitcode}") from exc
+            if "progress" in message:
+                log(f"  {self.name}: {message['progress']}")
+                continue
+            if "not_available" in message:
+                raise NotAvailable(message["not_available"])
+            if "error" in message:
+                raise ChildError(f"{self.name} failed:\n{message['error']}")
+            return message
+
+    def request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Send a command and wait for its answer."""
+        self.send(message)
+        return self.recv(timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the child to stop, then make sure it is gone."""
+        if self._process.is_alive():
+            with contextlib.suppress(OSError, BrokenPipeError):
+                self._parent.send({"cmd": "stop"})
+            self._process.join(timeout)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(5)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(5)
+        self._parent.close()
+
+
+@contextlib.contextmanager
+def children(*items: Child) -> Iterator[list[Child]]:
+    """Stop every child on the way out, whatever happened."""
+    started = list(items)
+    try:
+        yield started
+    finally:
+        for child in reversed(started):
+            child.stop()
+
+
+def can_pin() -> bool:
+    """True when at least two cores are available to this process."""
+    try:
+        return len(os.sched_getaffinity(0)) >= 2
+    except (AttributeError, OSError):
+        return False
+
+
+def pinned_core(role: str) -> int | None:
+    """The core a process of this role is pinned to ("server" / "load"), or None."""
+    if not can_pin():
+        return None
+    cores = sorted(os.sched_getaffinity(0))
+    return cores[SERVER_CORE] if role == "server" else cores[LOAD_CORE]
+
+
+def pin_pid(pid: int | None, role: str) -> None:
+    """Pin a process we did not spawn ourselves (Redis) like a child of that role."""
+    core = pinned_core(role)
+    if pid is not None and core is not None:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(pid, {core})
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# --- machine and versions -----------------------------------------------------------------
+
+
+def machine_info() -> dict[str, Any]:
+    """What ran the benchmarks."""
+    cpu_model = platform.processor() or ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    memory = None
+    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                memory = int(line.split()[1]) * 1024
+                break
+    return {
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "cpu_model": cpu_model,
+        "cpu_count": os.cpu_count(),
+        "cpus_available": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else None,
+        "memory_total_bytes": memory,
+        "pinning": (
+            {"server_core": pinned_core("server"), "load_core": pinned_core("load")}
+            if can_pin()
+            else None
+        ),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def package_versions() -> dict[str, str | None]:
+    """Versions of meshsrpc, the packages it is measured against, and Redis."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = [
+        "meshsrpc",
+        "betterproto2",
+        "protobuf",
+        "websockets",
+        "redis",
+        "hiredis",
+        "python-socketio",
+        "python-engineio",
+        "aiohttp",
+        "matplotlib",
+    ]
+    versions: dict[str, str | None] = {}
+    for name in names:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    versions["git_commit"] = _git_commit()
+    try:
+        from meshsrpc.redis_server import find_redis_server_binary
+
+        binary = find_redis_server_binary()
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
+        versions["redis_server"] = out.stdout.strip() or None
+    except (FileNotFoundError, OSError, subprocess.SubprocessError):
+        versions["redis_server"] = None
+    return versions
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+@contextlib.contextmanager
+def private_redis() -> Iterator[Any]:
+    """A private Redis for one benchmark, pinned with the servers; closed afterwards."""
+    from meshsrpc.redis_server import RedisServer
+
+    server = RedisServer().start()
+    pin_pid(server.pid, "server")
+    try:
+        yield server
+    finally:
+        server.close()
