@@ -35,6 +35,7 @@ from .registry import (
 )
 
 # --- srpc (issue 4) ---
+from .srpc import CloseCause, SrpcClient, SrpcServer, SrpcStream
 
 __version__ = "0.1.0"
 
@@ -43,6 +44,7 @@ __all__ = [
     "ClientDisconnectedError",
     "ClientInvocationError",
     "ClientNotFoundError",
+    "CloseCause",
     "LeaderOptions",
     "LeaderService",
     "MeshClientMemoryRegistry",
@@ -60,7 +62,10 @@ __all__ = [
     "RedisConfigurationError",
     "RedisSettings",
     "RegisteredClient",
+    "SrpcClient",
     "SrpcConflictError",
     "SrpcError",
+    "SrpcServer",
+    "SrpcStream",
     "__version__",
 ]

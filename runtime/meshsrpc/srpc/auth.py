@@ -1,0 +1,156 @@
+"""Upgrade-time checks: required query parameters, HMAC signatures, custom authorizers.
+
+Runs before the WebSocket is accepted, so a refusal is a plain HTTP status:
+400 for missing ``id``/``cid``/``appv``, 403 for failed auth, 500 when an authorizer
+or key fetcher raises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+from urllib.parse import parse_qsl
+
+__all__ = [
+    "Authorizer",
+    "HandshakeAccepted",
+    "HandshakeRejected",
+    "HandshakeRequest",
+    "KeyFetcher",
+    "authenticate",
+    "parse_query",
+    "sign",
+    "verify_signature",
+]
+
+logger = logging.getLogger(__name__)
+
+META_PARAM_PREFIX = "m--"
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeRequest:
+    """The HTTP upgrade request, independent of the server library."""
+
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    remote_address: str
+
+
+Authorizer: TypeAlias = Callable[
+    [Mapping[str, str], HandshakeRequest],
+    "bool | dict[str, Any] | Awaitable[bool | dict[str, Any]]",
+]
+"""fn(query, request) -> True/False, or a dict to accept and merge into ``stream.meta``."""
+
+KeyFetcher: TypeAlias = Callable[[str], "str | Awaitable[str | None] | None"]
+"""fn(client_id) -> that client's secret, or None to refuse it."""
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeAccepted:
+    """Upgrade allowed; ``meta`` seeds ``stream.meta``."""
+
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeRejected:
+    """Upgrade refused with an HTTP status."""
+
+    status: int
+    reason: str
+
+
+def parse_query(raw: str | bytes) -> dict[str, str]:
+    """Parse a query string; the first occurrence of a name wins (like ``URLSearchParams.get``)."""
+    if isinstance(raw, bytes):
+        raw = raw.decode("latin-1")
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(raw, keep_blank_values=True):
+        query.setdefault(name, value)
+    return query
+
+
+def sign(secret: str, authv: str, appv: str, ts: str, id: str, cid: str) -> str:
+    """Hex HMAC-SHA256 over ``authv\\nappv\\nts\\nid\\ncid\\n`` (WIRE.md §4)."""
+    payload = f"{authv}\n{appv}\n{ts}\n{id}\n{cid}\n".encode()
+    return hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
+
+
+def verify_signature(
+    query: Mapping[str, str], secret: str, clock_drift: float, now_ms: int | None = None
+) -> bool:
+    """Check ``signature`` and that ``ts`` is within ``clock_drift`` seconds of now."""
+    try:
+        ts = int(query.get("ts", ""))
+    except ValueError:
+        return False
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    if abs(now - ts) > clock_drift * 1000:
+        return False
+    expected = sign(
+        secret,
+        query.get("authv", ""),
+        query.get("appv", ""),
+        query.get("ts", ""),
+        query.get("id", ""),
+        query.get("cid", ""),
+    )
+    return hmac.compare_digest(expected, query.get("signature", "").lower())
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+async def authenticate(
+    request: HandshakeRequest,
+    *,
+    secret: str | None,
+    clock_drift: float,
+    authorizer: Authorizer | None,
+    key_fetcher: KeyFetcher | None,
+) -> HandshakeAccepted | HandshakeRejected:
+    """Decide an upgrade. A custom authorizer replaces the signature check when set."""
+    query = request.query
+    for required in ("id", "cid", "appv"):
+        if not query.get(required):
+            return HandshakeRejected(400, f"Missing query parameter {required}")
+    meta: dict[str, Any] = {
+        name[len(META_PARAM_PREFIX) :]: value
+        for name, value in query.items()
+        if name.startswith(META_PARAM_PREFIX)
+    }
+    if authorizer is not None:
+        try:
+            verdict = await _maybe_await(authorizer(query, request))
+        except Exception:
+            logger.exception("client authorizer failed for %s", query.get("cid"))
+            return HandshakeRejected(500, "Authorizer failed")
+        if isinstance(verdict, dict):
+            meta.update(verdict)
+        elif not verdict:
+            return HandshakeRejected(403, "Unauthorized")
+        return HandshakeAccepted(meta)
+    if key_fetcher is not None:
+        try:
+            client_secret = await _maybe_await(key_fetcher(query["cid"]))
+        except Exception:
+            logger.exception("client key fetcher failed for %s", query.get("cid"))
+            return HandshakeRejected(500, "Key fetcher failed")
+        if client_secret is None or not verify_signature(query, client_secret, clock_drift):
+            return HandshakeRejected(403, "Unauthorized")
+        return HandshakeAccepted(meta)
+    if secret is not None and not verify_signature(query, secret, clock_drift):
+        return HandshakeRejected(403, "Unauthorized")
+    return HandshakeAccepted(meta)

@@ -1,0 +1,410 @@
+"""SrpcClient: connects to an SRPC server, calls it, answers its calls, and reconnects.
+
+``connect()`` resolves on the server's first ping (after answering it). While
+connected, the client pings every ``ping_interval`` seconds and closes with 4003 when
+the server has been silent for ``pong_timeout``. When the connection drops, it
+reconnects with exponential backoff unless it was told to disconnect, was refused
+(4001 conflict) or was superseded by another connection with the same client id (4002).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import random
+import ssl as ssl_module
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import betterproto2
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import InvalidStatus
+
+from ..errors import SrpcConflictError, SrpcError
+from .auth import sign
+from .bytestream import ByteStreamReader, ByteStreamWriter
+from .frames import CallField, FrameSchema
+from .ids import uuid7
+from .protocol import CLOSE_CODES, CloseCause, SrpcProtocol
+from .session import SrpcSession
+from .transports.websockets import WebsocketsTransport
+
+__all__ = [
+    "ClientConnectionHandler",
+    "ClientDisconnectHandler",
+    "ClientMessageHandler",
+    "SrpcClient",
+]
+
+logger = logging.getLogger(__name__)
+
+ClientMsgT = TypeVar("ClientMsgT", bound=betterproto2.Message)
+ServerMsgT = TypeVar("ServerMsgT", bound=betterproto2.Message)
+
+ClientMessageHandler: TypeAlias = Callable[[Any], Any]
+"""handler(request) -> response (or an awaitable of it)."""
+ClientConnectionHandler: TypeAlias = Callable[[], Any]
+"""handler(), sync or async, after each (re)connect."""
+ClientDisconnectHandler: TypeAlias = Callable[[CloseCause], Any]
+"""handler(cause), sync or async, after each disconnect."""
+
+DEFAULT_TIMEOUT = 30.0
+
+
+async def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
+    """An SRPC client for one app's ``ClientMessage`` / ``ServerMessage`` pair."""
+
+    def __init__(
+        self,
+        url: str,
+        client_message: type[ClientMsgT],
+        server_message: type[ServerMsgT],
+        client_id: str,
+        *,
+        client_meta: Mapping[str, str] | None = None,
+        client_secret: str | None = None,
+        enable_reconnect: bool = True,
+        protocol_version: int = 2,
+        app_version: str = "1.0.0",
+        ping_interval: float = 55.0,
+        pong_timeout: float = 75.0,
+        connect_timeout: float = 10.0,
+        reconnect_delay: float = 0.5,
+        max_reconnect_delay: float = 30.0,
+        max_frame_size: int = 1024 * 1024,
+        max_send_buffer: int = 8 * 1024 * 1024,
+        ssl: ssl_module.SSLContext | None = None,
+    ) -> None:
+        self.url = url
+        self.client_schema: FrameSchema[ClientMsgT] = FrameSchema(client_message)
+        self.server_schema: FrameSchema[ServerMsgT] = FrameSchema(server_message)
+        self.client_id = client_id
+        self.client_meta = dict(client_meta or {})
+        self.client_secret = client_secret
+        self.enable_reconnect = enable_reconnect
+        self.protocol_version = protocol_version
+        self.app_version = app_version
+        self.ping_interval = ping_interval
+        self.pong_timeout = pong_timeout
+        self.connect_timeout = connect_timeout
+        self.reconnect_delay = reconnect_delay
+        self.max_reconnect_delay = max_reconnect_delay
+        self.max_frame_size = max_frame_size
+        self.max_send_buffer = max_send_buffer
+        self.ssl = ssl
+        self._handlers: dict[str, ClientMessageHandler] = {}
+        self._connection_handlers: list[ClientConnectionHandler] = []
+        self._disconnect_handlers: list[ClientDisconnectHandler] = []
+        self._session: SrpcSession | None = None
+        self._connected = False
+        self._wanted = False
+        self._supersede = False
+        self._supervisor: asyncio.Task[None] | None = None
+        self._ping_task: asyncio.Task[None] | None = None
+        self._last_pong = 0.0
+        self._first_ping: asyncio.Future[None] | None = None
+        self._run_task: asyncio.Task[CloseCause] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # --- registration ----------------------------------------------------------------
+
+    def register_message_handler(self, prefix: str, handler: ClientMessageHandler) -> None:
+        """Handle the server's ``<prefix>Request``: handler(request) -> response."""
+        call = self.server_schema.lookup(prefix, request=True)
+        if call is None:
+            known = ", ".join(sorted(self.server_schema.prefixes(request=True)))
+            raise ValueError(f"{prefix!r} is not a server request (known: {known})")
+        self._handlers[call.prefix] = handler
+
+    def register_connection_handler(self, handler: ClientConnectionHandler) -> None:
+        """Run handler() after every successful (re)connect."""
+        self._connection_handlers.append(handler)
+
+    def register_disconnect_handler(self, handler: ClientDisconnectHandler) -> None:
+        """Run handler(cause) whenever the connection ends."""
+        self._disconnect_handlers.append(handler)
+
+    # --- state -----------------------------------------------------------------------
+
+    @property
+    def is_connected(self) -> bool:
+        """True between the server's first ping and the end of the connection."""
+        return self._connected and self._session is not None and self._session.is_open
+
+    # --- connecting ------------------------------------------------------------------
+
+    async def connect(self, *, supersede: bool = False) -> None:
+        """Connect and wait for the server's first ping.
+
+        Raises SrpcConflictError when the server refuses the client id (4001, protocol
+        v2 without ``supersede``), SrpcError for other refusals (HTTP status or close).
+        """
+        if self._supervisor is not None and not self._supervisor.done():
+            raise RuntimeError("already connected")
+        self._wanted = True
+        self._supersede = supersede
+        try:
+            await self._open()
+        except BaseException:
+            self._wanted = False
+            raise
+        self._supervisor = asyncio.create_task(
+            self._supervise(), name=f"srpc-client-{self.client_id}"
+        )
+
+    def _build_url(self, supersede: bool) -> str:
+        parts = urlsplit(self.url)
+        query: dict[str, str] = {
+            "authv": "1",
+            "appv": self.app_version,
+            "ts": str(int(time.time() * 1000)),
+            "id": uuid7(),
+            "cid": self.client_id,
+        }
+        if self.client_secret is not None:
+            query["signature"] = sign(
+                self.client_secret,
+                query["authv"],
+                query["appv"],
+                query["ts"],
+                query["id"],
+                query["cid"],
+            )
+        query["_v"] = str(self.protocol_version)
+        if supersede:
+            query["_supersede"] = "1"
+        for name, value in self.client_meta.items():
+            query[f"m--{name}"] = str(value)
+        joined = "&".join(filter(None, [parts.query, urlencode(query)]))
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, joined, parts.fragment))
+
+    async def _open(self) -> None:
+        """One connection attempt; returns once the server's first ping arrived."""
+        url = self._build_url(self._supersede)
+        options: dict[str, Any] = {}
+        if self.ssl is not None:
+            options["ssl"] = self.ssl
+        try:
+            connection = await ws_connect(
+                url,
+                compression=None,
+                ping_interval=None,
+                max_size=max(2 * self.max_frame_size, 64 * 1024),
+                open_timeout=self.connect_timeout,
+                proxy=None,
+                **options,
+            )
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            body = exc.response.body.decode(errors="replace").strip() if exc.response.body else ""
+            raise SrpcError(f"server refused the connection: HTTP {status} {body}".strip()) from exc
+        protocol = SrpcProtocol(
+            self.server_schema,  # type: ignore[arg-type]
+            self.client_schema,  # type: ignore[arg-type]
+            max_frame_size=self.max_frame_size,
+            activated=True,
+        )
+        first_ping: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._first_ping = first_ping
+        session = SrpcSession(
+            protocol,
+            WebsocketsTransport(connection),
+            dispatch=self._dispatch,
+            on_ping=self._on_server_ping,
+            first_byte_stream_id=1,
+            max_send_buffer=self.max_send_buffer,
+            close_timeout=5.0,
+            label=f"srpc-client[{self.client_id}]",
+        )
+        self._session = session
+        self._connected = False
+        run = asyncio.create_task(session.run(), name=f"srpc-client-run-{self.client_id}")
+        self._run_task = run
+        waiters: set[asyncio.Future[Any]] = {first_ping, run}
+        done, _ = await asyncio.wait(
+            waiters, timeout=self.connect_timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if first_ping not in done:
+            if run not in done:
+                await session.close("timeout", "No ping from server")
+            cause = await run
+            if session.transport.close_code == CLOSE_CODES["conflict"]:
+                raise SrpcConflictError()
+            code = session.transport.close_code
+            raise SrpcError(f"connection closed before it was ready ({cause}, code {code})")
+        self._connected = True
+        self._last_pong = time.monotonic()
+        self._ping_task = asyncio.create_task(self._ping_loop(), name="srpc-client-ping")
+        for handler in list(self._connection_handlers):
+            self._spawn(self._run_handler(handler))
+
+    def _on_server_ping(self) -> None:
+        self._last_pong = time.monotonic()
+        first = self._first_ping
+        if first is not None and not first.done():
+            # Answer the server's first ping: that is what starts activation there.
+            if self._session is not None:
+                self._session.send(self._session.protocol.ping())
+            first.set_result(None)
+
+    async def _ping_loop(self) -> None:
+        while True:
+            session = self._session
+            if session is None or not session.is_open:
+                return
+            silent = time.monotonic() - self._last_pong
+            if silent > self.pong_timeout:
+                logger.info("%s: no pong for %.1f s; closing", session.label, silent)
+                await session.close("timeout", "Pong timeout")
+                return
+            wait = min(self.ping_interval, max(0.01, self.pong_timeout - silent))
+            await asyncio.sleep(wait)
+            if session.is_open and time.monotonic() - self._last_pong >= self.ping_interval:
+                session.send(session.protocol.ping())
+
+    def trigger_connection_check(self) -> None:
+        """Ping now; the connection closes with 4003 unless the server answers in time."""
+        session = self._session
+        if session is None or not session.is_open:
+            return
+        session.send(session.protocol.ping())
+        sent = time.monotonic()
+
+        async def check() -> None:
+            await asyncio.sleep(min(self.pong_timeout, 10.0))
+            if self._session is session and session.is_open and self._last_pong < sent:
+                await session.close("timeout", "Connection check failed")
+
+        self._spawn(check())
+
+    async def _supervise(self) -> None:
+        """Wait for the connection to end; reconnect with backoff when that is wanted."""
+        attempt = 0
+        while True:
+            run = self._run_task
+            assert run is not None
+            cause = await asyncio.shield(run)
+            self._connected = False
+            if self._ping_task is not None:
+                self._ping_task.cancel()
+            await self._notify_disconnect(cause)
+            if not self._wanted or not self.enable_reconnect or cause in ("conflict", "supersede"):
+                self._wanted = False
+                return
+            while self._wanted:
+                delay = min(self.max_reconnect_delay, self.reconnect_delay * 2**attempt)
+                attempt += 1
+                await asyncio.sleep(delay * (0.5 + random.random() / 2))
+                if not self._wanted:
+                    return
+                try:
+                    await self._open()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    logger.info("reconnect of %s failed: %s", self.client_id, exc)
+                    continue
+                attempt = 0
+                break
+
+    async def _notify_disconnect(self, cause: CloseCause) -> None:
+        for handler in list(self._disconnect_handlers):
+            try:
+                await _call(handler, cause)
+            except Exception:
+                logger.exception("client disconnect handler failed")
+
+    async def _run_handler(self, handler: ClientConnectionHandler) -> None:
+        try:
+            await _call(handler)
+        except Exception:
+            logger.exception("client connection handler failed")
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def disconnect(self) -> None:
+        """Close the connection (1000) and stop reconnecting."""
+        self._wanted = False
+        session = self._session
+        if session is not None:
+            await session.close("disconnect", "Client disconnect")
+            await session.wait_closed()
+        supervisor = self._supervisor
+        if supervisor is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(supervisor), 10)
+            except TimeoutError:
+                supervisor.cancel()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("client supervisor failed")
+        if self._ping_task is not None:
+            self._ping_task.cancel()
+        for task in list(self._background):
+            task.cancel()
+
+    # --- calls -----------------------------------------------------------------------
+
+    async def _dispatch(
+        self, call: CallField, request: betterproto2.Message
+    ) -> betterproto2.Message:
+        handler = self._handlers.get(call.prefix)
+        if handler is None:
+            raise SrpcError(f"No handler for {call.prefix}")
+        response = await _call(handler, request)
+        expected = self.client_schema.lookup(call.prefix, request=False)
+        if expected is None or not isinstance(response, expected.message_cls):
+            raise TypeError(f"handler for {call.prefix} returned {type(response).__name__}")
+        return response
+
+    if TYPE_CHECKING:
+        # Generated subclasses add Literal-keyed overloads; see GENERATOR.md typing notes.
+        def invoke(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    else:
+
+        async def invoke(self, prefix, request, timeout=DEFAULT_TIMEOUT):  # noqa: ASYNC109
+            """Call the server: ``await client.invoke("uEcho", UEchoRequest(...))``."""
+            return await self._invoke(prefix, request, timeout)
+
+    async def _invoke(
+        self,
+        prefix: str,
+        request: betterproto2.Message,
+        timeout: float | None = DEFAULT_TIMEOUT,  # noqa: ASYNC109
+    ) -> Any:
+        """Typed implementation of :meth:`invoke` (None = the 30 s default timeout)."""
+        session = self._session
+        if session is None or not self.is_connected:
+            raise SrpcError("not connected")
+        return await session.invoke(
+            prefix, request, DEFAULT_TIMEOUT if timeout is None else timeout
+        )
+
+    # --- byte streams ----------------------------------------------------------------
+
+    def create_byte_stream(self) -> ByteStreamWriter:
+        """Open a byte stream to the server (ids 1, 3, 5, ...); pass its id in a call."""
+        if self._session is None or not self.is_connected:
+            raise SrpcError("not connected")
+        return self._session.byte_streams.create_writer()
+
+    def open_byte_stream(self, stream_id: int) -> ByteStreamReader:
+        """The reader for the byte stream ``stream_id`` the server writes."""
+        if self._session is None:
+            raise SrpcError("not connected")
+        return self._session.byte_streams.open_reader(stream_id)

@@ -1,0 +1,521 @@
+"""SrpcServer: accepts SRPC clients over any transport and calls them back.
+
+Lifecycle of one stream (every step is a hook a subclass such as ``MeshSrpcServer``
+can extend):
+
+1. upgrade request → :meth:`SrpcServer._authorize_upgrade` (400 / 403 / 500 or accept);
+2. accepted → same-client-id check (v1 kicks the old stream with 4002, v2 refuses the
+   newcomer with 4001 unless ``_supersede=1``) → :meth:`_on_stream_established`;
+3. the server sends ``{pingPong}``; on the client's first pong the connection handlers
+   run (they may call the client), then :meth:`_on_stream_activating` gates activation,
+   the stream becomes active, requests queued so far run in order, and
+   :meth:`_on_stream_activated` is called;
+4. on close → :meth:`_on_stream_closed` (every accepted stream) and the disconnect
+   handlers (streams that got past step 2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
+
+import betterproto2
+
+from ..errors import SrpcConflictError, SrpcError
+from .auth import (
+    Authorizer,
+    HandshakeAccepted,
+    HandshakeRejected,
+    HandshakeRequest,
+    KeyFetcher,
+    authenticate,
+)
+from .frames import CallField, FrameSchema
+from .ids import uuid7
+from .protocol import CLOSE_CODES, CloseCause, SrpcProtocol
+from .session import SrpcSession
+from .stream import SrpcStream, StreamMeta
+from .transports.base import Transport
+
+if TYPE_CHECKING:
+    import ssl as ssl_module
+
+    from .transports.asgi import AsgiApp
+
+__all__ = [
+    "ConnectionHandler",
+    "DisconnectHandler",
+    "ServerMessageHandler",
+    "SrpcServer",
+]
+
+logger = logging.getLogger(__name__)
+
+ClientMsgT = TypeVar("ClientMsgT", bound=betterproto2.Message)
+ServerMsgT = TypeVar("ServerMsgT", bound=betterproto2.Message)
+
+ServerMessageHandler: TypeAlias = Callable[[SrpcStream, Any], Any]
+"""handler(stream, request) -> response (or an awaitable of it)."""
+ConnectionHandler: TypeAlias = Callable[[SrpcStream], Any]
+"""handler(stream), sync or async; raising disconnects the stream."""
+DisconnectHandler: TypeAlias = Callable[[SrpcStream, CloseCause], Any]
+"""handler(stream, cause), sync or async; errors are logged."""
+
+DEFAULT_TIMEOUT = 30.0
+INTERNAL_ERROR_CODE = 1011
+
+
+async def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
+    """An SRPC server for one app's ``ClientMessage`` / ``ServerMessage`` pair.
+
+    Serve it standalone with :meth:`listen` (on ``websockets``) or mount :attr:`asgi`
+    in Starlette/FastAPI. Durations are seconds.
+    """
+
+    def __init__(
+        self,
+        client_message: type[ClientMsgT],
+        server_message: type[ServerMsgT],
+        *,
+        path: str = "/srpc",
+        auth_secret: str | None = None,
+        clock_drift: float = 30.0,
+        max_frame_size: int = 1024 * 1024,
+        max_in_flight: int = 256,
+        inactivity_timeout: float = 75.0,
+        max_send_buffer: int = 8 * 1024 * 1024,
+        close_timeout: float = 5.0,
+        compression: str | None = None,
+    ) -> None:
+        self.client_schema: FrameSchema[ClientMsgT] = FrameSchema(client_message)
+        self.server_schema: FrameSchema[ServerMsgT] = FrameSchema(server_message)
+        self.path = path
+        self.auth_secret = (
+            auth_secret if auth_secret is not None else os.environ.get("SRPC_AUTH_SECRET")
+        )
+        self.clock_drift = clock_drift
+        self.max_frame_size = max_frame_size
+        self.max_in_flight = max_in_flight
+        self.inactivity_timeout = inactivity_timeout
+        self.max_send_buffer = max_send_buffer
+        self.close_timeout = close_timeout
+        self.compression = compression
+        self._handlers: dict[str, ServerMessageHandler] = {}
+        self._connection_handlers: list[ConnectionHandler] = []
+        self._disconnect_handlers: list[DisconnectHandler] = []
+        self._authorizer: Authorizer | None = None
+        self._key_fetcher: KeyFetcher | None = None
+        self._streams: dict[str, SrpcStream] = {}
+        self._streams_by_client: dict[str, SrpcStream] = {}
+        self._serving: set[asyncio.Task[Any]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._listener: Any = None
+        self._asgi: AsgiApp | None = None
+        self._closing = False
+
+    # --- registration ----------------------------------------------------------------
+
+    def register_message_handler(self, prefix: str, handler: ServerMessageHandler) -> None:
+        """Handle the client's ``<prefix>Request``: handler(stream, request) -> response."""
+        call = self.client_schema.lookup(prefix, request=True)
+        if call is None:
+            known = ", ".join(sorted(self.client_schema.prefixes(request=True)))
+            raise ValueError(f"{prefix!r} is not a client request (known: {known})")
+        self._handlers[call.prefix] = handler
+
+    def register_connection_handler(self, handler: ConnectionHandler) -> None:
+        """Run handler(stream) after the client's first pong, before activation."""
+        self._connection_handlers.append(handler)
+
+    def register_disconnect_handler(self, handler: DisconnectHandler) -> None:
+        """Run handler(stream, cause) when a stream closes."""
+        self._disconnect_handlers.append(handler)
+
+    def set_client_authorizer(self, authorizer: Authorizer | None) -> None:
+        """Replace the signature check with fn(query, request) -> bool | dict."""
+        self._authorizer = authorizer
+
+    def set_client_key_fetcher(self, fetcher: KeyFetcher | None) -> None:
+        """Verify signatures with a per-client secret: fn(client_id) -> secret | None."""
+        self._key_fetcher = fetcher
+
+    # --- streams ---------------------------------------------------------------------
+
+    @property
+    def streams_by_id(self) -> Mapping[str, SrpcStream]:
+        """Live streams by the server's stream id (read-only view)."""
+        return MappingProxyType(self._streams)
+
+    @property
+    def streams_by_client_id(self) -> Mapping[str, SrpcStream]:
+        """Live streams by client id; after a reconnect, the newest stream (read-only view)."""
+        return MappingProxyType(self._streams_by_client)
+
+    # --- calling clients -------------------------------------------------------------
+
+    if TYPE_CHECKING:
+        # Generated subclasses add Literal-keyed overloads; see GENERATOR.md typing notes.
+        def invoke(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    else:
+
+        async def invoke(self, stream, prefix, request, timeout=DEFAULT_TIMEOUT):  # noqa: ASYNC109
+            """Call the client on ``stream``: ``await invoke(stream, "dNotify", req)``."""
+            return await self._invoke_stream(stream, prefix, request, timeout)
+
+    async def _invoke_stream(
+        self,
+        stream: SrpcStream,
+        prefix: str,
+        request: betterproto2.Message,
+        timeout: float | None = DEFAULT_TIMEOUT,  # noqa: ASYNC109
+    ) -> Any:
+        """Typed implementation of :meth:`invoke` (None = the 30 s default timeout).
+
+        Raises SrpcError when the client answers with an error or the stream is
+        closed, TimeoutError when it does not answer in time.
+        """
+        session = stream.session
+        if session is None:
+            raise SrpcError(f"stream {stream.id} is not connected")
+        return await session.invoke(
+            prefix, request, DEFAULT_TIMEOUT if timeout is None else timeout
+        )
+
+    # --- extension points for subclasses ---------------------------------------------
+
+    async def _on_stream_established(self, stream: SrpcStream) -> None:
+        """Called once the WebSocket is accepted, before the first ping.
+
+        Raise :class:`SrpcConflictError` to refuse the client with 4001 (cause
+        ``conflict``); any other exception closes the stream (1011), so the client's
+        connect fails promptly.
+        """
+
+    async def _on_stream_activating(self, stream: SrpcStream) -> None:
+        """Called after the connection handlers succeeded; gates activation.
+
+        Exceptions close the stream like in :meth:`_on_stream_established`.
+        """
+
+    async def _on_stream_activated(self, stream: SrpcStream) -> None:
+        """Called once the stream is active (queued requests are already running)."""
+
+    async def _on_stream_closed(self, stream: SrpcStream, cause: CloseCause) -> None:
+        """Called for every accepted stream when it has closed, before disconnect handlers.
+
+        ``stream.is_activated`` tells whether it ever got active; the stream is already
+        gone from :attr:`streams_by_id` (and from :attr:`streams_by_client_id` unless a
+        newer stream of the same client replaced it).
+        """
+
+    async def close_stream(
+        self, stream: SrpcStream, code: int, cause: CloseCause, reason: str = ""
+    ) -> None:
+        """Close ``stream`` with a close code and the cause its disconnect handlers see.
+
+        Returns once the close is started; ``await stream_closed(stream)`` to wait for
+        the cleanup (hooks and disconnect handlers) to finish.
+        """
+        if stream.session is not None:
+            await stream.session.close(cause, reason, code=code)
+
+    async def stream_closed(self, stream: SrpcStream) -> None:
+        """Wait until ``stream`` is closed and its cleanup has run."""
+        done: asyncio.Event | None = getattr(stream, "_cleaned_up", None)
+        if done is not None:
+            await done.wait()
+
+    # --- transports call these -------------------------------------------------------
+
+    async def _authorize_upgrade(
+        self, request: HandshakeRequest
+    ) -> HandshakeAccepted | HandshakeRejected:
+        """Decide an HTTP upgrade request (transports call this before accepting)."""
+        if self._closing:
+            return HandshakeRejected(503, "Server is closing")
+        if request.path != self.path:
+            return HandshakeRejected(404, "Not found")
+        return await authenticate(
+            request,
+            secret=self.auth_secret,
+            clock_drift=self.clock_drift,
+            authorizer=self._authorizer,
+            key_fetcher=self._key_fetcher,
+        )
+
+    async def _serve(
+        self, transport: Transport, request: HandshakeRequest, accepted: HandshakeAccepted
+    ) -> None:
+        """Run one accepted WebSocket until it closes (transports call this)."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._serving.add(task)
+        try:
+            await self._serve_stream(transport, request, accepted)
+        finally:
+            if task is not None:
+                self._serving.discard(task)
+
+    async def _serve_stream(
+        self, transport: Transport, request: HandshakeRequest, accepted: HandshakeAccepted
+    ) -> None:
+        query = request.query
+        try:
+            protocol_version = int(query.get("_v", "1") or "1")
+        except ValueError:
+            protocol_version = 1
+        try:
+            configure_ts: int | None = int(query["ts"]) if query.get("ts") else None
+        except ValueError:
+            configure_ts = None
+        stream = SrpcStream(
+            id=uuid7(),
+            client_stream_id=query["id"],
+            client_id=query["cid"],
+            app_version=query["appv"],
+            address=request.remote_address,
+            configure_ts=configure_ts,
+            protocol_version=protocol_version,
+            supersede=query.get("_supersede") == "1",
+            meta=StreamMeta(accepted.meta),
+            connected_at=int(time.time() * 1000),
+        )
+        cleaned_up = asyncio.Event()
+        stream._cleaned_up = cleaned_up  # type: ignore[attr-defined]
+        protocol = SrpcProtocol(
+            self.client_schema,  # type: ignore[arg-type]
+            self.server_schema,  # type: ignore[arg-type]
+            max_frame_size=self.max_frame_size,
+        )
+        established = asyncio.Event()
+        activation: list[asyncio.Task[None]] = []
+
+        def on_ping() -> None:
+            session.send(protocol.ping())
+            if not activation:
+                activation.append(
+                    asyncio.create_task(self._activate(stream, established), name="srpc-activate")
+                )
+
+        session = SrpcSession(
+            protocol,
+            transport,
+            dispatch=lambda call, value: self._dispatch(stream, call, value),
+            on_ping=on_ping,
+            first_byte_stream_id=2,
+            max_in_flight=self.max_in_flight,
+            max_send_buffer=self.max_send_buffer,
+            close_timeout=self.close_timeout,
+            label=f"srpc[{stream.client_id}]",
+        )
+        stream.session = session
+        self._streams[stream.id] = stream
+        self._ensure_sweeper()
+        run = asyncio.create_task(session.run(), name=f"srpc-stream-{stream.id}")
+        announced = False
+        try:
+            announced = await self._establish(stream, session)
+            if announced:
+                established.set()
+            cause = await asyncio.shield(run)
+        except asyncio.CancelledError:
+            run.cancel()
+            await asyncio.gather(run, return_exceptions=True)
+            cause = session.close_cause or "disconnect"
+            raise
+        finally:
+            for task in activation:
+                task.cancel()
+            await asyncio.gather(*activation, return_exceptions=True)
+            self._streams.pop(stream.id, None)
+            if self._streams_by_client.get(stream.client_id) is stream:
+                del self._streams_by_client[stream.client_id]
+            cause = session.close_cause or "disconnect"
+            logger.debug("stream %s (%s) closed: %s", stream.id, stream.client_id, cause)
+            await self._run_close_hooks(stream, cause, announced)
+            cleaned_up.set()
+
+    async def _run_close_hooks(
+        self, stream: SrpcStream, cause: CloseCause, announced: bool
+    ) -> None:
+        try:
+            await self._on_stream_closed(stream, cause)
+        except Exception:
+            logger.exception("_on_stream_closed failed for %s", stream.client_id)
+        if not announced:
+            return
+        for handler in list(self._disconnect_handlers):
+            try:
+                await _call(handler, stream, cause)
+            except Exception:
+                logger.exception("disconnect handler failed for %s", stream.client_id)
+
+    async def _establish(self, stream: SrpcStream, session: SrpcSession) -> bool:
+        """Same-client-id policy and the established hook; True once the first ping is out."""
+        existing = self._streams_by_client.get(stream.client_id)
+        if existing is not None and existing is not stream and existing.is_open:
+            if stream.protocol_version >= 2 and not stream.supersede:
+                logger.info("refusing %s: already connected (protocol v2)", stream.client_id)
+                await session.close("conflict", "Client already connected")
+                return False
+            logger.info("client %s reconnected; superseding its old stream", stream.client_id)
+            await self.close_stream(
+                existing, CLOSE_CODES["supersede"], "supersede", "Superseded by a new connection"
+            )
+        self._streams_by_client[stream.client_id] = stream
+        if not await self._run_gate(stream, session, self._on_stream_established):
+            return False
+        if not session.is_open:
+            return False
+        session.send(session.protocol.ping())
+        return True
+
+    async def _run_gate(
+        self,
+        stream: SrpcStream,
+        session: SrpcSession,
+        hook: Callable[[SrpcStream], Awaitable[None]],
+    ) -> bool:
+        try:
+            await hook(stream)
+        except SrpcConflictError as exc:
+            await session.close("conflict", exc.message)
+            return False
+        except Exception as exc:
+            logger.exception("%s failed for %s", getattr(hook, "__name__", hook), stream.client_id)
+            await session.close("disconnect", str(exc), code=INTERNAL_ERROR_CODE)
+            return False
+        return True
+
+    async def _activate(self, stream: SrpcStream, established: asyncio.Event) -> None:
+        await established.wait()
+        session = stream.session
+        assert session is not None
+        for handler in list(self._connection_handlers):
+            try:
+                await _call(handler, stream)
+            except Exception as exc:
+                logger.exception("connection handler failed for %s", stream.client_id)
+                await session.close(
+                    "disconnect", f"Connection handler failed: {exc}", code=INTERNAL_ERROR_CODE
+                )
+                return
+            if not session.is_open:
+                return
+        if not await self._run_gate(stream, session, self._on_stream_activating):
+            return
+        if not session.is_open:
+            return
+        stream.is_activated = True
+        for event in session.protocol.activate():
+            session.start_request(event)
+        try:
+            await self._on_stream_activated(stream)
+        except Exception:
+            logger.exception("_on_stream_activated failed for %s", stream.client_id)
+
+    async def _dispatch(
+        self, stream: SrpcStream, call: CallField, request: betterproto2.Message
+    ) -> betterproto2.Message:
+        handler = self._handlers.get(call.prefix)
+        if handler is None:
+            raise SrpcError(f"No handler for {call.prefix}")
+        response = await _call(handler, stream, request)
+        expected = self.server_schema.lookup(call.prefix, request=False)
+        if expected is None:
+            raise SrpcError(f"{call.prefix} has no response message")
+        if not isinstance(response, expected.message_cls):
+            raise TypeError(
+                f"handler for {call.prefix} returned {type(response).__name__}, "
+                f"expected {expected.message_cls.__name__}"
+            )
+        return response
+
+    # --- liveness --------------------------------------------------------------------
+
+    def _ensure_sweeper(self) -> None:
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep_inactive(), name="srpc-sweeper")
+
+    async def _sweep_inactive(self) -> None:
+        interval = max(0.01, min(self.inactivity_timeout / 4, 5.0))
+        while True:
+            await asyncio.sleep(interval)
+            deadline = time.monotonic() - self.inactivity_timeout
+            for stream in list(self._streams.values()):
+                session = stream.session
+                if (
+                    session is not None
+                    and session.is_open
+                    and session.protocol.last_received_at < deadline
+                ):
+                    logger.info(
+                        "stream of %s silent for %.1f s; closing",
+                        stream.client_id,
+                        self.inactivity_timeout,
+                    )
+                    await session.close("timeout", "Inactivity timeout")
+
+    # --- serving ---------------------------------------------------------------------
+
+    async def listen(
+        self, host: str | None, port: int, ssl: ssl_module.SSLContext | None = None
+    ) -> None:
+        """Serve standalone on ``websockets`` until :meth:`close`; see :attr:`port`."""
+        from .transports.websockets import serve
+
+        if self._listener is not None:
+            raise RuntimeError("already listening")
+        self._closing = False
+        self._listener = await serve(self, host, port, ssl=ssl)
+
+    @property
+    def port(self) -> int | None:
+        """The TCP port :meth:`listen` bound (useful with ``port=0``)."""
+        if self._listener is None:
+            return None
+        for sock in self._listener.sockets:
+            return int(sock.getsockname()[1])
+        return None
+
+    @property
+    def asgi(self) -> AsgiApp:
+        """An ASGI app serving this server's path; mount it in Starlette/FastAPI."""
+        if self._asgi is None:
+            from .transports.asgi import AsgiApp
+
+            self._asgi = AsgiApp(self)
+        return self._asgi
+
+    async def close(self) -> None:
+        """Stop listening, close every stream (1000) and wait for their cleanup."""
+        self._closing = True
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close(close_connections=False)
+        for stream in list(self._streams.values()):
+            await self.close_stream(
+                stream, CLOSE_CODES["disconnect"], "disconnect", "Server closing"
+            )
+        if self._serving:
+            await asyncio.wait(list(self._serving), timeout=self.close_timeout + 1)
+        if listener is not None:
+            await listener.wait_closed()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+            self._sweeper = None

@@ -1,0 +1,303 @@
+"""The asyncio side of one SRPC connection, shared by the server's streams and the client.
+
+A :class:`SrpcSession` drives a :class:`~.protocol.SrpcProtocol` over a
+:class:`~.transports.base.Transport`: a receive loop, a writer with a bounded send
+buffer, one task per incoming request (bounded by ``max_in_flight``), reply futures
+for outgoing calls, and the byte-stream multiplexer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import betterproto2
+
+from ..errors import SrpcError
+from . import _tracing
+from .bytestream import ByteStreamManager
+from .frames import CallField
+from .protocol import (
+    CLOSE_CODES,
+    ByteStreamReceived,
+    CloseCause,
+    Event,
+    PingReceived,
+    ProtocolViolation,
+    ReplyReceived,
+    RequestReceived,
+    SrpcProtocol,
+    cause_for_close_code,
+    truncate_reason,
+)
+from .transports.base import Transport
+
+__all__ = ["RequestDispatcher", "SrpcSession"]
+
+logger = logging.getLogger(__name__)
+
+RequestDispatcher = Callable[[CallField, betterproto2.Message], Awaitable[betterproto2.Message]]
+"""Runs the local handler for an incoming call and returns its response."""
+
+_CLOSE = object()
+
+
+class SrpcSession:
+    """One live SRPC connection: receive loop, writer, requests in both directions."""
+
+    def __init__(
+        self,
+        protocol: SrpcProtocol,
+        transport: Transport,
+        *,
+        dispatch: RequestDispatcher,
+        on_ping: Callable[[], None],
+        first_byte_stream_id: int,
+        max_in_flight: int | None = None,
+        max_send_buffer: int | None = None,
+        close_timeout: float = 5.0,
+        label: str = "srpc",
+    ) -> None:
+        self.protocol = protocol
+        self.transport = transport
+        self.label = label
+        self.max_in_flight = max_in_flight
+        self.max_send_buffer = max_send_buffer
+        self.close_timeout = close_timeout
+        self.close_cause: CloseCause | None = None
+        """Set once the stream is closing; the first cause wins."""
+        self.byte_streams = ByteStreamManager(self, first_byte_stream_id)
+        self._dispatch = dispatch
+        self._on_ping = on_ping
+        self._futures: dict[str, asyncio.Future[betterproto2.Message]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._queue: deque[bytes | object] = deque()
+        self._buffered = 0
+        self._wakeup = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._closed = asyncio.Event()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._close_task: asyncio.Task[None] | None = None
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        """True until the session starts closing."""
+        return self.close_cause is None and not self._closed.is_set()
+
+    async def run(self) -> CloseCause:
+        """Receive until the connection ends; clean up; return the close cause."""
+        self._writer_task = asyncio.create_task(self._write_loop(), name=f"{self.label}-writer")
+        try:
+            while True:
+                data = await self.transport.recv()
+                if data is None:
+                    break
+                events = self.protocol.receive(data)
+                for event in events:
+                    await self._handle_event(event)
+                if (
+                    self.max_in_flight is not None
+                    and self.is_open
+                    and len(self._tasks) + self.protocol.queued_requests > self.max_in_flight
+                ):
+                    await self.close("badArg", f"More than {self.max_in_flight} requests in flight")
+        finally:
+            await self._cleanup()
+        return self.close_cause or "disconnect"
+
+    async def _cleanup(self) -> None:
+        if self.close_cause is None:
+            self.close_cause = cause_for_close_code(self.transport.close_code)
+        self._closed.set()
+        self._wakeup.set()
+        self._drained.set()
+        for fut in self._futures.values():
+            if not fut.done():
+                fut.set_exception(SrpcError(f"stream closed ({self.close_cause})"))
+        self._futures.clear()
+        self.byte_streams.fail_all(f"stream closed ({self.close_cause})")
+        tasks = [*self._tasks, *(t for t in (self._writer_task,) if t is not None)]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def wait_closed(self) -> None:
+        """Wait until the receive loop has ended and the session is cleaned up."""
+        await self._closed.wait()
+
+    async def close(self, cause: CloseCause, reason: str = "", *, code: int | None = None) -> None:
+        """Close with the cause's code (or ``code``); frames already queued go first."""
+        if self.close_cause is not None or self._closed.is_set():
+            return
+        self.close_cause = cause
+        close_code = code if code is not None else CLOSE_CODES[cause]
+        logger.debug("%s: closing with %s (%s) %s", self.label, close_code, cause, reason)
+        self._queue.append(_CLOSE)
+        self._close_args = (close_code, truncate_reason(reason))
+        self._wakeup.set()
+        self._close_task = asyncio.create_task(self._close_watchdog(), name=f"{self.label}-close")
+
+    async def _close_watchdog(self) -> None:
+        # A peer that stopped reading never lets the close frame out: abort after a bound.
+        try:
+            await asyncio.wait_for(self._closed.wait(), self.close_timeout)
+        except TimeoutError:
+            logger.info("%s: peer did not finish closing; aborting", self.label)
+            self.transport.abort()
+
+    # --- sending ---------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        """Queue one frame; a peer that lets the buffer exceed the limit is dropped."""
+        if not self.is_open:
+            return
+        self._queue.append(data)
+        self._buffered += len(data)
+        self._wakeup.set()
+        if self.max_send_buffer is not None and self.send_buffer_size > self.max_send_buffer:
+            logger.warning("%s: peer is not reading (send buffer full); dropping it", self.label)
+            self._drop_slow_peer()
+        elif self._buffered > self._low_water:
+            self._drained.clear()
+
+    @property
+    def _low_water(self) -> int:
+        return (self.max_send_buffer or 1 << 20) // 4
+
+    @property
+    def send_buffer_size(self) -> int:
+        """Bytes queued here plus bytes the transport has not written yet."""
+        return self._buffered + self.transport.buffered_amount()
+
+    async def drain(self) -> None:
+        """Wait until the send buffer is low again (byte-stream writers use this)."""
+        while not self._drained.is_set() and self.is_open:
+            await self._drained.wait()
+        if not self.is_open:
+            raise SrpcError(f"stream closed ({self.close_cause})")
+
+    def _drop_slow_peer(self) -> None:
+        self.close_cause = "timeout"
+        self._queue.clear()
+        self._buffered = 0
+        self.transport.abort()
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                item = self._queue.popleft()
+                if item is _CLOSE:
+                    code, reason = self._close_args
+                    with contextlib.suppress(Exception):
+                        await self.transport.close(code, reason)
+                    return
+                assert isinstance(item, bytes)
+                try:
+                    await self.transport.send(item)
+                except Exception:
+                    logger.debug("%s: send failed; connection is gone", self.label)
+                    return
+                self._buffered -= len(item)
+                if self._buffered <= self._low_water:
+                    self._drained.set()
+
+    # --- events ----------------------------------------------------------------------
+
+    async def _handle_event(self, event: Event) -> None:
+        if isinstance(event, PingReceived):
+            self._on_ping()
+        elif isinstance(event, RequestReceived):
+            self.start_request(event)
+        elif isinstance(event, ReplyReceived):
+            self._resolve(event)
+        elif isinstance(event, ByteStreamReceived):
+            await self.byte_streams.on_operation(event.operation)
+        elif isinstance(event, ProtocolViolation):
+            logger.info("%s: protocol violation: %s", self.label, event.reason)
+            await self.close("badArg", event.reason)
+
+    def start_request(self, event: RequestReceived) -> None:
+        """Run one incoming request in its own task (so a slow handler blocks nothing)."""
+        if not self.is_open:
+            return
+        task = asyncio.create_task(self._run_request(event), name=f"{self.label}-request")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_request(self, event: RequestReceived) -> None:
+        call, value = event.call, event.value
+        try:
+            if call is None or value is None:
+                what = event.member or "empty request"
+                raise SrpcError(f"No handler for {what}")
+            with _tracing.remote_parent(event.trace):
+                response = await self._dispatch(call, value)
+            frame = self.protocol.reply(event.request_id, call, response)
+        except asyncio.CancelledError:
+            raise
+        except SrpcError as exc:
+            frame = self.protocol.error_reply(
+                event.request_id, exc.message, user_error=exc.is_user_error
+            )
+        except Exception as exc:
+            prefix = call.prefix if call is not None else event.member
+            logger.exception("%s: handler for %s failed", self.label, prefix)
+            frame = self.protocol.error_reply(event.request_id, str(exc), user_error=False)
+        self.send(frame)
+
+    def _resolve(self, event: ReplyReceived) -> None:
+        fut = self._futures.pop(event.request_id, None)
+        if fut is None or fut.done():
+            return
+        if event.error is not None:
+            fut.set_exception(SrpcError(event.error, event.user_error))
+            return
+        expected = self.protocol.incoming.lookup(event.expected.prefix, request=False)
+        if event.value is None or expected is None or event.member != expected.attr:
+            got = event.member or "nothing"
+            fut.set_exception(SrpcError(f"{event.expected.prefix}: unexpected reply ({got})"))
+            return
+        fut.set_result(event.value)
+
+    # --- calling the peer ------------------------------------------------------------
+
+    async def invoke(
+        self,
+        prefix: str,
+        request: betterproto2.Message,
+        timeout: float | None,  # noqa: ASYNC109
+    ) -> Any:
+        """Call the peer and wait for its response (SrpcError on an error reply)."""
+        try:
+            call = self.protocol.outgoing_call(prefix)
+        except KeyError:
+            raise ValueError(f"unknown call prefix {prefix!r}") from None
+        if not isinstance(request, call.message_cls):
+            raise TypeError(
+                f"{prefix} expects {call.message_cls.__name__}, got {type(request).__name__}"
+            )
+        if not self.is_open:
+            raise SrpcError(f"stream closed ({self.close_cause})")
+        trace = _tracing.current_trace(self.protocol.outgoing.trace_cls)
+        request_id, frame = self.protocol.request(call, request, trace=trace)
+        fut: asyncio.Future[betterproto2.Message] = asyncio.get_running_loop().create_future()
+        self._futures[request_id] = fut
+        self.send(frame)
+        try:
+            async with asyncio.timeout(timeout):
+                return await fut
+        except TimeoutError:
+            raise TimeoutError(f"{prefix} got no reply within {timeout} s") from None
+        finally:
+            self._futures.pop(request_id, None)
+            self.protocol.forget(request_id)

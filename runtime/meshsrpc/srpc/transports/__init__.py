@@ -1,0 +1,1 @@
+"""Transports that carry SRPC: ``websockets`` (standalone server and client) and ASGI."""

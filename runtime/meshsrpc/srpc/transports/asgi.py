@@ -1,0 +1,163 @@
+"""SRPC as an ASGI app, to mount in Starlette, FastAPI or any ASGI server.
+
+Routing is the host framework's job: the app serves whatever path it is mounted at.
+Refusals are sent as HTTP responses when the server supports the
+``websocket.http.response`` extension (uvicorn does), else as a close before accept
+(which ASGI servers turn into 403).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from ..auth import HandshakeRejected, HandshakeRequest, parse_query
+
+if TYPE_CHECKING:
+    from ..server import SrpcServer
+
+__all__ = ["AsgiApp", "AsgiTransport"]
+
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class AsgiTransport:
+    """:class:`~.base.Transport` over an accepted ASGI WebSocket."""
+
+    def __init__(self, receive: Receive, send: Send, remote_address: str) -> None:
+        self._receive = receive
+        self._send = send
+        self._remote_address = remote_address
+        self._close_code: int | None = None
+        self._aborted = asyncio.Event()
+        self._closed = False
+
+    @property
+    def remote_address(self) -> str:
+        return self._remote_address
+
+    @property
+    def close_code(self) -> int | None:
+        return self._close_code
+
+    async def recv(self) -> bytes | str | None:
+        if self._aborted.is_set():
+            return None
+        receive = asyncio.ensure_future(self._receive())
+        aborted = asyncio.ensure_future(self._aborted.wait())
+        try:
+            await asyncio.wait({receive, aborted}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            aborted.cancel()
+        if not receive.done():
+            receive.cancel()
+            return None
+        message = receive.result()
+        kind = message["type"]
+        if kind == "websocket.receive":
+            data: bytes | str | None = message.get("bytes")
+            if data is None:
+                data = message.get("text") or ""
+            return data
+        if kind == "websocket.disconnect":
+            if self._close_code is None:
+                self._close_code = int(message.get("code", 1005))
+            self._closed = True
+        return None
+
+    async def send(self, data: bytes) -> None:
+        await self._send({"type": "websocket.send", "bytes": data})
+
+    async def close(self, code: int, reason: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._close_code is None:
+            self._close_code = code
+        await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+    def abort(self) -> None:
+        # ASGI has no abort; ending the app makes the server drop the connection.
+        self._aborted.set()
+
+    def buffered_amount(self) -> int:
+        return 0
+
+
+class AsgiApp:
+    """The ASGI application of an :class:`~meshsrpc.SrpcServer` (``server.asgi``)."""
+
+    def __init__(self, server: SrpcServer[Any, Any]) -> None:
+        self.server = server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "http":
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 426,
+                    "headers": [(b"content-type", b"text/plain"), (b"upgrade", b"websocket")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b"WebSocket upgrade required\n"})
+        elif kind == "websocket":
+            await self._websocket(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.server.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        client = scope.get("client")
+        address = f"{client[0]}:{client[1]}" if client else ""
+        headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
+        }
+        request = HandshakeRequest(
+            # The framework routed the request here; the server's own path check is moot.
+            path=self.server.path,
+            query=parse_query(scope.get("query_string", b"")),
+            headers=headers,
+            remote_address=address,
+        )
+        decision = await self.server._authorize_upgrade(request)
+        if isinstance(decision, HandshakeRejected):
+            logger.info("refused upgrade from %s: %d %s", address, decision.status, decision.reason)
+            if "websocket.http.response" in scope.get("extensions", {}):
+                await send(
+                    {
+                        "type": "websocket.http.response.start",
+                        "status": decision.status,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+                    }
+                )
+                await send(
+                    {
+                        "type": "websocket.http.response.body",
+                        "body": (decision.reason + "\n").encode(),
+                    }
+                )
+            else:
+                await send({"type": "websocket.close", "code": 1008})
+            return
+        await send({"type": "websocket.accept"})
+        await self.server._serve(AsgiTransport(receive, send, address), request, decision)

@@ -1,0 +1,127 @@
+"""SRPC on ``websockets`` (v13+ asyncio API): the standalone server and the client's socket."""
+
+from __future__ import annotations
+
+import logging
+import ssl as ssl_module
+import weakref
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from websockets.asyncio.connection import Connection
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.asyncio.server import serve as ws_serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from ..auth import HandshakeAccepted, HandshakeRejected, HandshakeRequest, parse_query
+
+if TYPE_CHECKING:
+    from ..server import SrpcServer
+
+__all__ = ["WebsocketsTransport", "serve"]
+
+logger = logging.getLogger(__name__)
+
+
+def _format_address(address: Any) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host = str(address[0])
+        return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
+    return str(address) if address is not None else ""
+
+
+class WebsocketsTransport:
+    """:class:`~.base.Transport` over a ``websockets`` connection (server or client side)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    @property
+    def remote_address(self) -> str:
+        return _format_address(self.connection.remote_address)
+
+    @property
+    def close_code(self) -> int | None:
+        received = self.connection.protocol.close_rcvd
+        if received is not None:
+            return received.code
+        sent = self.connection.protocol.close_sent
+        return sent.code if sent is not None else None
+
+    async def recv(self) -> bytes | str | None:
+        try:
+            return await self.connection.recv()
+        except ConnectionClosed:
+            return None
+
+    async def send(self, data: bytes) -> None:
+        await self.connection.send(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        await self.connection.close(code, reason)
+
+    def abort(self) -> None:
+        self.connection.transport.abort()
+
+    def buffered_amount(self) -> int:
+        return self.connection.transport.get_write_buffer_size()
+
+
+def handshake_request(request: Request, remote_address: Any) -> HandshakeRequest:
+    """Our library-neutral view of a ``websockets`` upgrade request."""
+    url = urlsplit(request.path)
+    headers: Headers = request.headers
+    return HandshakeRequest(
+        path=url.path,
+        query=parse_query(url.query),
+        headers={k.lower(): v for k, v in headers.raw_items()},
+        remote_address=_format_address(remote_address),
+    )
+
+
+async def serve(
+    server: SrpcServer[Any, Any],
+    host: str | None,
+    port: int,
+    *,
+    ssl: ssl_module.SSLContext | None = None,
+) -> Server:
+    """Start a ``websockets`` server that hands accepted connections to ``server``."""
+    decisions: weakref.WeakKeyDictionary[
+        ServerConnection, tuple[HandshakeRequest, HandshakeAccepted]
+    ]
+    decisions = weakref.WeakKeyDictionary()
+
+    async def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        handshake = handshake_request(request, connection.remote_address)
+        decision = await server._authorize_upgrade(handshake)
+        if isinstance(decision, HandshakeRejected):
+            logger.info(
+                "refused upgrade from %s: %d %s",
+                handshake.remote_address,
+                decision.status,
+                decision.reason,
+            )
+            return connection.respond(decision.status, decision.reason + "\n")
+        decisions[connection] = (handshake, decision)
+        return None
+
+    async def handler(connection: ServerConnection) -> None:
+        handshake, accepted = decisions.pop(connection)
+        await server._serve(WebsocketsTransport(connection), handshake, accepted)
+
+    return await ws_serve(
+        handler,
+        host,
+        port,
+        ssl=ssl,
+        process_request=process_request,
+        compression=server.compression,
+        # Our own limit answers with 4000 (badArg); this one only stops absurd frames.
+        max_size=max(2 * server.max_frame_size, 64 * 1024),
+        # SRPC has its own pings.
+        ping_interval=None,
+        close_timeout=server.close_timeout,
+    )

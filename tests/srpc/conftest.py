@@ -1,0 +1,58 @@
+"""Fixtures for the SRPC tests: servers on loopback and clients for the test schema."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# The generated test classes live in tests/generated (package ``tests.generated``).
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from meshsrpc import SrpcClient, SrpcServer  # noqa: E402
+
+from tests.generated.sgnl24.TestRpc import ClientMessage, ServerMessage  # noqa: E402
+from tests.srpc._support import ClientFactory, ServerFactory, url_of  # noqa: E402
+
+
+@pytest.fixture
+async def make_server() -> AsyncIterator[ServerFactory]:
+    servers: list[SrpcServer[ClientMessage, ServerMessage]] = []
+
+    async def make(**kwargs: Any) -> SrpcServer[ClientMessage, ServerMessage]:
+        listen = kwargs.pop("listen", True)
+        server: SrpcServer[ClientMessage, ServerMessage] = SrpcServer(
+            ClientMessage, ServerMessage, **kwargs
+        )
+        if listen:
+            await server.listen("127.0.0.1", 0)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        await server.close()
+
+
+@pytest.fixture
+async def make_client() -> AsyncIterator[ClientFactory]:
+    clients: list[SrpcClient[ClientMessage, ServerMessage]] = []
+
+    def make(
+        target: SrpcServer[Any, Any] | str, client_id: str = "c1", **kwargs: Any
+    ) -> SrpcClient[ClientMessage, ServerMessage]:
+        url = target if isinstance(target, str) else url_of(target)
+        client: SrpcClient[ClientMessage, ServerMessage] = SrpcClient(
+            url, ClientMessage, ServerMessage, client_id, **kwargs
+        )
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.disconnect()
