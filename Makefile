@@ -41,5 +41,10 @@ bench: $(BENCH_STAMP)
 soak: install
 	MESHSRPC_SOAK=1 $(VENV)/bin/pytest tests/reliability $(PYTEST_ARGS)
 
+# Regenerate meshgen's golden files (tests/golden/) after a deliberate change to its output.
+golden: install
+	$(PY) -m meshgen tests/meshgen/protos/srpc_test.proto -o tests/golden/srpc_test
+	$(PY) -m meshgen tests/meshgen/protos/lobby.proto -I tests/meshgen/protos/include -o tests/golden/lobby
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,73 @@
+"""One meshgen run in memory: proto → every output file (path → text); nothing is written here."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from dataclasses import dataclass, field
+
+from betterproto2_compiler.casing import pascal_case
+
+from .descriptors import compile_proto
+from .messages import generate_messages
+from .model import Containers, build_app
+from .problems import MeshgenError, Problem
+from .protoindex import ProtoIndex
+from .render import render_app, render_header
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to generate: the command line, as data."""
+
+    proto: str
+    include_dirs: tuple[str, ...] = ()
+    name: str | None = None
+    containers: Containers = field(default_factory=Containers)
+
+
+def module_stem(proto: str) -> str:
+    """`apps/my-app.proto` → `my_app`: the output module is `<stem>_srpc.py`."""
+    stem = os.path.splitext(os.path.basename(proto))[0]
+    stem = re.sub(r"\W", "_", stem)
+    return f"_{stem}" if stem[:1].isdigit() else stem
+
+
+def source_label(proto: str) -> str:
+    """The proto as the header names it: relative, '/'-separated, never absolute."""
+    path = proto
+    if os.path.isabs(path):
+        try:
+            path = os.path.relpath(path)
+        except ValueError:  # another drive on Windows
+            path = os.path.basename(path)
+    return path.replace(os.sep, "/")
+
+
+def generate(request: Request) -> dict[str, str]:
+    """Every output file, relative '/'-separated path → content, sorted by path."""
+    stem = module_stem(request.proto)
+    name = request.name or pascal_case(stem)
+    if not name.isidentifier():
+        raise MeshgenError([Problem(request.proto, 0, f"--name {name!r} is not a Python name")])
+    compiled = compile_proto(request.proto, request.include_dirs)
+    source = source_label(request.proto)
+    app = build_app(
+        ProtoIndex(compiled), source=source, stem=stem, name=name, containers=request.containers
+    )
+    files = {path: text for path, text in generate_messages(compiled).items() if path != "py.typed"}
+    files[f"{stem}_srpc.py"] = render_app(app)
+    # Every folder holding Python is a package, and the root is typed (PEP 561).
+    for path in list(files):
+        folder = posixpath.dirname(path)
+        while True:
+            files.setdefault(posixpath.join(folder, "__init__.py"), "")
+            if not folder:
+                break
+            folder = posixpath.dirname(folder)
+    header = render_header(source)
+    for path, text in files.items():
+        files[path] = header + ("\n" + text if text else "")
+    files["py.typed"] = ""
+    return dict(sorted(files.items()))

@@ -1,0 +1,1 @@
+"""meshgen's Jinja templates (``*.py.j2``), shipped as package data."""
