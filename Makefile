@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install lint typecheck test demo bench soak golden clean
+.PHONY: install lint typecheck gen-check test demo bench soak golden clean
 
 install: $(STAMP)
 
@@ -23,8 +23,12 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy --strict runtime/meshsrpc generator/meshgen
 
-test: lint typecheck
+test: lint typecheck gen-check
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Checked-in generated code must match what meshgen makes from the proto today.
+gen-check: install
+	$(VENV)/bin/meshgen examples/presence/presence.proto -o examples/presence/generated --check
 
 demo: install
 	$(PY) -m examples.demo

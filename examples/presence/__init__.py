@@ -1,0 +1,1 @@
+"""The presence example app: proto, generated code, server, client, and a node for the demo."""
