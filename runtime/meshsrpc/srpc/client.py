@@ -21,7 +21,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import betterproto2
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import InvalidHandshake, InvalidMessage, InvalidStatus
 
 from ..errors import SrpcConflictError, SrpcError
 from .auth import sign
@@ -147,7 +147,8 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         """Connect and wait for the server's first ping.
 
         Raises SrpcConflictError when the server refuses the client id (4001, protocol
-        v2 without ``supersede``), SrpcError for other refusals (HTTP status or close).
+        v2 without ``supersede``), SrpcError for any other failure (network error,
+        HTTP refusal such as 403, or a close before the first ping).
         """
         if self._supervisor is not None and not self._supervisor.done():
             raise RuntimeError("already connected")
@@ -208,6 +209,8 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
             status = exc.response.status_code
             body = exc.response.body.decode(errors="replace").strip() if exc.response.body else ""
             raise SrpcError(f"server refused the connection: HTTP {status} {body}".strip()) from exc
+        except (OSError, TimeoutError, InvalidHandshake, InvalidMessage) as exc:
+            raise SrpcError(f"could not connect to {self.url}: {exc}") from exc
         protocol = SrpcProtocol(
             self.server_schema,  # type: ignore[arg-type]
             self.client_schema,  # type: ignore[arg-type]
