@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import wire
-from .runner import BenchResult, Child, ChildChannel, NotAvailable, Profile, children
+from .runner import BenchResult, Child, ChildChannel, NotAvailable, Profile, children, times
 
 NAME = "codec"
 TITLE = "Codec (frames/s)"
@@ -131,6 +131,6 @@ def run(profile: Profile) -> BenchResult:
     result.target(
         "report the betterproto2 / upb ratio",
         None,
-        f"decode {decode['ratio']:.2f}x, encode {encode['ratio']:.2f}x",
+        f"decode {times(decode['ratio'])}, encode {times(encode['ratio'])}",
     )
     return result

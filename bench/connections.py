@@ -94,10 +94,16 @@ async def open_connections(channel: ChildChannel, url: str, warm: int, count: in
     sockets: list[Any] = []
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
+    failures: list[str] = []
+
     async def one(index: int) -> None:
         async with gate:
-            ws = await wire.connect_raw(url, f"idle-{index}")
-            await wire.call(ws, wire.with_request_id("1", body))
+            try:
+                ws = await wire.connect_raw(url, f"idle-{index}")
+                await asyncio.wait_for(wire.call(ws, wire.with_request_id("1", body)), 30)
+            except Exception as exc:  # OSError, timeouts, websockets' handshake/close errors
+                failures.append(f"{type(exc).__name__}: {exc}")
+                return
             sockets.append(ws)
 
     await asyncio.gather(*(one(i) for i in range(warm)))
@@ -106,7 +112,10 @@ async def open_connections(channel: ChildChannel, url: str, warm: int, count: in
     t0 = time.perf_counter()
     await asyncio.gather(*(one(warm + i) for i in range(count)))
     seconds = time.perf_counter() - t0
-    channel.send({"connected": len(sockets) - warm, "seconds": seconds})
+    channel.send(
+        {"connected": len(sockets) - warm, "seconds": seconds, "failures": failures[:5],
+         "failed": len(failures)}
+    )  # fmt: skip
     await channel.recv()
     for ws in sockets:
         ws.transport.abort()  # a graceful close of thousands would only measure teardown
@@ -138,7 +147,11 @@ def run(profile: Profile) -> BenchResult:
             time.sleep(1.0)
             streams = node.request({"cmd": "gc"}, 60)["streams"]
             rss_after = rss_bytes(node.pid)
+    if not done["connected"]:
+        raise RuntimeError(f"no connection succeeded: {done['failures']}")
     per_conn = (rss_after - rss_before) / done["connected"]
+    if done["failed"]:
+        result.notes.append(f"{done['failed']} connections failed, e.g. {done['failures']}")
     result.notes.append(
         f"server: {kind}; {done['connected']} connections after {warm} warm-up ones; "
         f"server saw {streams} streams; RSS {rss_before / 2**20:.1f} -> {rss_after / 2**20:.1f} MiB"

@@ -27,9 +27,11 @@ from .runner import (
     Profile,
     children,
     closed_loop,
+    describe,
     free_port,
     log,
     private_redis,
+    times,
 )
 
 NAME = "cross_node"
@@ -115,10 +117,7 @@ async def mesh_node_a(
         results = []
         for level in levels:
             result = await closed_loop(level, invoke, warmup=warmup, duration=duration)
-            channel.progress(
-                f"{level} in flight: {result['throughput']:.0f} invokes/s, "
-                f"p50 {result['p50_ms']:.3f} ms"
-            )
+            channel.progress(f"{level} in flight: {describe(result, 'invokes/s')}")
             results.append(result)
         channel.send({"results": results})
     finally:
@@ -214,10 +213,7 @@ async def raw_node_a(
     results = []
     for level in levels:
         result = await closed_loop(level, round_trip, warmup=warmup, duration=duration)
-        channel.progress(
-            f"{level} in flight: {result['throughput']:.0f} round trips/s, "
-            f"p50 {result['p50_ms']:.3f} ms"
-        )
+        channel.progress(f"{level} in flight: {describe(result, 'round trips/s')}")
         results.append(result)
     listening.cancel()
     await pubsub.aclose()
@@ -359,7 +355,7 @@ def _assemble(runs: dict[str, list[dict[str, Any]] | str]) -> list[BenchResult]:
                 baseline_name="python-socketio call()", in_flight=level,
             )  # fmt: skip
             if level >= 10:
-                details.append(f"{level} in flight: {fig['ratio']:.2f}x")
+                details.append(f"{level} in flight: {times(fig['ratio'])}")
                 met = met and fig["ratio"] is not None and fig["ratio"] >= 3.0
     if not isinstance(mesh, str):
         for run_ in mesh:

@@ -20,8 +20,10 @@ from .runner import (
     Profile,
     children,
     closed_loop,
+    describe,
     free_port,
     private_redis,
+    times,
 )
 
 NAME = "local_invoke"
@@ -79,10 +81,7 @@ async def server_node(
     for level in levels:
         for label, fn in (("stream", by_stream), ("client_id", by_client_id)):
             result = await closed_loop(level, fn, warmup=warmup, duration=duration)
-            channel.progress(
-                f"{label}, {level} in flight: {result['throughput']:.0f} invokes/s, "
-                f"p50 {result['p50_ms']:.3f} ms"
-            )
+            channel.progress(f"{label}, {level} in flight: {describe(result, 'invokes/s')}")
             results[label].append(result)
     channel.send({"results": results})
     await channel.recv()
@@ -134,7 +133,7 @@ def run(profile: Profile) -> BenchResult:
             baseline=base["throughput"], baseline_name="SrpcServer.invoke(stream)",
             in_flight=level,
         )  # fmt: skip
-        details.append(f"{level} in flight: {p50['ratio']:.2f}x")
+        details.append(f"{level} in flight: {times(p50['ratio'])}")
         met = met and p50["ratio"] is not None and p50["ratio"] <= 1.2
     result.target("local invoke p50 <= 1.2x SrpcServer.invoke(stream)", met, ", ".join(details))
     return result

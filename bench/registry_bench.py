@@ -11,7 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 from . import wire
-from .runner import BenchResult, Child, ChildChannel, Profile, children, closed_loop, private_redis
+from .runner import (
+    BenchResult,
+    Child,
+    ChildChannel,
+    Profile,
+    children,
+    closed_loop,
+    private_redis,
+    times,
+)
 
 NAME = "registry_ops"
 TITLE = "Registry ops (Redis backend)"
@@ -101,7 +110,7 @@ def run(profile: Profile) -> BenchResult:
                 baseline=base["throughput"], baseline_name="EVALSHA trivial script",
                 concurrency=level,
             )  # fmt: skip
-            details.append(f"{op}@{level}: {fig['ratio']:.2f}x")
+            details.append(f"{op}@{level}: {times(fig['ratio'])}")
             met = met and fig["ratio"] is not None and fig["ratio"] >= 0.7
         result.add_load("EVALSHA", base)
     result.target("registry ops/s >= 0.7x EVALSHA of a trivial script", met, ", ".join(details))

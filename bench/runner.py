@@ -522,3 +522,14 @@ def private_redis() -> Iterator[Any]:
         yield server
     finally:
         server.close()
+
+
+def describe(result: dict[str, Any], unit: str) -> str:
+    """``"1234 req/s, p50 0.456 ms"`` for a progress line (p50 "-" when nothing completed)."""
+    p50 = result.get("p50_ms")
+    return f"{result['throughput']:.0f} {unit}, p50 " + (f"{p50:.3f} ms" if p50 else "-")
+
+
+def times(ratio: float | None) -> str:
+    """``"1.23x"``, or ``"-"`` when there is no ratio."""
+    return "-" if ratio is None else f"{ratio:.2f}x"

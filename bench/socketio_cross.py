@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from .runner import ChildChannel, NotAvailable, closed_loop
+from .runner import ChildChannel, NotAvailable, closed_loop, describe
 
 NAME = "socketio_cross_node"
 TITLE = "python-socketio cross-node call (A -> client on B)"
@@ -84,8 +84,6 @@ async def node_a(
     results = []
     for level in levels:
         result = await closed_loop(level, call, warmup=warmup, duration=duration)
-        channel.progress(
-            f"{level} in flight: {result['throughput']:.0f} calls/s, p50 {result['p50_ms']:.3f} ms"
-        )
+        channel.progress(f"{level} in flight: {describe(result, 'calls/s')}")
         results.append(result)
     channel.send({"results": results})

@@ -12,7 +12,17 @@ import time
 from typing import Any
 
 from . import wire
-from .runner import BenchResult, Child, ChildChannel, Profile, children, closed_loop, free_port
+from .runner import (
+    BenchResult,
+    Child,
+    ChildChannel,
+    Profile,
+    children,
+    closed_loop,
+    describe,
+    free_port,
+    times,
+)
 
 NAME = "srpc_echo"
 TITLE = "SRPC echo, 1 server process"
@@ -77,9 +87,7 @@ async def generate_load(
             await wire.call(sockets[worker], frame)
 
         result = await closed_loop(level, one_echo, warmup=warmup, duration=duration)
-        channel.progress(
-            f"c={level}: {result['throughput']:.0f} req/s, p50 {result['p50_ms']:.3f} ms"
-        )
+        channel.progress(f"c={level}: {describe(result, 'req/s')}")
         results.append(result)
         await asyncio.gather(*(ws.close() for ws in sockets))
     channel.send({"results": results})
@@ -148,7 +156,7 @@ def run(profile: Profile) -> BenchResult:
         )
         met = met and fig["ratio"] is not None and fig["ratio"] >= 0.5
     ratios = ", ".join(
-        f"c={f['params']['concurrency']}: {f['ratio']:.2f}x"
+        f"c={f['params']['concurrency']}: {times(f['ratio'])}"
         for f in result.figures
         if f["name"].startswith("throughput") and f["ratio"] is not None
     )
