@@ -1,0 +1,28 @@
+"""a broadcast payload with a key the message does not have."""
+
+from __future__ import annotations
+
+from srpc_test.sgnl24.TestRpc import (
+    DComputeRequest,
+    DComputeResponse,
+    DNotifyRequest,
+    DNotifyResponse,
+    UComplexRequest,
+    UComplexResponse,
+    UEchoRequest,
+    UEchoResponse,
+)
+from srpc_test.srpc_test_srpc import (
+    RoomClosedDict,
+    ServerNoticeDict,
+    SrpcTestMeshSrpcServer,
+    SrpcTestSrpcClient,
+    SrpcTestSrpcServer,
+)
+
+from meshsrpc import SrpcStream
+
+
+
+async def run(server: SrpcTestMeshSrpcServer) -> None:
+    await server.broadcast_room_closed({"roomId": "r1", "members": [], "colour": "red"})  # E: typeddict-unknown-key

@@ -1,0 +1,28 @@
+"""invoke(target, "p", ...) with another call's request class."""
+
+from __future__ import annotations
+
+from srpc_test.sgnl24.TestRpc import (
+    DComputeRequest,
+    DComputeResponse,
+    DNotifyRequest,
+    DNotifyResponse,
+    UComplexRequest,
+    UComplexResponse,
+    UEchoRequest,
+    UEchoResponse,
+)
+from srpc_test.srpc_test_srpc import (
+    RoomClosedDict,
+    ServerNoticeDict,
+    SrpcTestMeshSrpcServer,
+    SrpcTestSrpcClient,
+    SrpcTestSrpcServer,
+)
+
+from meshsrpc import SrpcStream
+
+
+
+async def run(server: SrpcTestMeshSrpcServer) -> None:
+    await server.invoke("bob", "dNotify", DComputeRequest(number=1))  # E: call-overload

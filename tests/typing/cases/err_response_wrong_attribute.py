@@ -1,0 +1,29 @@
+"""the response of invoke(..., "p", ...) used as another class."""
+
+from __future__ import annotations
+
+from srpc_test.sgnl24.TestRpc import (
+    DComputeRequest,
+    DComputeResponse,
+    DNotifyRequest,
+    DNotifyResponse,
+    UComplexRequest,
+    UComplexResponse,
+    UEchoRequest,
+    UEchoResponse,
+)
+from srpc_test.srpc_test_srpc import (
+    RoomClosedDict,
+    ServerNoticeDict,
+    SrpcTestMeshSrpcServer,
+    SrpcTestSrpcClient,
+    SrpcTestSrpcServer,
+)
+
+from meshsrpc import SrpcStream
+
+
+
+async def run(server: SrpcTestMeshSrpcServer) -> None:
+    reply = await server.invoke("bob", "dNotify", DNotifyRequest())
+    print(reply.result)  # E: attr-defined

@@ -1,0 +1,28 @@
+"""SrpcServer (no mesh) invokes a stream, not a client id."""
+
+from __future__ import annotations
+
+from srpc_test.sgnl24.TestRpc import (
+    DComputeRequest,
+    DComputeResponse,
+    DNotifyRequest,
+    DNotifyResponse,
+    UComplexRequest,
+    UComplexResponse,
+    UEchoRequest,
+    UEchoResponse,
+)
+from srpc_test.srpc_test_srpc import (
+    RoomClosedDict,
+    ServerNoticeDict,
+    SrpcTestMeshSrpcServer,
+    SrpcTestSrpcClient,
+    SrpcTestSrpcServer,
+)
+
+from meshsrpc import SrpcStream
+
+
+
+async def run(server: SrpcTestSrpcServer) -> None:
+    await server.invoke_d_notify("bob", DNotifyRequest())  # E: arg-type
