@@ -199,3 +199,15 @@ def test_stream_meta_notifies_on_every_mutation() -> None:
         {},
     ]
     assert isinstance(meta, dict)
+
+
+def test_late_reply_after_forget_is_dropped_but_unknown_ids_are_not() -> None:
+    protocol = SrpcProtocol(FrameSchema(ClientMessage), FrameSchema(ServerMessage))  # type: ignore[arg-type]
+    request_id, _ = protocol.request(protocol.outgoing_call("dNotify"), DNotifyRequest())
+    protocol.forget(request_id, expired=True)
+    late = bytes(
+        ClientMessage(request_id=request_id, reply=True, d_notify_response=DNotifyResponse())
+    )
+    assert protocol.receive(late) == []
+    events = protocol.receive(late)  # a second reply to the same id is a violation
+    assert len(events) == 1 and isinstance(events[0], ProtocolViolation)

@@ -134,7 +134,8 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-days", "1",
             "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
         ],
@@ -197,21 +198,17 @@ async def test_client_reconnects_after_server_restart(
     assert "c1" in second.streams_by_client_id
 
 
-async def test_slow_reader_is_dropped(
-    make_server: ServerFactory, make_client: ClientFactory
+async def _slow_reader_scenario(
+    server: SrpcServer[Any, Any], url: str, make_client: ClientFactory
 ) -> None:
-    server = await make_server(max_send_buffer=512 * 1024)
     causes: list[tuple[str, CloseCause]] = []
     server.register_disconnect_handler(lambda s, cause: causes.append((s.client_id, cause)))
-    reader = make_client(server, "reader")
+    reader = make_client(url, "reader")
     reader.register_message_handler("dNotify", lambda r: DNotifyResponse(acknowledged=True))
     await reader.connect()
     # A raw client that stops reading after the handshake (tiny receive queue).
     async with ws_connect(
-        f"ws://127.0.0.1:{server.port}/srpc?id=s&cid=lazy&appv=1",
-        compression=None,
-        max_queue=1,
-        close_timeout=0.5,
+        url + "?id=s&cid=lazy&appv=1", compression=None, max_queue=1, close_timeout=0.5
     ) as ws:
         assert await ws.recv() == bytes.fromhex("920300")
         await ws.send(bytes.fromhex("920300"))
@@ -231,3 +228,18 @@ async def test_slow_reader_is_dropped(
         assert all(isinstance(r, SrpcError) for r in results)
         assert len(calls) > 10  # it was the unread backlog, not the first burst, that tripped it
     assert reader.is_connected and causes == [("lazy", "timeout")]
+
+
+async def test_slow_reader_is_dropped(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    server = await make_server(max_send_buffer=512 * 1024)
+    await _slow_reader_scenario(server, f"ws://127.0.0.1:{server.port}/srpc", make_client)
+
+
+async def test_slow_reader_is_dropped_under_asgi(make_client: ClientFactory) -> None:
+    server: SrpcServer[ClientMessage, ServerMessage] = SrpcServer(
+        ClientMessage, ServerMessage, max_send_buffer=512 * 1024
+    )
+    async with Uvicorn(server.asgi) as web:
+        await _slow_reader_scenario(server, f"ws://127.0.0.1:{web.port}/srpc", make_client)

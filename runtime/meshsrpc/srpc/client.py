@@ -115,6 +115,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         self._first_ping: asyncio.Future[None] | None = None
         self._run_task: asyncio.Task[CloseCause] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._stop = asyncio.Event()
 
     # --- registration ----------------------------------------------------------------
 
@@ -153,6 +154,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         if self._supervisor is not None and not self._supervisor.done():
             raise RuntimeError("already connected")
         self._wanted = True
+        self._stop.clear()
         self._supersede = supersede
         try:
             await self._open()
@@ -307,7 +309,10 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
             while self._wanted:
                 delay = min(self.max_reconnect_delay, self.reconnect_delay * 2**attempt)
                 attempt += 1
-                await asyncio.sleep(delay * (0.5 + random.random() / 2))
+                try:
+                    await asyncio.wait_for(self._stop.wait(), delay * (0.5 + random.random() / 2))
+                except TimeoutError:
+                    pass
                 if not self._wanted:
                     return
                 try:
@@ -318,6 +323,8 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
                     logger.info("reconnect of %s failed: %s", self.client_id, exc)
                     continue
                 attempt = 0
+                if not self._wanted and self._session is not None:
+                    await self._session.close("disconnect", "Client disconnect")
                 break
 
     async def _notify_disconnect(self, cause: CloseCause) -> None:
@@ -341,6 +348,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
     async def disconnect(self) -> None:
         """Close the connection (1000) and stop reconnecting."""
         self._wanted = False
+        self._stop.set()
         session = self._session
         if session is not None:
             await session.close("disconnect", "Client disconnect")
@@ -348,7 +356,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         supervisor = self._supervisor
         if supervisor is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(supervisor), 10)
+                await asyncio.wait_for(asyncio.shield(supervisor), self.connect_timeout + 5)
             except TimeoutError:
                 supervisor.cancel()
             except asyncio.CancelledError:

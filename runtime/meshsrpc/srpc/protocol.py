@@ -9,7 +9,7 @@ the bytes the methods return.
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
 
@@ -44,6 +44,8 @@ CLOSE_CODES: Final[dict[CloseCause, int]] = {
     "timeout": 4003,
 }
 _CAUSES_BY_CODE: Final[dict[int, CloseCause]] = {code: cause for cause, code in CLOSE_CODES.items()}
+
+_EXPIRED_IDS: Final = 1024
 
 MAX_CLOSE_REASON_BYTES: Final = 123
 """A WebSocket close frame carries at most 125 bytes: a 2-byte code and the reason."""
@@ -139,6 +141,7 @@ class SrpcProtocol:
         """Monotonic time of the last frame received, for inactivity checks."""
         self.pings_received = 0
         self._pending: dict[str, CallField] = {}
+        self._expired: OrderedDict[str, None] = OrderedDict()
         self._queued: deque[RequestReceived] = deque()
         self.violated = False
 
@@ -176,6 +179,9 @@ class SrpcProtocol:
                 return self._violation("Reply without requestId")
             expected = self._pending.pop(frame.request_id, None)
             if expected is None:
+                if frame.request_id in self._expired:
+                    del self._expired[frame.request_id]
+                    return []  # a late reply to a call that timed out: not the peer's fault
                 return self._violation(f"Reply to unknown requestId {frame.request_id}")
             return [
                 ReplyReceived(
@@ -230,12 +236,17 @@ class SrpcProtocol:
             request_id=request_id, trace=trace, member=call.attr, value=value
         )
 
-    def forget(self, request_id: str) -> None:
-        """Stop expecting a reply (the caller timed out or gave up).
+    def forget(self, request_id: str, *, expired: bool = False) -> None:
+        """Stop expecting a reply.
 
-        A late reply then closes the stream with 4000, as the TypeScript peer does.
+        With ``expired`` (the caller timed out or gave up while the request was out)
+        a late reply is dropped silently; the last 1024 such ids are remembered. Any
+        other reply to an id we are not waiting for closes the stream with 4000.
         """
-        self._pending.pop(request_id, None)
+        if self._pending.pop(request_id, None) is not None and expired:
+            self._expired[request_id] = None
+            while len(self._expired) > _EXPIRED_IDS:
+                self._expired.popitem(last=False)
 
     @property
     def pending_requests(self) -> list[str]:

@@ -300,4 +300,4 @@ class SrpcSession:
             raise TimeoutError(f"{prefix} got no reply within {timeout} s") from None
         finally:
             self._futures.pop(request_id, None)
-            self.protocol.forget(request_id)
+            self.protocol.forget(request_id, expired=True)

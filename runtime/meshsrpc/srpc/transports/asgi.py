@@ -36,8 +36,12 @@ class AsgiTransport:
         self._send = send
         self._remote_address = remote_address
         self._close_code: int | None = None
-        self._aborted = asyncio.Event()
+        self._aborted = False
         self._closed = False
+        # A pump task feeds a one-slot queue, so abort() can wake a pending recv();
+        # the single slot keeps ASGI's own flow control (we read only as fast as we consume).
+        self._inbox: asyncio.Queue[bytes | str | None] = asyncio.Queue(maxsize=1)
+        self._pump: asyncio.Task[None] | None = None
 
     @property
     def remote_address(self) -> str:
@@ -48,29 +52,38 @@ class AsgiTransport:
         return self._close_code
 
     async def recv(self) -> bytes | str | None:
-        if self._aborted.is_set():
+        if self._pump is None:
+            self._pump = asyncio.create_task(self._pump_messages(), name="srpc-asgi-receive")
+        if self._aborted:
             return None
-        receive = asyncio.ensure_future(self._receive())
-        aborted = asyncio.ensure_future(self._aborted.wait())
+        data = await self._inbox.get()
+        return None if self._aborted else data
+
+    async def _pump_messages(self) -> None:
         try:
-            await asyncio.wait({receive, aborted}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            aborted.cancel()
-        if not receive.done():
-            receive.cancel()
-            return None
-        message = receive.result()
-        kind = message["type"]
-        if kind == "websocket.receive":
-            data: bytes | str | None = message.get("bytes")
-            if data is None:
-                data = message.get("text") or ""
-            return data
-        if kind == "websocket.disconnect":
-            if self._close_code is None:
-                self._close_code = int(message.get("code", 1005))
+            while True:
+                message = await self._receive()
+                kind = message["type"]
+                if kind == "websocket.receive":
+                    data: bytes | str | None = message.get("bytes")
+                    if data is None:
+                        data = message.get("text") or ""
+                    await self._inbox.put(data)
+                elif kind == "websocket.disconnect":
+                    if self._close_code is None:
+                        self._close_code = int(message.get("code", 1005))
+                    self._closed = True
+                    await self._inbox.put(None)
+                    return
+        except Exception:
+            logger.debug("ASGI receive failed", exc_info=True)
             self._closed = True
-        return None
+            await self._inbox.put(None)
+
+    def stop(self) -> None:
+        """Stop the receive pump (the app is returning)."""
+        if self._pump is not None:
+            self._pump.cancel()
 
     async def send(self, data: bytes) -> None:
         await self._send({"type": "websocket.send", "bytes": data})
@@ -85,7 +98,9 @@ class AsgiTransport:
 
     def abort(self) -> None:
         # ASGI has no abort; ending the app makes the server drop the connection.
-        self._aborted.set()
+        self._aborted = True
+        if self._inbox.empty():
+            self._inbox.put_nowait(None)
 
     def buffered_amount(self) -> int:
         return 0
@@ -160,4 +175,8 @@ class AsgiApp:
                 await send({"type": "websocket.close", "code": 1008})
             return
         await send({"type": "websocket.accept"})
-        await self.server._serve(AsgiTransport(receive, send, address), request, decision)
+        transport = AsgiTransport(receive, send, address)
+        try:
+            await self.server._serve(transport, request, decision)
+        finally:
+            transport.stop()
