@@ -81,7 +81,7 @@ def test_wheel_ships_templates_and_generates(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import meshgen.render as r, meshgen.templates as t; print(r.__file__); print(t.__file__)",
+            "import meshgen.render as r, meshgen.templates as t; print(r.__file__, t.__file__)",
         ],
         cwd=workdir,
         env=env,
