@@ -6,7 +6,7 @@ import typing
 import betterproto2
 
 # betterproto2.MessagePool.__init__ is unannotated; the cast keeps mypy --strict quiet
-# without a type: ignore.
+# with no ignore comment.
 default_message_pool = typing.cast(
     typing.Callable[[], betterproto2.MessagePool], betterproto2.MessagePool
 )()

@@ -1,0 +1,1 @@
+"""The presence server mounted in a FastAPI app next to ordinary HTTP routes."""

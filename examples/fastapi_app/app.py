@@ -1,0 +1,80 @@
+"""The presence server mounted in a FastAPI app, next to ordinary HTTP routes.
+
+::
+
+    MESH_REDIS_URL=redis://127.0.0.1:6379/0 uvicorn examples.fastapi_app.app:app --port 8000
+
+Clients connect to ``ws://127.0.0.1:8000/srpc``; ``GET /clients`` lists everyone on
+every node, ``POST /clients/{id}/notify`` calls a client wherever it is connected.
+Without ``MESH_REDIS_URL`` the app runs on the in-process engine (one node).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from meshsrpc import ClientNotFoundError, RedisSettings
+from pydantic import BaseModel
+from starlette.routing import WebSocketRoute
+
+from ..presence.generated.presence import DNotifyRequest
+from ..presence.server import PresenceServer
+
+__all__ = ["app", "create_app"]
+
+
+class Notification(BaseModel):
+    """Body of ``POST /clients/{client_id}/notify``."""
+
+    text: str
+
+
+def create_app(redis: RedisSettings | str | None = None) -> FastAPI:
+    """A FastAPI app with the SRPC endpoint at ``/srpc`` and a small HTTP API."""
+    server = PresenceServer(redis=redis or os.environ.get("MESH_REDIS_URL", "memory://fastapi"))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The mesh lives as long as the HTTP app: join on startup, leave on shutdown.
+        await server.mesh_start()
+        try:
+            yield
+        finally:
+            await server.mesh_stop()
+            await server.close()
+
+    app = FastAPI(title="presence", lifespan=lifespan)
+    app.state.srpc = server
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"ok": True, "node": server.mesh_instance_id}
+
+    @app.get("/clients")
+    async def clients() -> list[dict[str, Any]]:
+        return [
+            {"clientId": c.client_id, "nodeId": c.node_id, "metadata": c.metadata}
+            for c in await server.client_registry.list_clients()
+        ]
+
+    @app.post("/clients/{client_id}/notify")
+    async def notify(client_id: str, body: Notification) -> dict[str, Any]:
+        try:
+            reply = await server.invoke_d_notify(
+                client_id, DNotifyRequest(text=body.text, sent_from_node=server.mesh_instance_id)
+            )
+        except ClientNotFoundError:
+            raise HTTPException(404, f"{client_id} is not connected") from None
+        return {"acknowledged": reply.acknowledged}
+
+    # The SRPC app serves whatever path it is routed at. A WebSocketRoute hands the raw
+    # ASGI scope to it (a Mount("/srpc") would only match paths below /srpc/).
+    app.router.routes.append(WebSocketRoute("/srpc", server.asgi))
+    return app
+
+
+app = create_app()

@@ -1,0 +1,1 @@
+"""Two presence nodes and three clients in one process, on ``memory://``: no Redis at all."""

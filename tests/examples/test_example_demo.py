@@ -1,0 +1,85 @@
+"""The demo's scenario (make demo) with short TTLs: the facts of its transcript."""
+
+from __future__ import annotations
+
+import io
+import os
+
+from meshsrpc.redis_server import RedisServer
+
+from examples.demo import CLIENTS, run_demo
+
+
+async def test_demo_scenario(redis_server: RedisServer, mesh_prefix: str) -> None:
+    out = io.StringIO()
+    report = await run_demo(
+        redis_server.url, out=out, heartbeat=0.2, node_ttl=1.0, prefix=mesh_prefix
+    )
+    ids = report.node_ids
+    assert sorted(ids) == ["node1", "node2", "node3"]
+    assert len(set(ids.values())) == 3
+
+    connected = {(e.fields["clientId"], e.node) for e in report.events if e.kind == "connected"}
+    assert set(CLIENTS.items()) <= connected
+
+    # 1. node 3 calls alice, whose stream is on node 1
+    assert report.invoke["acknowledged"] is True
+    assert report.invoke["received"] == "hello from node 3"
+    assert report.invoke["sentFromNode"] == ids["node3"]
+
+    # 2. one broadcast reaches every node, and each node shows it to its own clients
+    assert report.broadcast_receivers == ["node1", "node2", "node3"]
+    assert report.clients_notified == len(CLIENTS)
+
+    # 3. metadata changed from node 3 lands in node 1's stream.meta and in the registry
+    assert report.metadata["updated"] is True
+    assert report.metadata["stream"]["status"] == "busy"
+    assert report.metadata["registry"] == {
+        "displayName": "Alice",
+        "status": "busy",
+        "device": "phone",
+    }
+
+    # 4. bob moves to node 3: old stream closed as superseded, no disconnect callback
+    assert report.supersede["oldClientCauses"] == ["supersede"]
+    assert report.supersede["oldNodeStillHasStream"] is False
+    assert report.supersede["newOwner"] == ids["node3"]
+    assert report.supersede["disconnectedEvents"] == []
+
+    # 5. node 2 killed: the leader reports its orphaned clients exactly once, without
+    #    dave, who reconnected to node 3 in the meantime
+    assert len(report.orphaned) == 1
+    orphaned = report.orphaned[0]
+    assert orphaned.fields["deadNode"] == ids["node2"]
+    assert orphaned.fields["clients"] == ["carol"]
+    assert orphaned.node != "node2"
+
+    # 6. the registry at the end
+    final = {c["clientId"]: c["nodeId"] for c in report.final_clients}
+    assert final == {
+        "alice": ids["node1"],
+        "bob": ids["node3"],
+        "dave": ids["node3"],
+        "erin": ids["node3"],
+    }
+    assert report.presence["carol"]["online"] is False
+    assert report.presence["carol"]["reason"] == f"node {ids['node2']} died"
+    assert all(report.presence[c]["online"] for c in final)
+
+    # every node process is gone
+    for pid in report.pids:
+        assert not _alive(pid), f"node process {pid} is still running"
+    assert "node 2 declared dead after" in out.getvalue()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purpose; only a running process counts.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except OSError:
+        return False
