@@ -38,11 +38,11 @@ async def test_first_frame_is_ping_and_requests_get_replies(make_server: ServerF
         first = await ws.recv()
         assert first == bytes.fromhex("920300")
         await ws.send(bytes.fromhex("0a09756e646566696e65641000920300"))  # upstream-style pong
-        assert ServerMessage.parse(await ws.recv()).ping_pong is not None  # ping back
+        assert ServerMessage.parse(await ws.recv(decode=False)).ping_pong is not None  # ping back
         await ws.send(
             bytes(ClientMessage(request_id="r1", u_echo_request=UEchoRequest(message="hi")))
         )
-        reply = ServerMessage.parse(await ws.recv())
+        reply = ServerMessage.parse(await ws.recv(decode=False))
         assert reply.to_dict() == {
             "requestId": "r1",
             "reply": True,
@@ -213,3 +213,33 @@ def test_register_unknown_prefix_fails() -> None:
         server.register_message_handler("uNope", echo)
     with pytest.raises(ValueError):
         server.register_message_handler("dNotify", echo)
+
+
+async def test_trace_context_propagates(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    from opentelemetry import trace
+
+    server = await make_server()
+    seen: list[trace.SpanContext] = []
+
+    def traced_echo(stream: SrpcStream, request: UEchoRequest) -> UEchoResponse:
+        seen.append(trace.get_current_span().get_span_context())
+        return UEchoResponse(message=request.message)
+
+    server.register_message_handler("uEcho", traced_echo)
+    client = make_client(server)
+    await client.connect()
+    await client.invoke("uEcho", UEchoRequest(message="untraced"))
+    assert not seen[0].is_valid
+    parent = trace.SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0xB7AD6B7169203331,
+        is_remote=False,
+        trace_flags=trace.TraceFlags(1),
+    )
+    with trace.use_span(trace.NonRecordingSpan(parent)):
+        await client.invoke("uEcho", UEchoRequest(message="traced"))
+    assert seen[1].trace_id == parent.trace_id
+    assert seen[1].span_id == parent.span_id
+    assert seen[1].is_remote

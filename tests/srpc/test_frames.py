@@ -67,7 +67,7 @@ def test_upstream_forms_are_accepted(vector: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("hex_frame", ["0a001000920300", "0a09756e646566696e65641000920300"])
 def test_upstream_ping_with_request_id_is_a_ping(hex_frame: str) -> None:
-    protocol = SrpcProtocol(FrameSchema(ClientMessage), FrameSchema(ServerMessage))  # type: ignore[arg-type]
+    protocol = SrpcProtocol(FrameSchema(ClientMessage), FrameSchema(ServerMessage))
     assert protocol.receive(bytes.fromhex(hex_frame)) == [PingReceived()]
     assert protocol.last_ping_at is not None
 
@@ -112,7 +112,7 @@ def test_prefix_mapping() -> None:
 
 def test_protocol_queues_requests_until_activation_but_not_replies() -> None:
     client, server = FrameSchema(ClientMessage), FrameSchema(ServerMessage)
-    protocol = SrpcProtocol(client, server)  # type: ignore[arg-type]
+    protocol = SrpcProtocol(client, server)
     call = protocol.outgoing_call("dNotify")
     request_id, frame = protocol.request(call, DNotifyRequest(notification="x"))
     assert ServerMessage.parse(frame).d_notify_request == DNotifyRequest(notification="x")
@@ -128,7 +128,8 @@ def test_protocol_queues_requests_until_activation_but_not_replies() -> None:
     queued = protocol.activate()
     assert [e.request_id for e in queued] == ["a", "b"]
     assert all(isinstance(e, RequestReceived) for e in queued)
-    response = protocol.reply("a", queued[0].call, UEchoResponse(message="1"))  # type: ignore[arg-type]
+    assert queued[0].call is not None
+    response = protocol.reply("a", queued[0].call, UEchoResponse(message="1"))
     assert ServerMessage.parse(response).to_dict() == {
         "requestId": "a",
         "reply": True,
@@ -146,13 +147,13 @@ def test_protocol_queues_requests_until_activation_but_not_replies() -> None:
     ],
 )
 def test_protocol_violations(data: bytes | str) -> None:
-    protocol = SrpcProtocol(FrameSchema(ClientMessage), FrameSchema(ServerMessage))  # type: ignore[arg-type]
+    protocol = SrpcProtocol(FrameSchema(ClientMessage), FrameSchema(ServerMessage))
     events = protocol.receive(data)
     assert len(events) == 1 and isinstance(events[0], ProtocolViolation)
 
 
 def test_error_reply_encoding_matches_vector() -> None:
-    protocol = SrpcProtocol(FrameSchema(ClientMessage), FrameSchema(ServerMessage))  # type: ignore[arg-type]
+    protocol = SrpcProtocol(FrameSchema(ClientMessage), FrameSchema(ServerMessage))
     frame = protocol.error_reply("r-2", "Invalid input", user_error=True)
     assert frame.hex() == "0a03722d3210011a0d496e76616c696420696e7075742001"
 
@@ -202,7 +203,7 @@ def test_stream_meta_notifies_on_every_mutation() -> None:
 
 
 def test_late_reply_after_forget_is_dropped_but_unknown_ids_are_not() -> None:
-    protocol = SrpcProtocol(FrameSchema(ClientMessage), FrameSchema(ServerMessage))  # type: ignore[arg-type]
+    protocol = SrpcProtocol(FrameSchema(ClientMessage), FrameSchema(ServerMessage))
     request_id, _ = protocol.request(protocol.outgoing_call("dNotify"), DNotifyRequest())
     protocol.forget(request_id, expired=True)
     late = bytes(

@@ -63,9 +63,9 @@ async def test_requests_before_activation_are_queued_in_order(make_server: Serve
         await asyncio.sleep(0.1)
         assert order == []
         gate.set()
-        replies = []
+        replies: list[str] = []
         while len(replies) < 3:
-            frame = ServerMessage.parse(await ws.recv())
+            frame = ServerMessage.parse(await ws.recv(decode=False))
             if frame.reply:
                 replies.append(frame.request_id)
         assert order == ["connected", "0", "1", "2"]

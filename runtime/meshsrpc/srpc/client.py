@@ -214,8 +214,8 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         except (OSError, TimeoutError, InvalidHandshake, InvalidMessage) as exc:
             raise SrpcError(f"could not connect to {self.url}: {exc}") from exc
         protocol = SrpcProtocol(
-            self.server_schema,  # type: ignore[arg-type]
-            self.client_schema,  # type: ignore[arg-type]
+            self.server_schema,
+            self.client_schema,
             max_frame_size=self.max_frame_size,
             activated=True,
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 
 import betterproto2
 
@@ -125,8 +125,8 @@ class SrpcProtocol:
 
     def __init__(
         self,
-        incoming: FrameSchema[betterproto2.Message],
-        outgoing: FrameSchema[betterproto2.Message],
+        incoming: FrameSchema[Any],
+        outgoing: FrameSchema[Any],
         *,
         max_frame_size: int | None = None,
         activated: bool = False,

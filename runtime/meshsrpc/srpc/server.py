@@ -234,10 +234,8 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             await stream.session.close(cause, reason, code=code)
 
     async def stream_closed(self, stream: SrpcStream) -> None:
-        """Wait until ``stream`` is closed and its cleanup has run."""
-        done: asyncio.Event | None = getattr(stream, "_cleaned_up", None)
-        if done is not None:
-            await done.wait()
+        """Wait until ``stream`` is closed and its cleanup has run (``stream.wait_closed()``)."""
+        await stream.wait_closed()
 
     # --- transports call these -------------------------------------------------------
 
@@ -294,11 +292,9 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             meta=StreamMeta(accepted.meta),
             connected_at=int(time.time() * 1000),
         )
-        cleaned_up = asyncio.Event()
-        stream._cleaned_up = cleaned_up  # type: ignore[attr-defined]
         protocol = SrpcProtocol(
-            self.client_schema,  # type: ignore[arg-type]
-            self.server_schema,  # type: ignore[arg-type]
+            self.client_schema,
+            self.server_schema,
             max_frame_size=self.max_frame_size,
         )
         established = asyncio.Event()
@@ -331,11 +327,13 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             announced = await self._establish(stream, session)
             if announced:
                 established.set()
-            cause = await asyncio.shield(run)
-        except asyncio.CancelledError:
+            await asyncio.shield(run)
+        except BaseException:
+            # Cancelled (server shutting down) or a bug in a hook: end the session too.
+            if session.close_cause is None:
+                session.close_cause = "disconnect"
             run.cancel()
             await asyncio.gather(run, return_exceptions=True)
-            cause = session.close_cause or "disconnect"
             raise
         finally:
             for task in activation:
@@ -346,8 +344,10 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
                 del self._streams_by_client[stream.client_id]
             cause = session.close_cause or "disconnect"
             logger.debug("stream %s (%s) closed: %s", stream.id, stream.client_id, cause)
-            await self._run_close_hooks(stream, cause, announced)
-            cleaned_up.set()
+            try:
+                await self._run_close_hooks(stream, cause, announced)
+            finally:
+                stream._closed.set()
 
     async def _run_close_hooks(
         self, stream: SrpcStream, cause: CloseCause, announced: bool

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, SupportsIndex
 
 from .bytestream import ByteStreamReader, ByteStreamWriter
+from .protocol import CloseCause
 
 if TYPE_CHECKING:
     from .session import SrpcSession
@@ -114,7 +116,9 @@ class SrpcStream:
         self.meta = meta
         self.connected_at = connected_at
         self.is_activated = False
+        """True once activated; stays True after close (tells whether it ever was)."""
         self.session: SrpcSession | None = None
+        self._closed = asyncio.Event()
 
     @property
     def last_ping_at(self) -> int | None:
@@ -127,9 +131,13 @@ class SrpcStream:
         return self.session is not None and self.session.is_open
 
     @property
-    def close_cause(self) -> str | None:
+    def close_cause(self) -> CloseCause | None:
         """Why the stream closed (or is closing); None while open."""
         return self.session.close_cause if self.session is not None else None
+
+    async def wait_closed(self) -> None:
+        """Wait until the stream is closed and the server's cleanup (hooks, handlers) ran."""
+        await self._closed.wait()
 
     def create_byte_stream(self) -> ByteStreamWriter:
         """Open a byte stream to the client (ids 2, 4, 6, ...); pass its ``stream_id`` in a call."""
