@@ -227,7 +227,13 @@ class Cluster:
         args = ["--redis", self.redis_url]
         for name, value in self.options.items():
             args += [f"--{name.replace('_', '-')}", str(value)]
-        env = {**os.environ, "MESH_REDIS_PREFIX": self.prefix, "PYTHONUNBUFFERED": "1"}
+        # The same prefix for the mesh and its leader lock: runs never see each other.
+        env = {
+            **os.environ,
+            "MESH_REDIS_PREFIX": self.prefix,
+            "MUTEX_REDIS_PREFIX": self.prefix,
+            "PYTHONUNBUFFERED": "1",
+        }
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         await node.start(args, env, within)
         return node
