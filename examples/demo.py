@@ -42,6 +42,7 @@ class DemoReport:
     metadata: dict[str, Any] = field(default_factory=dict)
     supersede: dict[str, Any] = field(default_factory=dict)
     orphaned: list[NodeEvent] = field(default_factory=list)
+    dead_node_calls: dict[str, Any] = field(default_factory=dict)
     final_clients: list[dict[str, Any]] = field(default_factory=list)
     presence: dict[str, Any] = field(default_factory=dict)
     pids: list[int] = field(default_factory=list)
@@ -235,6 +236,13 @@ async def run_demo(
         orphan_task = asyncio.create_task(
             cluster.wait_for(lambda e: e.kind == "orphaned", within=node_ttl * 3 + 15, after=mark)
         )
+        # Meanwhile the registry still names node 2 for carol: a call is sent there and
+        # times out (short timeout, so it ends well before the leader's cleanup).
+        probe = asyncio.create_task(
+            n1.command_reply(
+                "invoke_notify", clientId="carol", text="are you there?", timeout=node_ttl / 3
+            )
+        )
         while not orphan_task.done():
             await asyncio.wait({orphan_task}, timeout=0.25 if say.tty else 1.0)
             if not orphan_task.done():
@@ -246,6 +254,24 @@ async def run_demo(
             orphaned.node,
             f"leader: node {orphaned.fields['deadNode']} died; orphaned clients "
             f"{orphaned.fields['clients']} (dave is not: he moved)",
+        )
+        during = await probe
+        after = await n1.command_reply("invoke_notify", clientId="carol", text="still there?")
+        report.dead_node_calls = {
+            "during": during.get("errorType"),
+            "duringMs": during["elapsedMs"],
+            "after": after.get("errorType"),
+            "afterMs": after["elapsedMs"],
+        }
+        say.line(
+            "node1",
+            f"invoke_d_notify('carol') before the cleanup: {during.get('errorType')} "
+            f"after {during['elapsedMs']:.0f} ms (timeout={node_ttl / 3:g} s)",
+        )
+        say.line(
+            "node1",
+            f"invoke_d_notify('carol') after the cleanup: {after.get('errorType')} "
+            f"in {after['elapsedMs']:.1f} ms",
         )
         quiet_for = max(1.0, heartbeat * 3)
         await asyncio.sleep(quiet_for)  # a second report would show up here

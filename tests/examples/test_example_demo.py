@@ -53,6 +53,10 @@ async def test_demo_scenario(redis_server: RedisServer, mesh_prefix: str) -> Non
     assert orphaned.fields["deadNode"] == ids["node2"]
     assert orphaned.fields["clients"] == ["carol"]
     assert orphaned.node != "node2"
+    #    a call to carol while node 2 is dead but not yet cleaned up times out; after
+    #    the cleanup she is simply not found
+    assert report.dead_node_calls["during"] == "MeshRequestTimeoutError"
+    assert report.dead_node_calls["after"] == "ClientNotFoundError"
 
     # 6. the registry at the end
     final = {c["clientId"]: c["nodeId"] for c in report.final_clients}
