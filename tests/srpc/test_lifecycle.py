@@ -306,3 +306,21 @@ async def test_invoke_on_closed_stream_fails(
         await server.invoke(stream, "dNotify", DNotifyRequest())
     with pytest.raises(SrpcError, match="not connected"):
         await client.invoke("uEcho", UEchoRequest())
+
+
+async def test_trigger_connection_check(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    server = await make_server()
+    client = make_client(server, connection_check_timeout=0.3, enable_reconnect=False)
+    causes: list[CloseCause] = []
+    client.register_disconnect_handler(causes.append)
+    await client.connect()
+    client.trigger_connection_check()  # the server answers: nothing happens
+    await asyncio.sleep(0.5)
+    assert client.is_connected
+    stream = server.streams_by_client_id["c1"]
+    assert stream.session is not None
+    stream.session.send = lambda data: None  # type: ignore[method-assign]
+    client.trigger_connection_check()
+    await eventually(lambda: causes == ["timeout"], timeout=5)

@@ -78,6 +78,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         app_version: str = "1.0.0",
         ping_interval: float = 55.0,
         pong_timeout: float = 75.0,
+        connection_check_timeout: float = 5.0,
         connect_timeout: float = 10.0,
         reconnect_delay: float = 0.5,
         max_reconnect_delay: float = 30.0,
@@ -96,6 +97,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         self.app_version = app_version
         self.ping_interval = ping_interval
         self.pong_timeout = pong_timeout
+        self.connection_check_timeout = connection_check_timeout
         self.connect_timeout = connect_timeout
         self.reconnect_delay = reconnect_delay
         self.max_reconnect_delay = max_reconnect_delay
@@ -263,22 +265,28 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
             first.set_result(None)
 
     async def _ping_loop(self) -> None:
+        next_ping = time.monotonic() + self.ping_interval
         while True:
             session = self._session
             if session is None or not session.is_open:
                 return
-            silent = time.monotonic() - self._last_pong
-            if silent > self.pong_timeout:
-                logger.info("%s: no pong for %.1f s; closing", session.label, silent)
+            now = time.monotonic()
+            if now - self._last_pong > self.pong_timeout:
+                logger.info("%s: no pong for %.1f s; closing", session.label, now - self._last_pong)
                 await session.close("timeout", "Pong timeout")
                 return
-            wait = min(self.ping_interval, max(0.01, self.pong_timeout - silent))
-            await asyncio.sleep(wait)
-            if session.is_open and time.monotonic() - self._last_pong >= self.ping_interval:
+            if now >= next_ping:
                 session.send(session.protocol.ping())
+                next_ping = now + self.ping_interval
+            deadline = self._last_pong + self.pong_timeout
+            await asyncio.sleep(max(0.005, min(next_ping, deadline) - now + 0.001))
 
     def trigger_connection_check(self) -> None:
-        """Ping now; the connection closes with 4003 unless the server answers in time."""
+        """Ping now; close with 4003 unless the server answers within ``connection_check_timeout``.
+
+        Call it when the network may have changed (e.g. the device woke up) to find a
+        dead connection in seconds instead of waiting for the pong timeout.
+        """
         session = self._session
         if session is None or not session.is_open:
             return
@@ -286,7 +294,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         sent = time.monotonic()
 
         async def check() -> None:
-            await asyncio.sleep(min(self.pong_timeout, 10.0))
+            await asyncio.sleep(self.connection_check_timeout)
             if self._session is session and session.is_open and self._last_pong < sent:
                 await session.close("timeout", "Connection check failed")
 

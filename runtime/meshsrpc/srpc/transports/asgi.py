@@ -1,6 +1,8 @@
 """SRPC as an ASGI app, to mount in Starlette, FastAPI or any ASGI server.
 
 Routing is the host framework's job: the app serves whatever path it is mounted at.
+Run alone (``uvicorn module:server.asgi``) it handles lifespan and closes the server on
+shutdown; mounted in a framework, call ``await server.close()`` in the app's lifespan.
 Refusals are sent as HTTP responses when the server supports the
 ``websocket.http.response`` extension (uvicorn does), else as a close before accept
 (which ASGI servers turn into 403).
