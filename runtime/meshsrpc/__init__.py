@@ -37,6 +37,10 @@ from .registry import (
 # --- srpc (issue 4) ---
 from .srpc import CloseCause, SrpcClient, SrpcServer, SrpcStream
 
+# --- mesh + srpc (issue 5) ---
+# isort: split
+from .mesh_server import MeshSrpcServer
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -58,6 +62,7 @@ __all__ = [
     "MeshNotRunningError",
     "MeshRequestTimeoutError",
     "MeshService",
+    "MeshSrpcServer",
     "MeshStoppedError",
     "RedisConfigurationError",
     "RedisSettings",

@@ -1,0 +1,564 @@
+"""MeshSrpcServer: an SrpcServer whose clients are in the mesh registry, callable from any node.
+
+This is the only place where SRPC and the mesh meet. Per stream:
+
+- WebSocket accepted → the client is *reserved* in the registry (hidden, not yet
+  invocable). Protocol v1, or v2 with ``_supersede=1``, takes the client over from
+  another node (which is told to close its stream with 4002); plain v2 is refused
+  with 4001 while another node holds the client.
+- connection handlers done → the reservation is *activated* (now invocable through
+  the mesh), then ``on_client_connected`` runs.
+- stream closed → the client is unregistered (ownership-safe: a no-op when it has
+  already moved), and ``on_client_disconnected`` runs only if this node still owned
+  it, i.e. the client really left.
+
+Registry writes for one client run strictly in order (a per-client queue); the
+connected/disconnected callbacks run in a second per-client queue, so a slow
+callback never holds up a reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, cast
+
+import betterproto2
+
+from ._serial import KeyedSerialQueue
+from .client_service import MeshClientService, NodeClientsOrphanedCallback
+from .errors import (
+    ClientConflictError,
+    ClientDisconnectedError,
+    ClientInvocationError,
+    SrpcConflictError,
+    SrpcError,
+)
+from .leader import LeaderOptions
+from .mesh import BroadcastHandler
+from .registry.base import MeshClientRegistryBackend
+from .registry.registry import MeshClientRegistry
+from .settings import RedisLike
+from .srpc.protocol import CLOSE_CODES, CloseCause
+from .srpc.server import ServerMessageHandler, SrpcServer
+from .srpc.stream import SrpcStream, StreamMeta
+
+__all__ = ["ClientLifecycleHandler", "MeshSrpcServer"]
+
+logger = logging.getLogger("meshsrpc.mesh_server")
+
+C = TypeVar("C", bound=betterproto2.Message)
+S = TypeVar("S", bound=betterproto2.Message)
+MetaT = TypeVar("MetaT")
+
+ClientLifecycleHandler: TypeAlias = Callable[[str, Any], Any]
+"""handler(client_id, metadata), sync or async; errors are logged."""
+
+_MISSING: Any = object()
+
+
+class _MessageJson(dict[str, Any]):
+    """A message's canonical JSON that still carries the message object.
+
+    MeshClientService hands ``data`` to a local client unchanged and JSON-encodes it
+    only for another node, so the local path skips the decode/encode round trip.
+    """
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: betterproto2.Message) -> None:
+        super().__init__(message.to_dict())
+        self.message = message
+
+
+def _snapshot(value: Any) -> Any:
+    """A copy that later mutations of the source cannot change (one level deep)."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, list):
+        return list(value)
+    return value
+
+
+def _differs(old: Any, new: Any) -> bool:
+    return type(old) is not type(new) or old != new
+
+
+class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
+    """An :class:`SrpcServer` that tracks its clients in the mesh ``_mc:<mesh_key>``.
+
+    ``extract_metadata(stream)`` gives the registry metadata of a client (default: a
+    snapshot of ``stream.meta``). Call :meth:`mesh_start` once the server is set up
+    and :meth:`mesh_stop` before :meth:`close`. Other keyword arguments are
+    :class:`SrpcServer`'s (``path``, ``auth_secret``, ...).
+    """
+
+    def __init__(
+        self,
+        client_message: type[C],
+        server_message: type[S],
+        *,
+        mesh_key: str,
+        registry_backend: MeshClientRegistryBackend[MetaT] | None = None,
+        extract_metadata: Callable[[SrpcStream], MetaT] | None = None,
+        heartbeat_interval: float = 5.0,
+        node_ttl: float = 15.0,
+        request_timeout: float = 10.0,
+        leader: LeaderOptions | None = None,
+        redis: RedisLike = None,
+        **srpc_options: Any,
+    ) -> None:
+        super().__init__(client_message, server_message, **srpc_options)
+        self._mesh_client_service: MeshClientService[MetaT] = MeshClientService(
+            mesh_key,
+            self._mesh_invoke_local_client,
+            client_update_meta_fn=self._mesh_apply_client_metadata,
+            registry_backend=registry_backend,
+            heartbeat_interval=heartbeat_interval,
+            node_ttl=node_ttl,
+            request_timeout=request_timeout,
+            leader=leader,
+            redis=redis,
+        )
+        self._mesh_client_service.on_client_superseded(self._mesh_kick_superseded)
+        self._mesh_extract_metadata = extract_metadata
+        self._mesh_connected_handlers: list[ClientLifecycleHandler] = []
+        self._mesh_disconnected_handlers: list[ClientLifecycleHandler] = []
+        # What the registry holds (or is about to) per client: compared to skip
+        # redundant writes, and handed to the connected/disconnected callbacks.
+        self._mesh_metadata: dict[str, MetaT] = {}
+        self._mesh_gated: set[str] = set()  # ids of streams past the activation snapshot
+        self._mesh_announced: set[str] = set()  # ids of streams on_client_connected ran for
+        self._mesh_sync_scheduled: set[str] = set()
+        self._mesh_registry_steps = KeyedSerialQueue()
+        self._mesh_callback_steps = KeyedSerialQueue()
+        # Our own flag, flipped in the same turn as the backfill is queued, so every
+        # registry step of a stream is queued behind its backfill.
+        self._mesh_running = False
+        self._mesh_request_timeout = request_timeout
+        # Client requests whose handlers are running; close() lets them answer first.
+        self._mesh_requests_running = 0
+        self._mesh_requests_done = asyncio.Event()
+        self._mesh_requests_done.set()
+
+    # --- public API ----------------------------------------------------------------
+
+    @property
+    def mesh_instance_id(self) -> int:
+        """This node's mesh instance id; 0 when the mesh is not running."""
+        return self._mesh_client_service.instance_id
+
+    @property
+    def client_registry(self) -> MeshClientRegistry[MetaT]:
+        """The client registry as seen from this node."""
+        return self._mesh_client_service.client_registry
+
+    async def mesh_start(self) -> None:
+        """Join the mesh and register every stream that connected before (active or pending)."""
+        await self._mesh_client_service.start()
+        self._mesh_running = True
+        backfill: list[asyncio.Task[None]] = []
+        for stream in list(self.streams_by_id.values()):
+            if not self._mesh_is_current(stream):
+                continue
+            self._mesh_watch_meta(stream)
+            metadata = self._mesh_take_snapshot(stream)
+            active = stream.id in self._mesh_gated
+            step = functools.partial(self._mesh_backfill, stream, metadata, active)
+            backfill.append(self._mesh_registry_steps.submit(stream.client_id, step))
+        if backfill:
+            await asyncio.wait(backfill)
+
+    async def mesh_stop(self) -> None:
+        """Remove this node's clients from the registry and leave the mesh.
+
+        Call it before :meth:`close`; the streams stay open. Other nodes report no
+        orphans for this node.
+        """
+        self._mesh_running = False
+        # A reservation still in flight could land after the cleanup; let it finish.
+        await self._mesh_registry_steps.drain(self._mesh_request_timeout)
+        await self._mesh_client_service.stop()
+
+    async def close(self) -> None:
+        """Let running client requests answer (up to ``close_timeout``), then close every stream.
+
+        Call :meth:`mesh_stop` first, so no node routes new calls here meanwhile.
+        """
+        if self._mesh_requests_running:
+            try:
+                async with asyncio.timeout(self.close_timeout):
+                    await self._mesh_requests_done.wait()
+            except TimeoutError:
+                logger.warning(
+                    "closing with %d request(s) still running", self._mesh_requests_running
+                )
+        await super().close()
+
+    def register_message_handler(self, prefix: str, handler: ServerMessageHandler) -> None:
+        """Handle the client's ``<prefix>Request``: handler(stream, request) -> response."""
+        super().register_message_handler(prefix, functools.partial(self._mesh_track, handler))
+
+    async def _mesh_track(
+        self, handler: ServerMessageHandler, stream: SrpcStream, request: Any
+    ) -> Any:
+        # SRPC queues the reply in the same step the handler returns in, so once the
+        # count drops to zero every reply is ahead of the close frames.
+        self._mesh_requests_running += 1
+        self._mesh_requests_done.clear()
+        try:
+            result = handler(stream, request)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+        finally:
+            self._mesh_requests_running -= 1
+            if not self._mesh_requests_running:
+                self._mesh_requests_done.set()
+
+    async def update_client_metadata(self, client_id: str, metadata: MetaT) -> bool:
+        """Replace a client's metadata from any node; False if the client is not connected.
+
+        The owning node merges a mapping into ``stream.meta`` and writes the registry
+        once.
+        """
+        return await self._mesh_client_service.update_client_metadata(client_id, metadata)
+
+    if TYPE_CHECKING:
+        # Generated subclasses add Literal-keyed overloads; see GENERATOR.md typing notes.
+        def invoke(self, *args: Any, **kwargs: Any) -> Any: ...
+        def broadcast(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    else:
+
+        async def invoke(self, stream_or_client_id, prefix, request, timeout=None):  # noqa: ASYNC109
+            """Call a client: ``await invoke(stream_or_client_id, "dNotify", request)``.
+
+            A stream is called directly; a client id wherever the client is connected.
+            """
+            return await self._mesh_invoke_anywhere(stream_or_client_id, prefix, request, timeout)
+
+        async def broadcast(self, type, data, *, skip_self=False):
+            """Send ``data`` to the ``type`` broadcast handler of every node."""
+            await self._mesh_client_service.broadcast(type, data, skip_self=skip_self)
+
+    def register_broadcast_handler(self, type: str, handler: BroadcastHandler) -> None:
+        """Receive broadcasts of ``type`` as ``handler(data, sender_instance_id)``."""
+        self._mesh_client_service.register_broadcast_handler(type, handler)
+
+    def on_client_connected(self, handler: ClientLifecycleHandler) -> None:
+        """Run ``handler(client_id, metadata)`` once a client is activated and registered."""
+        self._mesh_connected_handlers.append(handler)
+
+    def on_client_disconnected(self, handler: ClientLifecycleHandler) -> None:
+        """Run ``handler(client_id, metadata)`` when a client really left.
+
+        Not when it reconnected to this or another node, and not for a stream that
+        never activated.
+        """
+        self._mesh_disconnected_handlers.append(handler)
+
+    def on_node_clients_orphaned(self, handler: NodeClientsOrphanedCallback) -> None:
+        """Run ``handler(node_id, clients)`` on the leader, once per dead node.
+
+        ``clients`` are the ones that had not reconnected elsewhere.
+        """
+        self._mesh_client_service.on_node_clients_orphaned(handler)
+
+    # --- calling clients -------------------------------------------------------------
+
+    async def _mesh_invoke_anywhere(
+        self,
+        target: SrpcStream | str,
+        prefix: str,
+        request: betterproto2.Message,
+        timeout: float | None,  # noqa: ASYNC109
+    ) -> Any:
+        if isinstance(target, SrpcStream):
+            return await self._invoke_stream(target, prefix, request, timeout)
+        request_call = self.server_schema.lookup(prefix, request=True)
+        response_call = self.client_schema.lookup(prefix, request=False)
+        if request_call is None or response_call is None:
+            raise ValueError(f"unknown call prefix {prefix!r}")
+        if not isinstance(request, request_call.message_cls):
+            raise TypeError(
+                f"{prefix} expects {request_call.message_cls.__name__}, "
+                f"got {type(request).__name__}"
+            )
+        result = await self._mesh_client_service.invoke(
+            target, request_call.prefix, _MessageJson(request), timeout
+        )
+        if isinstance(result, _MessageJson):
+            return result.message
+        if not isinstance(result, dict):
+            raise ClientInvocationError(f"{prefix}: the client's node sent no response message")
+        return response_call.message_cls.from_dict(result, ignore_unknown_fields=True)
+
+    async def _mesh_invoke_local_client(
+        self,
+        client_id: str,
+        prefix: str,
+        data: Any,
+        timeout: float | None,  # noqa: ASYNC109
+    ) -> _MessageJson:
+        """MeshClientService's ``client_invoke_fn``: call a client whose stream is here."""
+        stream = self.streams_by_client_id.get(client_id)
+        if stream is None or not stream.is_activated or not stream.is_open:
+            raise ClientDisconnectedError(client_id)
+        if isinstance(data, _MessageJson):
+            request = data.message
+        else:
+            call = self.server_schema.lookup(prefix, request=True)
+            if call is None:
+                raise ValueError(f"unknown call prefix {prefix!r}")
+            request = call.message_cls.from_dict(data, ignore_unknown_fields=True)
+        try:
+            response = await self._invoke_stream(stream, prefix, request, timeout)
+        except SrpcError as exc:
+            if not stream.is_open:
+                raise ClientDisconnectedError(client_id) from exc
+            raise
+        return _MessageJson(response)
+
+    async def _mesh_kick_superseded(self, client_id: str) -> bool:
+        """The client registered on another node: close our stream of it with 4002."""
+        stream = self.streams_by_client_id.get(client_id)
+        if stream is None:
+            return False
+        logger.info("client %s moved to another node; closing its stream here", client_id)
+        await self.close_stream(
+            stream, CLOSE_CODES["supersede"], "supersede", "Superseded by a connection elsewhere"
+        )
+        return True
+
+    # --- stream lifecycle hooks ------------------------------------------------------
+
+    async def _on_stream_established(self, stream: SrpcStream) -> None:
+        self._mesh_watch_meta(stream)
+        metadata = self._mesh_take_snapshot(stream)
+        if not self._mesh_running:
+            return
+        step = functools.partial(self._mesh_reserve, stream, metadata)
+        await asyncio.shield(self._mesh_registry_steps.submit(stream.client_id, step))
+
+    async def _on_stream_activating(self, stream: SrpcStream) -> None:
+        metadata = self._mesh_take_snapshot(stream)
+        self._mesh_gated.add(stream.id)
+        if not self._mesh_running:
+            return
+        step = functools.partial(self._mesh_activate, stream, metadata)
+        if not await asyncio.shield(self._mesh_registry_steps.submit(stream.client_id, step)):
+            logger.warning("client %s lost its reservation before activation", stream.client_id)
+            await self.close_stream(
+                stream, CLOSE_CODES["supersede"], "supersede", "Client moved to another node"
+            )
+
+    async def _on_stream_activated(self, stream: SrpcStream) -> None:
+        if self._mesh_running:
+            self._mesh_announce(stream)
+
+    async def _on_stream_closed(self, stream: SrpcStream, cause: CloseCause) -> None:
+        announced = stream.id in self._mesh_announced
+        self._mesh_announced.discard(stream.id)
+        self._mesh_gated.discard(stream.id)
+        meta = stream.meta
+        if isinstance(meta, StreamMeta) and self._mesh_is_our_watch(meta):
+            meta.on_change = None
+        # Not awaited: the disconnect handlers need not wait for Redis.
+        step = functools.partial(self._mesh_release, stream, announced)
+        self._mesh_registry_steps.submit(stream.client_id, step)
+
+    # --- registry steps (run in the client's registry queue) ---------------------------
+
+    async def _mesh_reserve(self, stream: SrpcStream, metadata: MetaT) -> None:
+        if not self._mesh_is_current(stream):
+            return
+        try:
+            await self._mesh_client_service.reserve_client(
+                stream.client_id, metadata, allow_supersede=_allows_supersede(stream)
+            )
+        except ClientConflictError as exc:
+            logger.info(
+                "refusing %s: connected to node %d (protocol v2)",
+                stream.client_id,
+                exc.owner_node_id,
+            )
+            raise SrpcConflictError("Client ID already connected on another node") from exc
+
+    async def _mesh_activate(self, stream: SrpcStream, metadata: MetaT) -> bool:
+        if not self._mesh_is_current(stream):
+            return False
+        try:
+            return await self._mesh_client_service.activate_client(stream.client_id, metadata)
+        except ClientConflictError:
+            return False
+
+    async def _mesh_backfill(self, stream: SrpcStream, metadata: MetaT, active: bool) -> None:
+        if not self._mesh_is_current(stream):
+            return
+        client_id = stream.client_id
+        allow_supersede = _allows_supersede(stream)
+        try:
+            if active:
+                registered = await self._mesh_client_service.register_client(
+                    client_id, metadata, allow_supersede=allow_supersede
+                )
+            else:
+                await self._mesh_client_service.reserve_client(
+                    client_id, metadata, allow_supersede=allow_supersede
+                )
+                registered = True
+        except ClientConflictError:
+            registered = False
+        except Exception:
+            logger.exception("could not register client %s at mesh start", client_id)
+            return
+        if not registered:
+            logger.info("closing %s: it is connected to another node", client_id)
+            await self.close_stream(
+                stream, CLOSE_CODES["conflict"], "conflict", "Client ID already connected"
+            )
+        elif active and self._mesh_is_current(stream):
+            self._mesh_announce(stream)
+
+    async def _mesh_release(self, stream: SrpcStream, announced: bool) -> None:
+        client_id = stream.client_id
+        if self.streams_by_client_id.get(client_id) not in (None, stream):
+            return  # a newer stream of the client replaced this one here
+        metadata = self._mesh_metadata.pop(client_id, _MISSING)
+        try:
+            removed = await self._mesh_client_service.unregister_client(client_id)
+        except Exception:
+            logger.exception("could not unregister client %s", client_id)
+            return
+        if removed and announced and metadata is not _MISSING:
+            handlers = self._mesh_disconnected_handlers
+            step = functools.partial(self._mesh_run_handlers, handlers, client_id, metadata)
+            self._mesh_callback_steps.submit(client_id, step)
+
+    async def _mesh_write_metadata(self, stream: SrpcStream, metadata: MetaT) -> bool:
+        if not self._mesh_is_current(stream) or not self._mesh_running:
+            return False
+        return await self._mesh_client_service.client_registry.update_metadata(
+            stream.client_id, metadata
+        )
+
+    # --- callbacks (run in the client's callback queue) ---------------------------------
+
+    def _mesh_announce(self, stream: SrpcStream) -> None:
+        async def announce() -> None:
+            if stream.id in self._mesh_announced or not self._mesh_is_current(stream):
+                return
+            metadata = self._mesh_metadata.get(stream.client_id, _MISSING)
+            if metadata is _MISSING:
+                return
+            self._mesh_announced.add(stream.id)
+            await self._mesh_run_handlers(self._mesh_connected_handlers, stream.client_id, metadata)
+
+        self._mesh_callback_steps.submit(stream.client_id, announce)
+
+    async def _mesh_run_handlers(
+        self, handlers: list[ClientLifecycleHandler], client_id: str, metadata: Any
+    ) -> None:
+        for handler in list(handlers):
+            try:
+                result = handler(client_id, metadata)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                logger.exception("client lifecycle callback failed for %s", client_id)
+
+    # --- metadata ----------------------------------------------------------------------
+
+    def _mesh_take_snapshot(self, stream: SrpcStream) -> MetaT:
+        """Extract the stream's registry metadata and remember it as the client's."""
+        metadata = self._mesh_extract(stream)
+        self._mesh_metadata[stream.client_id] = metadata
+        return metadata
+
+    def _mesh_extract(self, stream: SrpcStream) -> MetaT:
+        if self._mesh_extract_metadata is None:
+            return cast(MetaT, dict(stream.meta))
+        return cast(MetaT, _snapshot(self._mesh_extract_metadata(stream)))
+
+    def _mesh_watch_meta(self, stream: SrpcStream) -> None:
+        meta = stream.meta
+        if isinstance(meta, StreamMeta) and not self._mesh_is_our_watch(meta):
+            meta.on_change = functools.partial(self._mesh_schedule_meta_sync, stream)
+
+    def _mesh_is_our_watch(self, meta: StreamMeta) -> bool:
+        watch = meta.on_change
+        return isinstance(watch, functools.partial) and watch.func == self._mesh_schedule_meta_sync
+
+    def _mesh_schedule_meta_sync(self, stream: SrpcStream, _meta: StreamMeta) -> None:
+        # Coalesce: however many keys change in this turn of the loop, one sync.
+        if stream.id in self._mesh_sync_scheduled:
+            return
+        self._mesh_sync_scheduled.add(stream.id)
+        asyncio.get_running_loop().call_soon(self._mesh_sync_meta, stream)
+
+    def _mesh_sync_meta(self, stream: SrpcStream) -> None:
+        self._mesh_sync_scheduled.discard(stream.id)
+        if not self._mesh_is_current(stream):
+            return
+        client_id = stream.client_id
+        try:
+            metadata = self._mesh_extract(stream)
+        except Exception:
+            logger.exception("extract_metadata failed for %s", client_id)
+            return
+        known = self._mesh_metadata.get(client_id, _MISSING)
+        if known is not _MISSING and not _differs(known, metadata):
+            return
+        self._mesh_metadata[client_id] = metadata
+        # Before activation the reservation/activation itself carries the metadata.
+        if stream.id in self._mesh_gated and self._mesh_running:
+            step = functools.partial(self._mesh_write_metadata_logged, stream, metadata)
+            self._mesh_registry_steps.submit(client_id, step)
+
+    async def _mesh_write_metadata_logged(self, stream: SrpcStream, metadata: MetaT) -> None:
+        try:
+            await self._mesh_write_metadata(stream, metadata)
+        except Exception:
+            logger.exception("could not sync the metadata of client %s", stream.client_id)
+
+    async def _mesh_apply_client_metadata(self, client_id: str, metadata: Any) -> bool:
+        """MeshClientService's ``client_update_meta_fn``: runs on the owning node."""
+        stream = self.streams_by_client_id.get(client_id)
+        if stream is None or not stream.is_activated or not stream.is_open:
+            return False
+        previous = self._mesh_metadata.get(client_id, _MISSING)
+        if isinstance(metadata, Mapping):
+            # Merging notifies the meta watcher; setting the cache first makes its
+            # sync see no change, so the registry is written once, below.
+            stream.meta.update(metadata)
+            snapshot = self._mesh_take_snapshot(stream)
+        else:
+            snapshot = cast(MetaT, _snapshot(metadata))
+            self._mesh_metadata[client_id] = snapshot
+        step = functools.partial(self._mesh_write_metadata, stream, snapshot)
+        try:
+            updated = await asyncio.shield(self._mesh_registry_steps.submit(client_id, step))
+        except Exception:
+            logger.exception("could not update the metadata of client %s", client_id)
+            updated = False
+        if not updated and self._mesh_metadata.get(client_id, _MISSING) is snapshot:
+            if previous is _MISSING:
+                self._mesh_metadata.pop(client_id, None)
+            else:
+                self._mesh_metadata[client_id] = previous
+        return updated
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def _mesh_is_current(self, stream: SrpcStream) -> bool:
+        """True while ``stream`` is open and the newest stream of its client here."""
+        return stream.is_open and self.streams_by_client_id.get(stream.client_id) is stream
+
+
+def _allows_supersede(stream: SrpcStream) -> bool:
+    """Protocol v1 always takes over; v2 only with ``_supersede=1``."""
+    return stream.protocol_version < 2 or stream.supersede

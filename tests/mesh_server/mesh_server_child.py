@@ -1,0 +1,38 @@
+"""A MeshSrpcServer node in its own process, for tests that SIGKILL a node.
+
+Usage: python mesh_server_child.py <redis url> <key prefix>. Prints the listening port
+and the mesh instance id on one line, then serves until killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from meshsrpc import LeaderOptions, MeshSrpcServer, RedisSettings
+
+from tests.generated.sgnl24.TestRpc import ClientMessage, ServerMessage
+
+
+async def main(url: str, prefix: str) -> None:
+    node: MeshSrpcServer[ClientMessage, ServerMessage, object] = MeshSrpcServer(
+        ClientMessage,
+        ServerMessage,
+        mesh_key="app",
+        redis=RedisSettings(url=url, prefix=prefix),
+        heartbeat_interval=0.1,
+        node_ttl=0.6,
+        request_timeout=2.0,
+        leader=LeaderOptions(ttl=1.0, renewal_interval=0.2, retry_delay=0.1),
+    )
+    await node.listen("127.0.0.1", 0)
+    await node.mesh_start()
+    print(node.port, node.mesh_instance_id, flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2]))

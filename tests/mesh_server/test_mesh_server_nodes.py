@@ -1,0 +1,186 @@
+"""MeshSrpcServer across nodes: supersession, conflicts, dead nodes and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from meshsrpc import CloseCause, RedisSettings, RegisteredClient, SrpcConflictError, SrpcStream
+from redis.asyncio import Redis
+
+from tests.generated.sgnl24.TestRpc import DNotifyRequest, USlowRequest, USlowResponse
+from tests.mesh_server.mesh_server_support import (
+    DEATH_FAST,
+    MakeClient,
+    MakeNode,
+    ProbeBackend,
+    Recorder,
+    eventually,
+    join,
+    settle,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+CHILD = Path(__file__).with_name("mesh_server_child.py")
+
+
+def record_causes(client: Any) -> list[CloseCause]:
+    causes: list[CloseCause] = []
+    client.register_disconnect_handler(causes.append)
+    return causes
+
+
+async def test_cross_node_supersession_closes_the_old_stream(
+    make_node: MakeNode, make_client: MakeClient
+) -> None:
+    a = await make_node()
+    b = await make_node()
+    a_disconnected, b_connected = Recorder(), Recorder()
+    a.on_client_disconnected(a_disconnected)
+    b.on_client_connected(b_connected)
+    old = make_client(a, "c1", client_meta={"via": "a"})
+    old_causes = record_causes(old)
+    await join(a, old)
+
+    new = make_client(b, "c1", client_meta={"via": "b"})
+    await join(b, new, supersede=True)
+    await eventually(lambda: old_causes == ["supersede"])  # closed with 4002
+    await eventually(lambda: b_connected.events == [("c1", {"via": "b"})])
+    registered = await a.client_registry.get_client("c1")
+    assert registered is not None and registered.node_id == b.mesh_instance_id
+    assert (await a.invoke("c1", "dNotify", DNotifyRequest(notification="x"))).acknowledged
+    await eventually(lambda: "c1" not in a.streams_by_client_id)
+    await settle()
+    assert a_disconnected.events == []
+
+
+async def test_protocol_v1_takes_over_from_another_node(
+    make_node: MakeNode, make_client: MakeClient
+) -> None:
+    a = await make_node()
+    b = await make_node()
+    old = make_client(a, "c1", protocol_version=1)
+    old_causes = record_causes(old)
+    await join(a, old)
+    await join(b, make_client(b, "c1", protocol_version=1))
+    await eventually(lambda: old_causes == ["supersede"])
+    registered = await b.client_registry.get_client("c1")
+    assert registered is not None and registered.node_id == b.mesh_instance_id
+
+
+async def test_protocol_v2_is_refused_while_live_on_another_node(
+    make_node: MakeNode, make_client: MakeClient, make_probe: Any
+) -> None:
+    probe: ProbeBackend = make_probe()
+    a = await make_node()
+    b = await make_node(registry_backend=probe)
+    b_connected, b_disconnected = Recorder(), Recorder()
+    b.on_client_connected(b_connected)
+    b.on_client_disconnected(b_disconnected)
+    first = make_client(a, "c1")
+    await join(a, first)
+
+    with pytest.raises(SrpcConflictError):
+        await make_client(b, "c1").connect()
+    # Like the TypeScript node: the refused stream still runs its (no-op) unregister.
+    await eventually(lambda: probe.count("unregister", "c1") == 1)
+    registered = await b.client_registry.get_client("c1")
+    assert registered is not None and registered.node_id == a.mesh_instance_id
+    assert first.is_connected
+    await settle()
+    assert b_connected.events == [] and b_disconnected.events == []
+
+
+async def test_the_leader_reports_the_clients_of_a_killed_node(
+    make_node: MakeNode, make_client: MakeClient, redis_settings: RedisSettings, raw: Redis
+) -> None:
+    leader = await make_node(**DEATH_FAST)
+    orphans: list[tuple[int, list[RegisteredClient[Any]]]] = []
+    leader.on_node_clients_orphaned(lambda node_id, clients: orphans.append((node_id, clients)))
+    broken: list[int] = []
+
+    def broken_handler(node_id: int, clients: list[RegisteredClient[Any]]) -> None:
+        broken.append(node_id)
+        raise RuntimeError("callback bug")
+
+    leader.on_node_clients_orphaned(broken_handler)
+    await eventually(lambda: raw.exists(f"{redis_settings.prefix}:leader:mesh:_mc:app"))
+
+    assert redis_settings.url is not None and redis_settings.prefix is not None
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(CHILD),
+        redis_settings.url,
+        redis_settings.prefix,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert child.stdout is not None
+        async with asyncio.timeout(20):
+            line = await child.stdout.readline()
+        port, child_id = (int(part) for part in line.split())
+        client = make_client(leader, "c9", client_meta={"userId": "u9"})
+        client.url = f"ws://127.0.0.1:{port}/srpc"
+        await client.connect()
+
+        async def registered_on_child() -> bool:
+            found = await leader.client_registry.get_client("c9")
+            return found is not None and found.node_id == child_id
+
+        await eventually(registered_on_child)
+        child.kill()  # SIGKILL: no chance to clean up
+        await child.wait()
+
+        await eventually(lambda: orphans, timeout=10)
+        await settle(0.5)
+        assert [(node_id, [c.client_id for c in clients]) for node_id, clients in orphans] == [
+            (child_id, ["c9"])
+        ]
+        assert orphans[0][1][0].metadata == {"userId": "u9"}
+        assert broken == [child_id]
+        assert await leader.client_registry.get_client("c9") is None
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+
+
+async def test_graceful_shutdown_under_load(make_node: MakeNode, make_client: MakeClient) -> None:
+    survivor = await make_node(**DEATH_FAST)
+    orphans: list[int] = []
+    survivor.on_node_clients_orphaned(lambda node_id, clients: orphans.append(node_id))
+    leaving = await make_node(**DEATH_FAST)
+    leaving_id = leaving.mesh_instance_id
+    started = 0
+
+    async def slow(stream: SrpcStream, request: USlowRequest) -> USlowResponse:
+        nonlocal started
+        started += 1
+        await asyncio.sleep(request.delay_ms / 1000)
+        return USlowResponse(message="done", actual_delay_ms=request.delay_ms)
+
+    leaving.register_message_handler("uSlow", slow)
+    clients = [make_client(leaving, f"c{i}") for i in range(8)]
+    causes = [record_causes(client) for client in clients]
+    for client in clients:
+        await join(leaving, client)
+    calls = [
+        asyncio.create_task(client.invoke("uSlow", USlowRequest(delay_ms=300)))
+        for client in clients
+    ]
+    await eventually(lambda: started == len(clients))
+
+    await leaving.mesh_stop()
+    await leaving.close()
+    responses = await asyncio.gather(*calls)
+    assert all(r == USlowResponse(message="done", actual_delay_ms=300) for r in responses)
+    await eventually(lambda: all(c == ["disconnect"] for c in causes))  # close code 1000
+    assert await survivor.client_registry.list_clients() == []
+    assert await survivor.client_registry.list_clients_for_node(leaving_id) == []
+    # Several node TTLs: a node that died would have been reported by now.
+    await settle(3 * DEATH_FAST["node_ttl"])
+    assert orphans == []
