@@ -24,7 +24,7 @@ from tests.generated.sgnl24.TestRpc import (
     USlowRequest,
     USlowResponse,
 )
-from tests.srpc._support import ClientFactory, ServerFactory, url_of
+from tests.srpc._support import ClientFactory, ServerFactory, eventually, url_of
 
 
 async def echo(stream: SrpcStream, request: UEchoRequest) -> UEchoResponse:
@@ -243,3 +243,22 @@ async def test_trace_context_propagates(
     assert seen[1].trace_id == parent.trace_id
     assert seen[1].span_id == parent.span_id
     assert seen[1].is_remote
+
+
+async def test_close_lets_running_requests_answer(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    server = await make_server(close_timeout=5.0)
+
+    async def slow(stream: SrpcStream, request: USlowRequest) -> USlowResponse:
+        await asyncio.sleep(request.delay_ms / 1000)
+        return USlowResponse(message="finished", actual_delay_ms=request.delay_ms)
+
+    server.register_message_handler("uSlow", slow)
+    client = make_client(server, enable_reconnect=False)
+    await client.connect()
+    call = asyncio.create_task(client.invoke("uSlow", USlowRequest(delay_ms=300)))
+    await asyncio.sleep(0.05)
+    await server.close()
+    assert (await call).message == "finished"
+    await eventually(lambda: not client.is_connected)

@@ -502,11 +502,21 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         return self._asgi
 
     async def close(self) -> None:
-        """Stop listening, close every stream (1000) and wait for their cleanup."""
+        """Stop listening, let running requests answer (up to ``close_timeout``), then
+        close every stream (1000) and wait for their cleanup."""
         self._closing = True
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.close(close_connections=False)
+        busy = [
+            asyncio.create_task(stream.session.wait_idle())
+            for stream in self._streams.values()
+            if stream.session is not None and stream.session.is_open
+        ]
+        if busy:
+            _, pending = await asyncio.wait(busy, timeout=self.close_timeout)
+            for task in pending:
+                task.cancel()
         for stream in list(self._streams.values()):
             await self.close_stream(
                 stream, CLOSE_CODES["disconnect"], "disconnect", "Server closing"

@@ -129,6 +129,11 @@ class SrpcSession:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def wait_idle(self) -> None:
+        """Wait until no incoming request is being handled."""
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+
     async def wait_closed(self) -> None:
         """Wait until the receive loop has ended and the session is cleaned up."""
         await self._closed.wait()
