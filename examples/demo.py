@@ -19,7 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from meshsrpc import RedisSettings
 from meshsrpc.redis_server import RedisServer, free_port
+from meshsrpc.settings import create_redis_client
 
 from .presence.client import PresenceClient
 from .presence.cluster import Cluster, NodeEvent, NodeProcess
@@ -387,12 +389,27 @@ async def _main() -> int:
         print(
             f"meshsrpc demo on a private {os.path.basename(redis.binary)}, {url} (pid {redis.pid})"
         )
+    prefix = f"demo{uuid.uuid4().hex[:8]}"
     try:
-        await run_demo(url)
+        await run_demo(url, prefix=prefix)
     finally:
         if redis is not None:
             redis.close()
+        else:
+            await _delete_keys(url, prefix)
     return 0
+
+
+async def _delete_keys(url: str, prefix: str) -> None:
+    # On someone else's Redis, leave nothing behind (the nodes removed their own
+    # entries on stop; the id counter and registry keys remain).
+    client = create_redis_client(RedisSettings(url=url))
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
 
 
 def main() -> None:
