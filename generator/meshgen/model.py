@@ -418,6 +418,7 @@ _RESERVED = {
     "Literal",
     "Mapping",
     "MeshSrpcServer",
+    "RegisteredClient",
     "Never",
     "NotRequired",
     "SrpcClient",

@@ -108,14 +108,14 @@ class TypedDictBuilder:
         if message.full_name in self.specs:
             return name
         # Reserve first: recursive messages refer to themselves by name.
-        self.specs[message.full_name] = TypedDictSpec(name, message.proto.name, (), ())
+        self.specs[message.full_name] = TypedDictSpec(name, _local_name(message), (), ())
         keys = tuple(self._key(message, i, f) for i, f in enumerate(message.proto.field))
         doc = doc_lines(self.index.message_source(message).comment)
         functional = any(keyword.iskeyword(k.name) or not k.name.isidentifier() for k in keys)
         # Re-insert so that the spec comes after every dict it uses (definition order).
         del self.specs[message.full_name]
         self.specs[message.full_name] = TypedDictSpec(
-            name, message.proto.name, doc, keys, functional
+            name, _local_name(message), doc, keys, functional
         )
         return name
 
@@ -158,6 +158,12 @@ class TypedDictBuilder:
                 return annotation
             return self.add(self.index.messages[f.type_name])
         return _SCALARS[f.type]
+
+
+def _local_name(message: MessageInfo) -> str:
+    """The message's name inside its package, e.g. `Table.Seat`."""
+    scope = f".{message.package}." if message.package else "."
+    return message.full_name.removeprefix(scope)
 
 
 def _lower_camel(name: str) -> str:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from meshgen.generate import Request, generate
 
 REPO = Path(__file__).resolve().parents[2]
 PROTOS = "tests/meshgen/protos"
@@ -14,6 +18,20 @@ GOLDEN_CASES = {
     "srpc_test": [f"{PROTOS}/srpc_test.proto"],
     "lobby": [f"{PROTOS}/lobby.proto", "-I", INCLUDE],
 }
+
+
+def golden_request(case: str) -> Request:
+    """The Request `make golden` runs for a case."""
+    args = GOLDEN_CASES[case]
+    includes = tuple(args[i + 1] for i, a in enumerate(args) if a == "-I")
+    return Request(args[0], includes)
+
+
+@functools.cache
+def generated(case: str) -> dict[str, str]:
+    """The files meshgen generates for a golden case (from the repo root), computed once."""
+    assert os.getcwd() == str(REPO), "run from the repo root (fixture in_repo)"
+    return generate(golden_request(case))
 
 
 @dataclass

@@ -63,6 +63,15 @@ def metadata_types(server: Server) -> None:
             print(node_id, client.metadata["displayName"])
 
     server.on_node_clients_orphaned(orphaned)
+
+    def connected(client_id: str, metadata: ClientMetaDict) -> None:
+        print(client_id, metadata["displayName"], metadata.get("device"))
+
+    async def disconnected(client_id: str, metadata: ClientMetaDict) -> None:
+        print(client_id, metadata)
+
+    server.on_client_connected(connected)
+    server.on_client_disconnected(disconnected)
     print(meta, meta_with_device)
 
 
