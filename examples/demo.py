@@ -287,6 +287,11 @@ async def run_demo(
         report.presence = await n3.command("presence")
         say.table(_registry_rows(report))
         report.events = list(cluster.events)
+    except BaseException:
+        # Show what the nodes said before they are stopped: the first thing to read.
+        for node in cluster.nodes.values():
+            say.out.write(node.log_tail())
+        raise
     finally:
         for client in clients:
             with contextlib.suppress(Exception):

@@ -255,5 +255,7 @@ class Cluster:
                     await asyncio.wait_for(self._changed.wait(), remaining)
 
     async def close(self) -> None:
-        """Stop every node that still runs (gracefully, then by force)."""
+        """Stop every node that still runs (gracefully, then by force); drop their logs."""
         await asyncio.gather(*(n.stop() for n in self.nodes.values()), return_exceptions=True)
+        for node in self.nodes.values():
+            node.log_path.unlink(missing_ok=True)
