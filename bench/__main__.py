@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import sys
 import time
 import traceback
@@ -40,7 +41,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_one(name: str, module: Any, profile: Any) -> list[BenchResult]:
     """Run one benchmark; a missing part becomes "not available", a crash "error"."""
     started = time.monotonic()
-    log(f"{name}: {module.TITLE}")
+    load_average = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    log(f"{name}: {module.TITLE}" + (f" (load average {load_average:.2f})" if load_average else ""))
     try:
         check = getattr(module, "check", None)
         if check is not None:
@@ -60,6 +62,7 @@ def run_one(name: str, module: Any, profile: Any) -> list[BenchResult]:
     elapsed = time.monotonic() - started
     for result in results:
         result.elapsed_s = elapsed
+        result.load_average = load_average
         if result.status == "ok":
             for target in result.targets:
                 verdict = {True: "met", False: "NOT met", None: "n/a"}[target["met"]]

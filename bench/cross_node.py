@@ -126,6 +126,8 @@ async def mesh_node_a(
 
 
 # --- raw baseline --------------------------------------------------------------------------
+# redis-py's asyncio pool raises MaxConnectionsError past 100 connections; 100
+# concurrent PUBLISHes need a bigger pool.
 
 
 async def raw_node_b(channel: ChildChannel, redis_url: str, port: int, tag: str) -> None:
@@ -133,7 +135,7 @@ async def raw_node_b(channel: ChildChannel, redis_url: str, port: int, tag: str)
     import redis.asyncio as aioredis
     from websockets.asyncio.server import serve
 
-    publisher = aioredis.Redis.from_url(redis_url)
+    publisher = aioredis.Redis.from_url(redis_url, max_connections=1000)
     pubsub = publisher.pubsub()
     await pubsub.subscribe(f"{tag}:B")
     client_ws: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -184,7 +186,7 @@ async def raw_node_a(
     """Raw A: PUBLISH "<id>|payload" to B, resolve the future when it comes back."""
     import redis.asyncio as aioredis
 
-    publisher = aioredis.Redis.from_url(redis_url)
+    publisher = aioredis.Redis.from_url(redis_url, max_connections=1000)
     pubsub = publisher.pubsub()
     await pubsub.subscribe(f"{tag}:A")
     pending: dict[bytes, asyncio.Future[bytes]] = {}

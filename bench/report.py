@@ -96,6 +96,21 @@ def write_markdown(results: dict[str, Any], path: Path) -> Path:
                 f"| {bench['title']} | {target['description']} | {_met(target['met'])} "
                 f"| {target['detail']} |"
             )
+    lines += [
+        "",
+        "## Conditions",
+        "",
+        "1-minute load average when each benchmark started (2 cores: above ~0.5, other work",
+        "was competing for the cores and the figures are pessimistic), and its duration.",
+        "",
+    ]
+    for bench in results["benchmarks"]:
+        load = bench.get("load_average")
+        lines.append(
+            f"- {bench['title']}: load {load:.2f}, {bench['elapsed_s']:.0f} s"
+            if load is not None
+            else f"- {bench['title']}: {bench['elapsed_s']:.0f} s"
+        )
     notes = [(b["title"], n) for b in results["benchmarks"] for n in b["notes"]]
     if notes:
         lines += ["", "## Notes", ""]

@@ -132,6 +132,9 @@ class BenchResult:
     throughput: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    # The machine's 1-minute load average when the benchmark started: with two
+    # cores, anything above ~0.5 means something else was competing for them.
+    load_average: float | None = None
 
     def figure(
         self,
@@ -176,6 +179,7 @@ class BenchResult:
             "status": self.status,
             "reason": self.reason,
             "elapsed_s": round(self.elapsed_s, 3),
+            "load_average": self.load_average,
             "figures": self.figures,
             "targets": self.targets,
             "latency_cdf_ms": self.latency_cdf,
@@ -325,6 +329,7 @@ class Child:
         )
         self._process.start()
         child_end.close()
+        self._profiler = _start_profiler(name, self._process.pid)
 
     @property
     def pid(self) -> int | None:
@@ -381,6 +386,35 @@ class Child:
             self._process.kill()
             self._process.join(5)
         self._parent.close()
+        if self._profiler is not None:
+            # py-spy writes its output once the target has exited.
+            try:
+                self._profiler.wait(30)
+            except subprocess.TimeoutExpired:
+                self._profiler.terminate()
+
+
+PROFILE_ENV = "MESHSRPC_BENCH_PYSPY"
+
+
+def _start_profiler(name: str, pid: int | None) -> subprocess.Popen[bytes] | None:
+    """With MESHSRPC_BENCH_PYSPY=<dir>, sample the child with py-spy into <dir>/<name>.txt.
+
+    The output is py-spy's "raw" format (collapsed stacks, one per line with a
+    count), for bench/hotspots.py to summarise.
+    """
+    out_dir = os.environ.get(PROFILE_ENV)
+    if not out_dir or pid is None:
+        return None
+    os.makedirs(out_dir, exist_ok=True)
+    py_spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    slug = "".join(c if c.isalnum() else "_" for c in name)
+    return subprocess.Popen(
+        [py_spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
+         "--output", os.path.join(out_dir, f"{slug}.txt")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -16,6 +16,9 @@ from .runner import ChildChannel, NotAvailable, closed_loop, describe
 NAME = "socketio_cross_node"
 TITLE = "python-socketio cross-node call (A -> client on B)"
 CHANNEL = "meshsrpc-bench-socketio"
+# redis-py's asyncio pool raises MaxConnectionsError past 100 connections (the
+# manager then logs "Cannot publish to redis... retrying" and sleeps): give it room.
+REDIS_OPTIONS = {"max_connections": 1000}
 
 
 def _socketio() -> Any:
@@ -33,7 +36,7 @@ async def node_b(channel: ChildChannel, redis_url: str, port: int) -> None:
     socketio = _socketio()
     from aiohttp import web
 
-    manager = socketio.AsyncRedisManager(redis_url, channel=CHANNEL)
+    manager = socketio.AsyncRedisManager(redis_url, channel=CHANNEL, redis_options=REDIS_OPTIONS)
     sio = socketio.AsyncServer(async_mode="aiohttp", client_manager=manager)
     app = web.Application()
     sio.attach(app)
@@ -71,7 +74,7 @@ async def node_a(
 ) -> None:
     """Server A: ``call("notify", to=sid)`` in closed loops."""
     socketio = _socketio()
-    manager = socketio.AsyncRedisManager(redis_url, channel=CHANNEL)
+    manager = socketio.AsyncRedisManager(redis_url, channel=CHANNEL, redis_options=REDIS_OPTIONS)
     sio = socketio.AsyncServer(async_mode="aiohttp", client_manager=manager)
     sio.manager_initialized = True
     sio.manager.initialize()
