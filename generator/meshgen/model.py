@@ -9,9 +9,9 @@ import keyword
 import re
 from dataclasses import dataclass, field
 
-from betterproto2_compiler.casing import snake_case
 from google.protobuf import descriptor_pb2
 
+from .naming import ImportFrom, MessageRef, MessageRefs, snake
 from .problems import MeshgenError, Problem
 from .protoindex import MessageInfo, ProtoIndex, doc_lines
 from .typeddicts import TypedDictBuilder, TypedDictSpec
@@ -53,15 +53,6 @@ _TYPE_NAMES: dict[int, str] = {int(v): k.removeprefix("TYPE_").lower() for k, v 
 
 
 @dataclass(frozen=True)
-class MessageRef:
-    """A betterproto2 class as the generated module refers to it."""
-
-    local_name: str  # the name inside <stem>_srpc.py
-    class_name: str  # the name in its own module
-    module: str  # relative module, e.g. ".sgnl24.TestRpc"
-
-
-@dataclass(frozen=True)
 class Call:
     """One request/response pair: upstream (client → server) or downstream (server → client)."""
 
@@ -80,14 +71,6 @@ class Broadcast:
     snake: str  # "lobby_closed"
     payload: str  # TypedDict name
     doc: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class ImportFrom:
-    """`from <module> import <names>` in the generated module."""
-
-    module: str
-    names: tuple[str, ...]  # "X" or "X as Y"
 
 
 @dataclass(frozen=True)
@@ -175,7 +158,7 @@ def build_app(
     client_fields = _app_fields(collector, client) if client else {}
     server_fields = _app_fields(collector, server) if server else {}
 
-    refs = _MessageRefs(index.compiled.file(index.compiled.main).package)
+    refs = MessageRefs(index.compiled.file(index.compiled.main).package)
     upstream: list[Call] = []
     downstream: list[Call] = []
     if client and server:
@@ -306,7 +289,7 @@ def _app_fields(collector: _Collector, container: MessageInfo) -> dict[str, _App
 
 def _pair_calls(
     collector: _Collector,
-    refs: _MessageRefs,
+    refs: MessageRefs,
     requests_side: dict[str, _AppField],
     responses_side: dict[str, _AppField],
     requests_container: str,
@@ -328,7 +311,7 @@ def _pair_calls(
             continue
         doc = _call_doc(collector.index, request)
         calls.append(
-            Call(prefix, _snake(prefix), refs.ref(request.message), refs.ref(response.message), doc)
+            Call(prefix, snake(prefix), refs.ref(request.message), refs.ref(response.message), doc)
         )
     for field_name, response in responses_side.items():
         prefix = field_name.removesuffix("Response")
@@ -347,10 +330,6 @@ def _call_doc(index: ProtoIndex, request: _AppField) -> tuple[str, ...]:
     if not comment:
         comment = index.message_source(request.message).comment
     return doc_lines(comment)
-
-
-def _snake(name: str) -> str:
-    return snake_case(name).lower()
 
 
 def _check_collisions(collector: _Collector, calls: list[Call], kind: str) -> None:
@@ -385,15 +364,15 @@ def _broadcasts(
         if payload.is_map_entry:
             collector.at_field(container, i, "is a map; a broadcast's payload is a message")
             continue
-        snake = _snake(f.name)
-        if snake in snakes:
-            collector.at_field(container, i, f"becomes broadcast_{snake}, like {snakes[snake]}")
+        method = snake(f.name)
+        if method in snakes:
+            collector.at_field(container, i, f"becomes broadcast_{method}, like {snakes[method]}")
             continue
-        snakes[snake] = f.name
+        snakes[method] = f.name
         comment = collector.index.field_source(container, i).comment
         if not comment:
             comment = collector.index.message_source(payload).comment
-        broadcasts.append(Broadcast(f.name, snake, dicts.add(payload), doc_lines(comment)))
+        broadcasts.append(Broadcast(f.name, method, dicts.add(payload), doc_lines(comment)))
     return broadcasts
 
 
@@ -408,60 +387,3 @@ def _all_names(name: str, dicts: list[TypedDictSpec], broadcasts: list[Broadcast
     if broadcasts:
         names.append(f"{name}Broadcasts")
     return names
-
-
-# Names the generated module defines or imports itself; messages are aliased around them.
-_RESERVED = {
-    "Any",
-    "Awaitable",
-    "Callable",
-    "Literal",
-    "Mapping",
-    "MeshSrpcServer",
-    "RegisteredClient",
-    "Never",
-    "NotRequired",
-    "SrpcClient",
-    "SrpcServer",
-    "SrpcStream",
-    "TypeVar",
-    "TypedDict",
-    "annotations",
-    "betterproto2",
-    "overload",
-}
-
-
-class _MessageRefs:
-    """Assigns each used message class a unique local name and collects the imports."""
-
-    def __init__(self, main_package: str) -> None:
-        self.main_package = main_package
-        self.by_full_name: dict[str, MessageRef] = {}
-
-    def ref(self, message: MessageInfo) -> MessageRef:
-        if message.full_name in self.by_full_name:
-            return self.by_full_name[message.full_name]
-        module = "." + message.package if message.package else "."
-        local = message.py_name
-        taken = {r.local_name for r in self.by_full_name.values()}
-        if local in taken or local in _RESERVED or local.startswith("_"):
-            package = "".join(p[:1].upper() + p[1:] for p in message.package.split("."))
-            local = f"{package}{message.py_name}"
-            while local in taken or local in _RESERVED:
-                local = f"{local}_"
-        ref = MessageRef(local, message.py_name, module)
-        self.by_full_name[message.full_name] = ref
-        return ref
-
-    def imports(self) -> tuple[ImportFrom, ...]:
-        modules: dict[str, list[str]] = {}
-        for ref in self.by_full_name.values():
-            name = ref.class_name
-            if ref.local_name != ref.class_name:
-                name = f"{ref.class_name} as {ref.local_name}"
-            modules.setdefault(ref.module, []).append(name)
-        return tuple(
-            ImportFrom(module, tuple(sorted(set(names))))
-            for module, names in sorted(modules.items())
-        )
