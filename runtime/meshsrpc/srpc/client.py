@@ -10,7 +10,6 @@ reconnects with exponential backoff unless it was told to disconnect, was refuse
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import random
 import ssl as ssl_module
@@ -24,6 +23,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidHandshake, InvalidMessage, InvalidStatus
 
 from ..errors import SrpcConflictError, SrpcError
+from ._callbacks import call_maybe_async
 from .auth import sign
 from .bytestream import ByteStreamReader, ByteStreamWriter
 from .frames import CallField, FrameSchema
@@ -52,13 +52,6 @@ ClientDisconnectHandler: TypeAlias = Callable[[CloseCause], Any]
 """handler(cause), sync or async, after each disconnect."""
 
 DEFAULT_TIMEOUT = 30.0
-
-
-async def _call(fn: Callable[..., Any], *args: Any) -> Any:
-    result = fn(*args)
-    if inspect.isawaitable(result):
-        return await result
-    return result
 
 
 class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
@@ -338,13 +331,13 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
     async def _notify_disconnect(self, cause: CloseCause) -> None:
         for handler in list(self._disconnect_handlers):
             try:
-                await _call(handler, cause)
+                await call_maybe_async(handler, cause)
             except Exception:
                 logger.exception("client disconnect handler failed")
 
     async def _run_handler(self, handler: ClientConnectionHandler) -> None:
         try:
-            await _call(handler)
+            await call_maybe_async(handler)
         except Exception:
             logger.exception("client connection handler failed")
 
@@ -384,7 +377,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         handler = self._handlers.get(call.prefix)
         if handler is None:
             raise SrpcError(f"No handler for {call.prefix}")
-        response = await _call(handler, request)
+        response = await call_maybe_async(handler, request)
         expected = self.client_schema.lookup(call.prefix, request=False)
         if expected is None or not isinstance(response, expected.message_cls):
             raise TypeError(f"handler for {call.prefix} returned {type(response).__name__}")

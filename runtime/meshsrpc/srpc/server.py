@@ -17,7 +17,6 @@ can extend):
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 import time
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 import betterproto2
 
 from ..errors import SrpcConflictError, SrpcError
+from ._callbacks import call_maybe_async
 from .auth import (
     Authorizer,
     HandshakeAccepted,
@@ -69,13 +69,6 @@ DisconnectHandler: TypeAlias = Callable[[SrpcStream, CloseCause], Any]
 
 DEFAULT_TIMEOUT = 30.0
 INTERNAL_ERROR_CODE = 1011
-
-
-async def _call(fn: Callable[..., Any], *args: Any) -> Any:
-    result = fn(*args)
-    if inspect.isawaitable(result):
-        return await result
-    return result
 
 
 class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
@@ -360,7 +353,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             return
         for handler in list(self._disconnect_handlers):
             try:
-                await _call(handler, stream, cause)
+                await call_maybe_async(handler, stream, cause)
             except Exception:
                 logger.exception("disconnect handler failed for %s", stream.client_id)
 
@@ -407,7 +400,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         assert session is not None
         for handler in list(self._connection_handlers):
             try:
-                await _call(handler, stream)
+                await call_maybe_async(handler, stream)
             except Exception as exc:
                 logger.exception("connection handler failed for %s", stream.client_id)
                 await session.close(
@@ -434,7 +427,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         handler = self._handlers.get(call.prefix)
         if handler is None:
             raise SrpcError(f"No handler for {call.prefix}")
-        response = await _call(handler, stream, request)
+        response = await call_maybe_async(handler, stream, request)
         expected = self.server_schema.lookup(call.prefix, request=False)
         if expected is None:
             raise SrpcError(f"{call.prefix} has no response message")
