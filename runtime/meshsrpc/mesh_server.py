@@ -186,7 +186,8 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
     async def close(self) -> None:
         """Let running client requests answer (up to ``close_timeout``), then close every stream.
 
-        Call :meth:`mesh_stop` first, so no node routes new calls here meanwhile.
+        Call :meth:`mesh_stop` first, so no node routes new calls here meanwhile. Returns
+        once the streams' registry clean-up and lifecycle callbacks have run (bounded).
         """
         if self._mesh_requests_running:
             try:
@@ -197,6 +198,10 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
                     "closing with %d request(s) still running", self._mesh_requests_running
                 )
         await super().close()
+        # The streams' unregister steps and callbacks run in the background; finish
+        # them (bounded) so nothing is left pending when the caller's loop ends.
+        await self._mesh_registry_steps.drain(self._mesh_request_timeout)
+        await self._mesh_callback_steps.drain(self.close_timeout)
 
     def register_message_handler(self, prefix: str, handler: ServerMessageHandler) -> None:
         """Handle the client's ``<prefix>Request``: handler(stream, request) -> response."""
@@ -250,7 +255,11 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         self._mesh_client_service.register_broadcast_handler(type, handler)
 
     def on_client_connected(self, handler: ClientLifecycleHandler) -> None:
-        """Run ``handler(client_id, metadata)`` once a client is activated and registered."""
+        """Run ``handler(client_id, metadata)`` once a client is activated and registered.
+
+        A stream that connected before :meth:`mesh_start` is reported when the mesh
+        start registers it.
+        """
         self._mesh_connected_handlers.append(handler)
 
     def on_client_disconnected(self, handler: ClientLifecycleHandler) -> None:
