@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     started = time.monotonic()
     log(f"profile {profile.name}, results in {args.out}")
+    args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         "schema": report.SCHEMA,
         "profile": profile.name,
@@ -98,12 +99,21 @@ def main(argv: list[str] | None = None) -> int:
         if selected and name not in selected:
             continue
         results["benchmarks"] += [r.as_dict() for r in run_one(name, module, profile)]
-    results["elapsed_s"] = round(time.monotonic() - started, 1)
-    results["finished_at"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        # What is done so far survives a crash or an interrupt of a long run.
+        _stamp(results, started, complete=False)
+        report.write_json(results, args.out / "latest.json")
+        report.write_markdown(results, args.out / "latest.md")
+    _stamp(results, started, complete=True)
     for path in report.write_all(results, args.out):
         log(f"wrote {path}")
     log(f"all done in {results['elapsed_s']:.1f} s")
     return 1 if any(b["status"] == "error" for b in results["benchmarks"]) else 0
+
+
+def _stamp(results: dict[str, Any], started: float, *, complete: bool) -> None:
+    results["complete"] = complete
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    results["finished_at"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,11 @@ def write_markdown(results: dict[str, Any], path: Path) -> Path:
     lines = [
         f"# meshsrpc benchmarks ({results['profile']} profile)",
         "",
+        *(
+            []
+            if results.get("complete", True)
+            else ["**Partial results: the run is not finished.**", ""]
+        ),
         f"Run {results['started_at']} on {machine['cpu_model']} "
         f"({machine['cpus_available']} cores available, "
         f"pinning: {'server core 0 / load core 1' if machine['pinning'] else 'off'}), "
@@ -149,9 +154,26 @@ def write_png(results: dict[str, Any], path: Path) -> Path | None:
             ax = flat[index]
             index += 1
             percentiles = list(range(101))
+            # Colour = concurrency, line style = variant (the first one, the baseline, dashed).
+            variants: list[str] = []
+            levels: list[str] = []
+            for label in bench["latency_cdf_ms"]:
+                variant, _, level = label.rpartition(" c=")
+                variants += [variant] if variant not in variants else []
+                levels += [level] if level not in levels else []
+            styles = ["--", "-", ":", "-."] if len(variants) > 1 else ["-"]
             for label, cdf in bench["latency_cdf_ms"].items():
-                if cdf:
-                    ax.plot([max(v, 1e-3) for v in cdf], percentiles, label=label, linewidth=1.2)
+                if not cdf:
+                    continue
+                variant, _, level = label.rpartition(" c=")
+                ax.plot(
+                    [max(v, 1e-3) for v in cdf],
+                    percentiles,
+                    label=label,
+                    linewidth=1.3,
+                    color=f"C{levels.index(level) % 10}",
+                    linestyle=styles[variants.index(variant) % len(styles)],
+                )
             ax.set_xscale("log")
             ax.set_xlabel("latency (ms, log)")
             ax.set_ylabel("percentile")
@@ -175,7 +197,7 @@ def write_png(results: dict[str, Any], path: Path) -> Path | None:
         fig.suptitle(
             f"meshsrpc benchmarks ({results['profile']}, {results['started_at']})", fontsize=11
         )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     tmp = path.with_name(path.name + ".tmp")
     fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
@@ -201,6 +223,7 @@ def validate(results: dict[str, Any]) -> list[str]:
     for key in ("profile", "started_at", "finished_at"):
         need(results, key, str, "results")
     need(results, "elapsed_s", (int, float), "results")
+    need(results, "complete", bool, "results")
     machine = need(results, "machine", dict, "results") or {}
     for key in ("python", "cpu_model", "platform"):
         need(machine, key, str, "machine")
