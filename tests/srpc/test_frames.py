@@ -9,9 +9,12 @@ from typing import Any
 
 import betterproto2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from meshsrpc.srpc.frames import FrameError, FrameSchema
 from meshsrpc.srpc.ids import uuid7
 from meshsrpc.srpc.protocol import (
+    ByteStreamReceived,
     PingReceived,
     ProtocolViolation,
     ReplyReceived,
@@ -212,3 +215,25 @@ def test_late_reply_after_forget_is_dropped_but_unknown_ids_are_not() -> None:
     assert protocol.receive(late) == []
     events = protocol.receive(late)  # a second reply to the same id is a violation
     assert len(events) == 1 and isinstance(events[0], ProtocolViolation)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_arbitrary_bytes_never_crash_the_protocol(data: bytes) -> None:
+    protocol = SrpcProtocol(FrameSchema(ClientMessage), FrameSchema(ServerMessage))
+    protocol.activate()
+    for event in protocol.receive(data):
+        assert isinstance(
+            event, PingReceived | RequestReceived | ProtocolViolation | ByteStreamReceived
+        )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=20), st.integers(min_value=1, max_value=60))
+def test_truncating_inside_a_field_is_always_detected(message: str, cut: int) -> None:
+    frame = bytes(ClientMessage(request_id="r", u_echo_request=UEchoRequest(message=message)))
+    # Cutting at a field boundary leaves valid protobuf (for every parser); cut inside
+    # the last field (the uEchoRequest after the 3-byte requestId).
+    cut = min(cut, len(frame) - 3 - 1)
+    with pytest.raises(FrameError):
+        FrameSchema(ClientMessage).decode(frame[: len(frame) - cut])
