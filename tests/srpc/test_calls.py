@@ -262,3 +262,19 @@ async def test_close_lets_running_requests_answer(
     await server.close()
     assert (await call).message == "finished"
     await eventually(lambda: not client.is_connected)
+
+
+async def test_async_context_managers() -> None:
+    from meshsrpc import SrpcClient, SrpcServer
+
+    server: SrpcServer[ClientMessage, ServerMessage] = SrpcServer(ClientMessage, ServerMessage)
+    async with server:
+        server.register_message_handler("uEcho", echo)
+        await server.listen("127.0.0.1", 0)
+        client: SrpcClient[ClientMessage, ServerMessage] = SrpcClient(
+            url_of(server), ClientMessage, ServerMessage, "ctx"
+        )
+        async with client:
+            assert (await client.invoke("uEcho", UEchoRequest(message="m"))).message == "Echo: m"
+        assert not client.is_connected
+    assert server.port is None and server.streams_by_id == {}

@@ -15,7 +15,7 @@ import random
 import ssl as ssl_module
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeAlias, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import betterproto2
@@ -368,6 +368,14 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
             self._ping_task.cancel()
         for task in list(self._background):
             task.cancel()
+
+    async def __aenter__(self) -> Self:
+        """``async with client:`` connects, and disconnects on exit."""
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.disconnect()
 
     # --- calls -----------------------------------------------------------------------
 

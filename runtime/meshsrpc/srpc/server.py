@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeAlias, TypeVar
 
 import betterproto2
 
@@ -493,6 +493,13 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
 
             self._asgi = AsgiApp(self)
         return self._asgi
+
+    async def __aenter__(self) -> Self:
+        """``async with server:`` closes the server on exit."""
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     async def close(self) -> None:
         """Stop listening, let running requests answer (up to ``close_timeout``), then
