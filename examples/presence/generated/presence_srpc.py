@@ -9,7 +9,13 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, NotRequired, TypeVar, TypedDict, overload
 
 import betterproto2
-from meshsrpc import MeshSrpcServer, SrpcClient, SrpcServer, SrpcStream
+from meshsrpc import (
+    MeshSrpcServer,
+    RegisteredClient,
+    SrpcClient,
+    SrpcServer,
+    SrpcStream,
+)
 
 from .presence import (
     ClientMessage,
@@ -164,6 +170,24 @@ class PresenceMeshSrpcServer(
             _BROADCAST_HANDLERS,
             self.register_broadcast_handler,
         )
+
+    def on_client_connected(
+        self, handler: Callable[[str, ClientMetaDict], object]
+    ) -> None:
+        """Run handler(client_id, metadata), sync or async, once a client is registered here."""
+        super().on_client_connected(handler)
+
+    def on_client_disconnected(
+        self, handler: Callable[[str, ClientMetaDict], object]
+    ) -> None:
+        """Run handler(client_id, metadata), sync or async, when a client really left."""
+        super().on_client_disconnected(handler)
+
+    def on_node_clients_orphaned(
+        self, handler: Callable[[int, list[RegisteredClient[ClientMetaDict]]], object]
+    ) -> None:
+        """Run handler(node_id, clients) on the leader, once per dead node."""
+        super().on_node_clients_orphaned(handler)
 
     async def invoke_d_get_status(
         self,
