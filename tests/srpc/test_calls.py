@@ -14,6 +14,7 @@ from tests.generated.sgnl24.TestRpc import (
     DComputeResponse,
     DNotifyRequest,
     DNotifyResponse,
+    DRequestDataRequest,
     ServerMessage,
     UComplexRequest,
     UComplexResponse,
@@ -129,7 +130,7 @@ async def test_server_invokes_client(
         await server.invoke(
             stream,
             "dRequestData",
-            __import__("tests.generated.sgnl24.TestRpc", fromlist=["x"]).DRequestDataRequest(),
+            DRequestDataRequest(),
         )
 
 
