@@ -7,6 +7,7 @@ lowerCamelCase keys, enums by value name, bytes as base64, 64-bit integers as nu
 from __future__ import annotations
 
 import keyword
+import re
 from dataclasses import dataclass, field
 
 from google.protobuf import descriptor_pb2
@@ -112,12 +113,23 @@ class TypedDictBuilder:
         keys = tuple(self._key(message, i, f) for i, f in enumerate(message.proto.field))
         doc = doc_lines(self.index.message_source(message).comment)
         functional = any(keyword.iskeyword(k.name) or not k.name.isidentifier() for k in keys)
+        if functional:
+            keys = tuple(self._runtime_safe(key) for key in keys)
         # Re-insert so that the spec comes after every dict it uses (definition order).
         del self.specs[message.full_name]
         self.specs[message.full_name] = TypedDictSpec(
             name, _local_name(message), doc, keys, functional
         )
         return name
+
+    def _runtime_safe(self, key: DictKey) -> DictKey:
+        # The functional syntax evaluates its annotations at import time: a dict that is
+        # not defined yet (recursion) must be a quoted forward reference.
+        pending = [spec.name for spec in self.specs.values() if not spec.keys]
+        annotation = key.annotation
+        for name in pending:
+            annotation = re.sub(rf"\b{name}\b", f'"{name}"', annotation)
+        return DictKey(key.name, annotation, key.comment)
 
     def ordered(self) -> list[TypedDictSpec]:
         """The specs, each after the ones it refers to (except for recursion)."""

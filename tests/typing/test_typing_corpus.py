@@ -36,20 +36,22 @@ class MypyResult:
 def mypy_result(tmp_path_factory: pytest.TempPathFactory) -> MypyResult:
     # The two golden packages are the generator's checked-in output (test_meshgen_golden
     # proves they are current); echo_only (no downstream calls, no broadcasts, no
-    # package) is generated fresh.
+    # package) and tricky (clashing names, recursion, keyword keys) are generated fresh.
     work = tmp_path_factory.mktemp("typing")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "meshgen",
-            "tests/meshgen/protos/echo_only.proto",
-            "-o",
-            str(work / "echo_only"),
-        ],
-        cwd=REPO,
-        check=True,
-    )
+    for proto, extra in (("echo_only", []), ("tricky", ["-I", "tests/meshgen/protos/include"])):
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "meshgen",
+                f"tests/meshgen/protos/{proto}.proto",
+                "-o",
+                str(work / proto),
+                *extra,
+            ],
+            cwd=REPO,
+            check=True,
+        )
     config = work / "mypy.ini"
     config.write_text(f"[mypy]\nstrict = True\nmypy_path = {REPO / 'runtime'}:{GOLDEN}:{work}\n")
     cases = sorted(str(p) for p in CASES.glob("*.py"))
@@ -65,6 +67,7 @@ def mypy_result(tmp_path_factory: pytest.TempPathFactory) -> MypyResult:
             str(GOLDEN / "srpc_test"),
             str(GOLDEN / "lobby"),
             str(work / "echo_only"),
+            str(work / "tricky"),
             *cases,
         ]
     )
@@ -89,7 +92,11 @@ def _expected(case: Path) -> dict[int, str]:
 
 
 def test_generated_packages_pass_mypy_strict(mypy_result: MypyResult) -> None:
-    generated = {f: e for f, e in mypy_result.errors.items() if "golden/" in f or "echo_only/" in f}
+    generated = {
+        f: e
+        for f, e in mypy_result.errors.items()
+        if "golden/" in f or "echo_only/" in f or "tricky/" in f
+    }
     assert generated == {}, mypy_result.report
 
 
