@@ -8,7 +8,9 @@ fails and the writer is told so with ``destroy``.
 
 Writing waits while the connection's send buffer is full (backpressure); a reader that
 falls behind by more than ``reader_high_water`` bytes pauses the connection's receive
-loop until it catches up, which pushes back on the writer through TCP.
+loop until it catches up, which pushes back on the writer through TCP. While paused,
+nothing else is received on that connection either, so read a byte stream in a task
+that does not wait for another reply on the same connection.
 """
 
 from __future__ import annotations
