@@ -43,8 +43,18 @@ def _parser() -> argparse.ArgumentParser:
         help="import path for `import` statements (repeatable; the proto's folder is always one)",
     )
     parser.add_argument("--name", help="class name prefix (default: from the proto file's stem)")
-    parser.add_argument("--client-message", default="ClientMessage", metavar="MESSAGE")
-    parser.add_argument("--server-message", default="ServerMessage", metavar="MESSAGE")
+    parser.add_argument(
+        "--client-message",
+        default="ClientMessage",
+        metavar="MESSAGE",
+        help="what a client sends (default: ClientMessage)",
+    )
+    parser.add_argument(
+        "--server-message",
+        default="ServerMessage",
+        metavar="MESSAGE",
+        help="what a server sends (default: ServerMessage)",
+    )
     parser.add_argument(
         "--broadcasts", metavar="MESSAGE", help="broadcasts message (default: Broadcasts, if any)"
     )
