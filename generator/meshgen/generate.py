@@ -42,7 +42,7 @@ def source_label(proto: str) -> str:
             path = os.path.relpath(path)
         except ValueError:  # another drive on Windows
             path = os.path.basename(path)
-    return path.replace(os.sep, "/")
+    return os.path.normpath(path).replace(os.sep, "/")
 
 
 def generate(request: Request) -> dict[str, str]:

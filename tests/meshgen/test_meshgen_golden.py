@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from meshgen import __version__
-from meshgen.generate import generate
+from meshgen.generate import Request, generate
 from meshgen.output import stale_files
-from meshgen_helpers import GOLDEN_CASES, REPO, generated, golden_request
+from meshgen_helpers import GOLDEN_CASES, PROTOS, REPO, generated, golden_request
 
 
 @pytest.mark.parametrize("case", sorted(GOLDEN_CASES))
@@ -87,3 +87,10 @@ def test_generated_module_has_the_promised_names(in_repo: Path) -> None:
     for signature in overloads:
         assert "Literal[" in signature
         assert "prefix: str" not in signature and "type: str" not in signature
+
+
+def test_header_names_the_proto_relative_whatever_the_spelling(in_repo: Path) -> None:
+    # An absolute path or a ./ prefix names the same file: same header, same bytes.
+    expected = generated("srpc_test")
+    for spelling in (str(REPO / PROTOS / "srpc_test.proto"), f"./{PROTOS}/srpc_test.proto"):
+        assert generate(Request(spelling)) == expected
