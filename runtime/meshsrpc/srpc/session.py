@@ -108,6 +108,11 @@ class SrpcSession:
                     and len(self._tasks) + self.protocol.queued_requests > self.max_in_flight
                 ):
                     await self.close("badArg", f"More than {self.max_in_flight} requests in flight")
+        except Exception:
+            logger.exception("%s: receive loop failed; dropping the connection", self.label)
+            if self.close_cause is None:
+                self.close_cause = "disconnect"
+            self.transport.abort()
         finally:
             await self._cleanup()
         return self.close_cause or "disconnect"
