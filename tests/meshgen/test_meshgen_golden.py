@@ -94,3 +94,38 @@ def test_header_names_the_proto_relative_whatever_the_spelling(in_repo: Path) ->
     expected = generated("srpc_test")
     for spelling in (str(REPO / PROTOS / "srpc_test.proto"), f"./{PROTOS}/srpc_test.proto"):
         assert generate(Request(spelling)) == expected
+
+
+def test_typed_dicts_follow_proto_json(in_repo: Path) -> None:
+    text = generated("lobby")["lobby_srpc.py"]
+    for line in (
+        # keys are JSON names: display_name → displayName
+        "    displayName: str",
+        # nested messages are nested dicts; `optional` is NotRequired
+        "    seats: list[TableSeatDict]",
+        "    player: NotRequired[PlayerRefDict]",
+        # enums are Literals of their value names
+        '    state: Literal["STATE_OPEN", "STATE_PLAYING", "STATE_CLOSED"]',
+        # every integer width is int; bytes is base64 text; floats are float
+        "    pot: int",
+        "    sessionSerial: int",
+        "    favouriteTables: list[int]",
+        "    avatar: str",
+        "    rating: float",
+        # maps have string keys
+        "    scores: dict[str, int]",
+        "    reserved: dict[str, TableSeatDict]",
+        "    tags: dict[str, str]",
+        # well-known types in their JSON forms
+        "    openedAt: str",
+        "    turnTime: str",
+        "    rules: dict[str, Any]",
+        "    maxPlayers: int | None",
+        "    since: NotRequired[str]",
+        # members of a real oneof may be absent
+        "    note: NotRequired[str]",
+        "    code: NotRequired[int]",
+        # the broadcasts table
+        "    tableChanged: TableChangedDict",
+    ):
+        assert f"\n{line}\n" in text, line
