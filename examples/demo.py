@@ -4,7 +4,8 @@ Starts a private Redis (or uses ``MESH_REDIS_URL``), three node processes on loo
 ports and five clients, then walks through: calling a client on node 1 from node 3, a
 broadcast to every node, metadata changed from another node, a client moving to another
 node, node 2 killed and its clients reported once by the leader, and the final registry.
-Every step prints what happened, on which node, and how long it took.
+Every step prints what happened, on which node, and how long it took; ``run_demo``
+also returns those facts as a :class:`DemoReport` (the tests check it).
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from meshsrpc.settings import create_redis_client
 
 from .presence.client import PresenceClient
 from .presence.cluster import Cluster, NodeEvent, NodeProcess
-from .presence.generated.presence import Status
+from .transcript import Transcript, fmt_meta, ms
 
-__all__ = ["DemoReport", "main", "run_demo"]
+__all__ = ["CLIENTS", "DemoReport", "main", "run_demo"]
 
 CLIENTS = {"alice": "node1", "bob": "node1", "carol": "node2", "dave": "node2", "erin": "node3"}
+"""Who connects where at the start."""
 
 
 @dataclass
@@ -51,42 +53,6 @@ class DemoReport:
     seconds: float = 0.0
 
 
-class Transcript:
-    """Timestamped, aligned lines: ``  1.23s  node3   text``."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.t0 = time.monotonic()
-        self.tty = out.isatty()
-
-    def line(self, where: str, text: str) -> None:
-        self.out.write(f"{time.monotonic() - self.t0:7.2f}s  {where:<7} {text}\n")
-        self.out.flush()
-
-    def section(self, title: str) -> None:
-        self.out.write(f"\n== {title}\n")
-        self.out.flush()
-
-    def table(self, rows: list[tuple[str, ...]]) -> None:
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        self.out.write("\n")
-        for row in rows:
-            cells = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-            self.out.write(f"{' ' * 10}{cells.rstrip()}\n")
-        self.out.flush()
-
-    def progress(self, text: str, *, final: bool = False) -> None:
-        if self.tty:
-            self.out.write(f"\r{' ' * 10}{text}\033[K" + ("\n" if final else ""))
-        else:
-            self.out.write(f"{' ' * 10}{text}\n")
-        self.out.flush()
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
-
-
 async def run_demo(
     redis_url: str,
     *,
@@ -95,269 +61,303 @@ async def run_demo(
     node_ttl: float = 3.0,
     prefix: str | None = None,
 ) -> DemoReport:
-    """Run the whole scenario against ``redis_url`` and return what happened."""
-    report = DemoReport()
-    say = Transcript(out)
+    """Run the whole scenario against ``redis_url`` and return what happened.
+
+    Every node process and client is stopped before this returns, also on failure.
+    """
+    scenario = Scenario(redis_url, out, heartbeat, node_ttl, prefix)
     started = time.monotonic()
-    cluster = Cluster(
-        redis_url,
-        prefix or f"demo{uuid.uuid4().hex[:8]}",
-        heartbeat=heartbeat,
-        node_ttl=node_ttl,
-        request_timeout=max(2.0, node_ttl),
-    )
-    clients: list[PresenceClient] = []
     try:
-        nodes = await _start_nodes(cluster, say, report)
-        n1, n2, n3 = nodes["node1"], nodes["node2"], nodes["node3"]
+        await scenario.run()
+    except BaseException:
+        # What the nodes logged is the first thing to read when a step fails.
+        for node in scenario.cluster.nodes.values():
+            scenario.say.write(node.log_tail())
+        raise
+    finally:
+        await scenario.close()
+    scenario.report.seconds = time.monotonic() - started
+    scenario.say.write(f"\ndone in {scenario.report.seconds:.1f} s; all node processes stopped\n")
+    return scenario.report
 
-        say.section("Clients connect (each gets a presence entry on every node)")
-        by_id: dict[str, PresenceClient] = {}
+
+class Scenario:
+    """The demo's steps, one method each, sharing the cluster, the clients and the report."""
+
+    def __init__(
+        self, redis_url: str, out: TextIO, heartbeat: float, node_ttl: float, prefix: str | None
+    ) -> None:
+        self.heartbeat = heartbeat
+        self.node_ttl = node_ttl
+        self.say = Transcript(out)
+        self.report = DemoReport()
+        self.cluster = Cluster(
+            redis_url,
+            prefix or f"demo{uuid.uuid4().hex[:8]}",
+            heartbeat=heartbeat,
+            node_ttl=node_ttl,
+            request_timeout=max(2.0, node_ttl),
+        )
+        self.nodes: dict[str, NodeProcess] = {}
+        self.clients: dict[str, PresenceClient] = {}  # the current connection of each user
+        self._all_clients: list[PresenceClient] = []  # every connection ever opened
+
+    async def run(self) -> None:
+        """Every step, in order."""
+        await self.start_nodes()
+        await self.connect_clients()
+        await self.invoke_across_nodes()
+        await self.broadcast()
+        await self.update_metadata_from_another_node()
+        await self.move_client()
+        await self.kill_node()
+        await self.show_registry()
+        self.report.events = list(self.cluster.events)
+
+    async def close(self) -> None:
+        """Disconnect every client and stop every node (killing the stubborn ones)."""
+        for client in self._all_clients:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.disconnect(), 2.0)
+        await self.cluster.close()
+        self.report.pids = [n.pid for n in self.cluster.nodes.values() if n.pid is not None]
+
+    # --- steps ---------------------------------------------------------------------
+
+    async def start_nodes(self) -> None:
+        self.say.section("Three nodes join the mesh")
+        t = time.perf_counter()
+        # One after the other, so node N gets mesh id N on a fresh prefix, and node1
+        # (the first) holds the cleanup leader lock that later reports node 2's clients.
+        for label in ("node1", "node2", "node3"):
+            node = await self.cluster.start_node(label, free_port())
+            self.nodes[label] = node
+            self.report.node_ids[label] = node.instance_id
+            self.say.line(label, f"mesh id {node.instance_id}, pid {node.pid}, {node.url}")
+        self.say.line("", f"3 nodes up in {time.perf_counter() - t:.2f} s")
+
+    async def connect_clients(self) -> None:
+        self.say.section("Clients connect (each gets a presence entry on every node)")
         for client_id, label in CLIENTS.items():
-            by_id[client_id] = await _connect(cluster, say, client_id, nodes[label], clients)
+            await self._connect(client_id, self.nodes[label])
 
-        say.section("1. Node 3 calls alice, who is connected to node 1")
+    async def invoke_across_nodes(self) -> None:
+        self.say.section("1. Node 3 calls alice, who is connected to node 1")
+        n3 = self.nodes["node3"]
         where = await n3.command("get_client", clientId="alice")
         t = time.perf_counter()
         ack = await n3.command("invoke_notify", clientId="alice", text="hello from node 3")
         elapsed = time.perf_counter() - t
-        note = by_id["alice"].notifications[-1]
-        report.invoke = {
+        note = self.clients["alice"].notifications[-1]
+        self.report.invoke = {
             "from": "node3",
-            "owner": n1.label,
             "acknowledged": ack["acknowledged"],
             "received": note.text,
             "sentFromNode": note.sent_from_node,
         }
-        say.line(
-            "node3", f"invoke_d_notify('alice', ...): the registry says node {where['nodeId']}"
+        self.say.line(
+            "node3", f"invoke_d_notify('alice'): the registry says node {where['nodeId']}"
         )
-        say.line("alice", f"got {note.text!r} (sent_from_node={note.sent_from_node}) from node1")
-        say.line(
+        self.say.line(
+            "alice", f"got {note.text!r} (sent_from_node={note.sent_from_node}) via node1"
+        )
+        self.say.line(
             "node3",
-            f"acknowledged={ack['acknowledged']} in {_ms(elapsed)} (node3 → node1 → alice → back)",
+            f"acknowledged={ack['acknowledged']} in {ms(elapsed)} (node3 → node1 → alice → back)",
         )
 
-        say.section("2. Node 2 broadcasts an announcement; every node receives it")
-        mark = len(cluster.events)
-        before = sum(len(c.notifications) for c in clients)
-        sent_ms = time.time() * 1000  # node events carry wall-clock ms: time them across processes
-        await n2.command("broadcast_announcement", text="deploy at 18:00")
+    async def broadcast(self) -> None:
+        self.say.section("2. Node 2 broadcasts an announcement; every node receives it")
+        mark = len(self.cluster.events)
+        before = self._notifications()
+        sent_ms = time.time() * 1000  # node events carry wall-clock ms: time across processes
+        await self.nodes["node2"].command("broadcast_announcement", text="deploy at 18:00")
         received: list[NodeEvent] = []
-        for _ in nodes:
+        for _ in self.nodes:
             received.append(
-                await cluster.wait_for(
+                await self.cluster.wait_for(
                     lambda e: e.kind == "announcement" and e not in received,
                     within=10.0,
                     after=mark,
                 )
             )
         for event in sorted(received, key=lambda e: e.at_ms):
-            say.line(
+            self.say.line(
                 event.node,
                 f"announcement {event.fields['text']!r} from mesh node {event.fields['sender']}"
                 f" (+{event.at_ms - sent_ms:.1f} ms after the call)",
             )
-        report.broadcast_receivers = sorted(e.node for e in received)
-        await _until(
-            lambda: sum(len(c.notifications) for c in clients) >= before + len(clients), 5.0
-        )
-        report.clients_notified = sum(len(c.notifications) for c in clients) - before
-        say.line(
+        self.report.broadcast_receivers = sorted(e.node for e in received)
+        # Each node shows it to its own clients with a dNotify call.
+        await _until(lambda: self._notifications() >= before + len(self.clients), 5.0)
+        self.report.clients_notified = self._notifications() - before
+        self.say.line(
             "clients",
-            f"{report.clients_notified} of {len(clients)} clients shown it by their own node",
+            f"{self.report.clients_notified} of {len(self.clients)} clients shown it by their node",
         )
 
-        say.section("3. Node 3 changes alice's metadata; node 1 owns her stream")
+    async def update_metadata_from_another_node(self) -> None:
+        self.say.section("3. Node 3 changes alice's metadata; node 1 owns her stream")
         new_meta = {"displayName": "Alice", "status": "busy", "device": "phone"}
         t = time.perf_counter()
-        updated = await n3.command("update_meta", clientId="alice", metadata=new_meta)
+        updated = await self.nodes["node3"].command(
+            "update_meta", clientId="alice", metadata=new_meta
+        )
         elapsed = time.perf_counter() - t
-        stream_meta = await n1.command("stream_meta", clientId="alice")
-        registry = await n2.command("get_client", clientId="alice")
-        report.metadata = {
+        stream_meta = await self.nodes["node1"].command("stream_meta", clientId="alice")
+        registry = await self.nodes["node2"].command("get_client", clientId="alice")
+        self.report.metadata = {
             "updated": updated,
             "stream": stream_meta,
             "registry": registry["metadata"],
         }
-        say.line(
-            "node3", f"update_client_metadata('alice', status=busy) → {updated} in {_ms(elapsed)}"
-        )
-        say.line("node1", f"alice's stream.meta is now {_fmt_meta(stream_meta)}")
-        say.line(
+        self.say.line("node3", f"update_client_metadata('alice', …) → {updated} in {ms(elapsed)}")
+        self.say.line("node1", f"alice's stream.meta is now {fmt_meta(stream_meta)}")
+        self.say.line(
             "node2",
-            f"get_client('alice') → node {registry['nodeId']}, {_fmt_meta(registry['metadata'])}",
+            f"get_client('alice') → node {registry['nodeId']}, {fmt_meta(registry['metadata'])}",
         )
 
-        say.section("4. bob moves from node 1 to node 3 (supersede)")
-        old_bob = by_id["bob"]
-        mark = len(cluster.events)
+    async def move_client(self) -> None:
+        self.say.section("4. bob moves from node 1 to node 3 (supersede)")
+        n1 = self.nodes["node1"]
+        old_bob = self.clients["bob"]
+        mark = len(self.cluster.events)
         t = time.perf_counter()
-        new_bob = await _connect(cluster, say, "bob", n3, clients, supersede=True, quiet=True)
+        await self._connect("bob", self.nodes["node3"], supersede=True, quiet=True)
         elapsed = time.perf_counter() - t
         await _until(lambda: bool(old_bob.disconnect_causes), 5.0)
-        await asyncio.sleep(max(0.5, heartbeat))  # room for a (wrong) disconnect event to show up
+        # Room for a (wrong) disconnect event to show up before we say there was none.
+        await asyncio.sleep(max(0.5, self.heartbeat))
         n1_streams = (await n1.command("status"))["streams"]
         owner = await n1.command("get_client", clientId="bob")
         disconnected = [
             e
-            for e in cluster.events[mark:]
+            for e in self.cluster.events[mark:]
             if e.kind == "disconnected" and e.fields["clientId"] == "bob"
         ]
-        report.supersede = {
+        self.report.supersede = {
             "oldClientCauses": list(old_bob.disconnect_causes),
             "oldNodeStillHasStream": "bob" in n1_streams,
             "newOwner": owner["nodeId"] if owner else None,
             "disconnectedEvents": disconnected,
         }
-        by_id["bob"] = new_bob
-        say.line(
+        self.say.line(
             "node3",
-            f"bob connected (supersede=True) in {_ms(elapsed)}; owner now node {owner['nodeId']}",
+            f"bob connected (supersede=True) in {ms(elapsed)}; owner now node {owner['nodeId']}",
         )
-        say.line(
-            "bob",
-            f"old connection to node1 closed by the server, cause={old_bob.disconnect_causes}",
+        self.say.line(
+            "bob", f"old connection to node1 closed by the server: {old_bob.disconnect_causes}"
         )
-        say.line(
+        self.say.line(
             "node1",
             f"streams now {n1_streams}; on_client_disconnected('bob') fired: {bool(disconnected)}",
         )
 
-        say.section("5. node 2 is SIGKILLed; dave reconnects to node 3, carol does not")
-        mark = len(cluster.events)
-        on_n2 = (await n2.command("status"))["streams"]
+    async def kill_node(self) -> None:
+        self.say.section("5. node 2 is SIGKILLed; dave reconnects to node 3, carol does not")
+        n1, n2 = self.nodes["node1"], self.nodes["node2"]
+        mark = len(self.cluster.events)
+        held = (await n2.command("status"))["streams"]
         n2.kill()
         killed_at = time.monotonic()
-        say.line("node2", f"SIGKILL (it held {on_n2}, it says goodbye to no one)")
-        new_dave = await _connect(cluster, say, "dave", n3, clients, supersede=True, quiet=True)
-        by_id["dave"] = new_dave
-        say.line(
-            "node3", f"dave reconnected here {_ms(time.monotonic() - killed_at)} after the kill"
-        )
-        orphan_task = asyncio.create_task(
-            cluster.wait_for(lambda e: e.kind == "orphaned", within=node_ttl * 3 + 15, after=mark)
-        )
-        # Meanwhile the registry still names node 2 for carol: a call is sent there and
-        # times out (short timeout, so it ends well before the leader's cleanup).
-        probe = asyncio.create_task(
-            n1.command_reply(
-                "invoke_notify", clientId="carol", text="are you there?", timeout=node_ttl / 3
+        self.say.line("node2", f"SIGKILL (it held {held}; it says goodbye to no one)")
+        await self._connect("dave", self.nodes["node3"], supersede=True, quiet=True)
+        self.say.line("node3", f"dave reconnected here {ms(time.monotonic() - killed_at)} later")
+
+        orphaned = asyncio.create_task(
+            self.cluster.wait_for(
+                lambda e: e.kind == "orphaned", within=self.node_ttl * 3 + 15, after=mark
             )
         )
-        while not orphan_task.done():
-            await asyncio.wait({orphan_task}, timeout=0.25 if say.tty else 1.0)
-            if not orphan_task.done():
-                silent = f"node 2 silent {time.monotonic() - killed_at:4.1f} s"
-                say.progress(f"waiting for the leader: {silent}, node_ttl {node_ttl:g} s")
-        orphaned = orphan_task.result()
-        say.progress(f"node 2 declared dead after {time.monotonic() - killed_at:.1f} s", final=True)
-        say.line(
-            orphaned.node,
-            f"leader: node {orphaned.fields['deadNode']} died; orphaned clients "
-            f"{orphaned.fields['clients']} (dave is not: he moved)",
+        # Meanwhile the registry still names node 2 for carol: a call is sent there and
+        # times out (a short timeout, so it ends well before the leader's cleanup).
+        probe = asyncio.create_task(
+            n1.command_reply(
+                "invoke_notify", clientId="carol", text="are you there?", timeout=self.node_ttl / 3
+            )
         )
+        while not orphaned.done():
+            await asyncio.wait({orphaned}, timeout=0.25 if self.say.tty else 1.0)
+            if not orphaned.done():
+                silent = f"node 2 silent {time.monotonic() - killed_at:4.1f} s"
+                self.say.progress(f"waiting for the leader: {silent}, node_ttl {self.node_ttl:g} s")
+        report = orphaned.result()
+        self.say.progress(
+            f"node 2 declared dead after {time.monotonic() - killed_at:.1f} s", final=True
+        )
+        self.say.line(
+            report.node,
+            f"leader: node {report.fields['deadNode']} died; orphaned clients "
+            f"{report.fields['clients']} (dave is not: he moved)",
+        )
+
         during = await probe
         after = await n1.command_reply("invoke_notify", clientId="carol", text="still there?")
-        report.dead_node_calls = {
+        self.report.dead_node_calls = {
             "during": during.get("errorType"),
             "duringMs": during["elapsedMs"],
             "after": after.get("errorType"),
             "afterMs": after["elapsedMs"],
         }
-        say.line(
+        self.say.line(
             "node1",
             f"invoke_d_notify('carol') before the cleanup: {during.get('errorType')} "
-            f"after {during['elapsedMs']:.0f} ms (timeout={node_ttl / 3:g} s)",
+            f"after {during['elapsedMs']:.0f} ms (timeout={self.node_ttl / 3:g} s)",
         )
-        say.line(
+        self.say.line(
             "node1",
             f"invoke_d_notify('carol') after the cleanup: {after.get('errorType')} "
             f"in {after['elapsedMs']:.1f} ms",
         )
-        quiet_for = max(1.0, heartbeat * 3)
+
+        quiet_for = max(1.0, self.heartbeat * 3)
         await asyncio.sleep(quiet_for)  # a second report would show up here
-        report.orphaned = [e for e in cluster.events[mark:] if e.kind == "orphaned"]
-        say.line(
-            "", f"orphan reports for node 2 after {quiet_for:g} s more: {len(report.orphaned)}"
+        self.report.orphaned = [e for e in self.cluster.events[mark:] if e.kind == "orphaned"]
+        self.say.line(
+            "", f"orphan reports for node 2 after {quiet_for:g} s more: {len(self.report.orphaned)}"
         )
 
-        say.section("6. The registry, as node 1 sees it")
-        report.final_clients = await n1.command("list_clients")
-        report.presence = await n3.command("presence")
-        say.table(_registry_rows(report))
-        report.events = list(cluster.events)
-    except BaseException:
-        # Show what the nodes said before they are stopped: the first thing to read.
-        for node in cluster.nodes.values():
-            say.out.write(node.log_tail())
-        raise
-    finally:
-        for client in clients:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.disconnect(), 2.0)
-        await cluster.close()
-        report.pids = [n.pid for n in cluster.nodes.values() if n.pid is not None]
-    report.seconds = time.monotonic() - started
-    say.out.write(f"\ndone in {report.seconds:.1f} s; all node processes stopped\n")
-    return report
+    async def show_registry(self) -> None:
+        self.say.section("6. The registry, as node 1 sees it")
+        self.report.final_clients = await self.nodes["node1"].command("list_clients")
+        self.report.presence = await self.nodes["node3"].command("presence")
+        self.say.table(_registry_rows(self.report))
 
+    # --- helpers -------------------------------------------------------------------
 
-async def _start_nodes(
-    cluster: Cluster, say: Transcript, report: DemoReport
-) -> dict[str, NodeProcess]:
-    say.section("Three nodes join the mesh")
-    t = time.perf_counter()
-    # node1 first, so it is the mesh leader that later reports node 2's clients.
-    # One after the other, so node N gets mesh id N on a fresh prefix, and node1 (the
-    # first) holds the cleanup leader lock that later reports node 2's clients.
-    started = [
-        await cluster.start_node(label, free_port()) for label in ("node1", "node2", "node3")
-    ]
-    for node in started:
-        report.node_ids[node.label] = node.instance_id
-        say.line(
-            node.label,
-            f"mesh id {node.instance_id}, pid {node.pid}, {node.url}",
+    async def _connect(
+        self, client_id: str, node: NodeProcess, *, supersede: bool = False, quiet: bool = False
+    ) -> None:
+        """Connect ``client_id`` to ``node`` and wait until that node reports it registered."""
+        mark = len(self.cluster.events)
+        # No reconnect: in this demo a user moves only when the script says so.
+        client = PresenceClient(node.url, client_id, enable_reconnect=False)
+        t = time.perf_counter()
+        await client.connect(supersede=supersede)
+        self.clients[client_id] = client
+        self._all_clients.append(client)
+        event = await self.cluster.wait_for(
+            lambda e: (
+                e.kind == "connected" and e.fields["clientId"] == client_id and e.node == node.label
+            ),
+            within=10.0,
+            after=mark,
         )
-    say.line("", f"3 nodes up in {time.perf_counter() - t:.2f} s")
-    return {n.label: n for n in started}
+        if not quiet:
+            self.say.line(
+                node.label,
+                f"{client_id} connected and registered in {ms(time.perf_counter() - t)}, "
+                f"meta {fmt_meta(event.fields['metadata'])}",
+            )
 
-
-async def _connect(
-    cluster: Cluster,
-    say: Transcript,
-    client_id: str,
-    node: NodeProcess,
-    clients: list[PresenceClient],
-    *,
-    supersede: bool = False,
-    quiet: bool = False,
-) -> PresenceClient:
-    mark = len(cluster.events)
-    client = PresenceClient(node.url, client_id, status=Status.AVAILABLE, enable_reconnect=False)
-    t = time.perf_counter()
-    await client.connect(supersede=supersede)
-    clients.append(client)
-    event = await cluster.wait_for(
-        lambda e: (
-            e.kind == "connected" and e.fields["clientId"] == client_id and e.node == node.label
-        ),
-        within=10.0,
-        after=mark,
-    )
-    if not quiet:
-        say.line(
-            node.label,
-            f"{client_id} connected and registered in {_ms(time.perf_counter() - t)}, "
-            f"meta {_fmt_meta(event.fields['metadata'])}",
-        )
-    return client
+    def _notifications(self) -> int:
+        return sum(len(c.notifications) for c in self._all_clients)
 
 
 async def _until(condition: Callable[[], bool], within: float) -> None:
     deadline = time.monotonic() + within
-    while not condition() and time.monotonic() < deadline:  # noqa: ASYNC110 - state of other tasks
+    while not condition() and time.monotonic() < deadline:  # noqa: ASYNC110 - other tasks' state
         await asyncio.sleep(0.02)
 
 
@@ -379,10 +379,6 @@ def _registry_rows(report: DemoReport) -> list[tuple[str, ...]]:
     return rows
 
 
-def _fmt_meta(meta: dict[str, Any] | None) -> str:
-    return "{" + ", ".join(f"{k}={v}" for k, v in sorted((meta or {}).items())) + "}"
-
-
 async def _main() -> int:
     url = os.environ.get("MESH_REDIS_URL")
     redis: RedisServer | None = None
@@ -391,9 +387,8 @@ async def _main() -> int:
     else:
         redis = RedisServer().start()
         url = redis.url
-        print(
-            f"meshsrpc demo on a private {os.path.basename(redis.binary)}, {url} (pid {redis.pid})"
-        )
+        binary = os.path.basename(redis.binary)
+        print(f"meshsrpc demo on a private {binary}, {url} (pid {redis.pid})")
     prefix = f"demo{uuid.uuid4().hex[:8]}"
     try:
         await run_demo(url, prefix=prefix)
