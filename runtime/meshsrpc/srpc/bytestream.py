@@ -304,9 +304,10 @@ class ByteStreamManager:
             return
         if stream_id % 2 == self._own_parity:
             # About one of our writers: only destroy makes sense (the reader gave up).
-            writer = self._writers.pop(stream_id, None)
-            if writer is not None and kind == "destroy":
-                writer._fail(getattr(inner, "error", None) or "destroyed by reader")
+            if kind == "destroy":
+                writer = self._writers.pop(stream_id, None)
+                if writer is not None:
+                    writer._fail(getattr(inner, "error", None) or "destroyed by reader")
             return
         if stream_id in self._failed:
             return
