@@ -262,19 +262,19 @@ class Scenario:
         n2.kill()
         killed_at = time.monotonic()
         self.say.line("node2", f"SIGKILL (it held {held}; it says goodbye to no one)")
+        # Until the leader's cleanup the registry still names node 2 for carol: a call
+        # made now is sent there and times out.
+        probe = asyncio.create_task(
+            n1.command_reply(
+                "invoke_notify", clientId="carol", text="are you there?", timeout=self.node_ttl / 3
+            )
+        )
         await self._connect("dave", self.nodes["node3"], supersede=True, quiet=True)
         self.say.line("node3", f"dave reconnected here {ms(time.monotonic() - killed_at)} later")
 
         orphaned = asyncio.create_task(
             self.cluster.wait_for(
                 lambda e: e.kind == "orphaned", within=self.node_ttl * 3 + 15, after=mark
-            )
-        )
-        # Meanwhile the registry still names node 2 for carol: a call is sent there and
-        # times out (a short timeout, so it ends well before the leader's cleanup).
-        probe = asyncio.create_task(
-            n1.command_reply(
-                "invoke_notify", clientId="carol", text="are you there?", timeout=self.node_ttl / 3
             )
         )
         while not orphaned.done():
