@@ -324,3 +324,23 @@ async def test_trigger_connection_check(
     stream.session.send = lambda data: None  # type: ignore[method-assign]
     client.trigger_connection_check()
     await eventually(lambda: causes == ["timeout"], timeout=5)
+
+
+async def test_long_close_reasons_are_cut_to_123_bytes(make_server: ServerFactory) -> None:
+    server = await make_server()
+
+    def on_connect(stream: SrpcStream) -> None:
+        raise RuntimeError("é" * 300)
+
+    server.register_connection_handler(on_connect)
+    async with ws_connect(raw_url(server), compression=None) as ws:
+        assert await ws.recv() == PING
+        await ws.send(PING)
+        try:
+            while True:
+                await ws.recv()
+        except ConnectionClosed as exc:
+            assert exc.rcvd is not None
+            assert exc.rcvd.code == 1011
+            assert 0 < len(exc.rcvd.reason.encode()) <= 123
+            assert exc.rcvd.reason.startswith("Connection handler failed: é")
