@@ -97,6 +97,7 @@ async def mesh_node_a(
     levels: list[int],
     warmup: float,
     duration: float,
+    cpu_pids: dict[str, int],
 ) -> None:
     """Node A: wait for the client to be registered, then invoke it in closed loops."""
     proto = wire.test_proto()
@@ -116,7 +117,9 @@ async def mesh_node_a(
 
         results = []
         for level in levels:
-            result = await closed_loop(level, invoke, warmup=warmup, duration=duration)
+            result = await closed_loop(
+                level, invoke, warmup=warmup, duration=duration, cpu_pids=cpu_pids
+            )
             channel.progress(f"{level} in flight: {describe(result, 'invokes/s')}")
             results.append(result)
         channel.send({"results": results})
@@ -182,6 +185,7 @@ async def raw_node_a(
     levels: list[int],
     warmup: float,
     duration: float,
+    cpu_pids: dict[str, int],
 ) -> None:
     """Raw A: PUBLISH "<id>|payload" to B, resolve the future when it comes back."""
     import redis.asyncio as aioredis
@@ -214,7 +218,9 @@ async def raw_node_a(
 
     results = []
     for level in levels:
-        result = await closed_loop(level, round_trip, warmup=warmup, duration=duration)
+        result = await closed_loop(
+            level, round_trip, warmup=warmup, duration=duration, cpu_pids=cpu_pids
+        )
         channel.progress(f"{level} in flight: {describe(result, 'round trips/s')}")
         results.append(result)
     listening.cancel()
@@ -232,12 +238,13 @@ def _three_processes(
     make_client: Any,
     make_a: Any,
     timeout: float,
+    redis_pid: int | None,
 ) -> list[dict[str, Any]]:
     with children(node_b) as (b,):
         b.recv(timeout)
         with children(make_client()) as (client,):
             client.recv(timeout)
-            with children(make_a()) as (a,):
+            with children(make_a(_pids(b.pid, client.pid, redis_pid))) as (a,):
                 results: list[dict[str, Any]] = a.recv(timeout)["results"]
                 return results
 
@@ -248,17 +255,26 @@ def run(profile: Profile) -> list[BenchResult]:
     timeout = profile.ready_timeout + len(levels) * (profile.warmup + profile.duration + 30)
     common = {"levels": levels, "warmup": profile.warmup, "duration": profile.duration}
 
-    def raw(redis_url: str) -> list[dict[str, Any]]:
+    def raw(redis_url: str, redis_pid: int | None) -> list[dict[str, Any]]:
         port, tag = free_port(), "rawbench"
         return _three_processes(
             "raw",
             Child("raw B", raw_node_b, role="server", redis_url=redis_url, port=port, tag=tag),
             lambda: Child("raw client", raw_client, role="load", url=f"ws://127.0.0.1:{port}/"),
-            lambda: Child("raw A", raw_node_a, role="load", redis_url=redis_url, tag=tag, **common),
+            lambda pids: Child(
+                "raw A",
+                raw_node_a,
+                role="load",
+                redis_url=redis_url,
+                tag=tag,
+                cpu_pids=pids,
+                **common,
+            ),
             timeout,
+            redis_pid,
         )
 
-    def mesh(redis_url: str) -> list[dict[str, Any]]:
+    def mesh(redis_url: str, redis_pid: int | None) -> list[dict[str, Any]]:
         port = free_port()
         return _three_processes(
             "meshsrpc",
@@ -270,11 +286,19 @@ def run(profile: Profile) -> list[BenchResult]:
                 url=f"ws://127.0.0.1:{port}/srpc",
                 client_id=CLIENT_ID,
             ),
-            lambda: Child("meshsrpc A", mesh_node_a, role="load", redis_url=redis_url, **common),
+            lambda pids: Child(
+                "meshsrpc A",
+                mesh_node_a,
+                role="load",
+                redis_url=redis_url,
+                cpu_pids=pids,
+                **common,
+            ),
             timeout,
+            redis_pid,
         )
 
-    def sio(redis_url: str) -> list[dict[str, Any]]:
+    def sio(redis_url: str, redis_pid: int | None) -> list[dict[str, Any]]:
         port = free_port()
         with children(
             Child(
@@ -288,7 +312,7 @@ def run(profile: Profile) -> list[BenchResult]:
                 sid = client.recv(timeout)["sid"]
                 with children(
                     Child("socketio A", socketio_cross.node_a, role="load", redis_url=redis_url,
-                          sid=sid, **common)
+                          sid=sid, cpu_pids=_pids(b.pid, client.pid, redis_pid), **common)
                 ) as (a,):  # fmt: skip
                     results: list[dict[str, Any]] = a.recv(timeout)["results"]
                     return results
@@ -298,10 +322,15 @@ def run(profile: Profile) -> list[BenchResult]:
         log(f"{NAME}: {label}")
         try:
             with private_redis() as redis_server:
-                runs[label] = fn(redis_server.url)
+                runs[label] = fn(redis_server.url, redis_server.pid)
         except NotAvailable as exc:
             runs[label] = str(exc)
     return _assemble(runs)
+
+
+def _pids(b: int | None, client: int | None, redis: int | None) -> dict[str, int]:
+    pids = {"B": b, "client": client, "redis": redis}
+    return {name: pid for name, pid in pids.items() if pid is not None}
 
 
 def _assemble(runs: dict[str, list[dict[str, Any]] | str]) -> list[BenchResult]:
@@ -331,6 +360,15 @@ def _assemble(runs: dict[str, list[dict[str, Any]] | str]) -> list[BenchResult]:
                 f"invokes/s, {level} in flight", run_["throughput"], "invokes/s",
                 baseline=base["throughput"], baseline_name=base_name, in_flight=level,
             )  # fmt: skip
+            for label, names in (
+                ("node A", ["self"]),
+                ("node B", ["B"]),
+                ("A + B + client + Redis", ["self", "B", "client", "redis"]),
+            ):
+                mesh_result.cpu_figure(
+                    f"CPU per invoke, {label}, {level} in flight", run_, base, names,
+                    base_name, in_flight=level,
+                )  # fmt: skip
             ratios.append((level, p50["ratio"] or float("inf")))
         mesh_result.target(
             "cross-node p50 <= 1.3x raw round trip (every in-flight level)",
@@ -355,6 +393,10 @@ def _assemble(runs: dict[str, list[dict[str, Any]] | str]) -> list[BenchResult]:
                 f"meshsrpc invokes/s vs socketio calls/s, {level} in flight",
                 mesh[index]["throughput"], "invokes/s", baseline=run_["throughput"],
                 baseline_name="python-socketio call()", in_flight=level,
+            )  # fmt: skip
+            sio_result.cpu_figure(
+                f"meshsrpc CPU per invoke vs socketio per call (A + B), {level} in flight",
+                mesh[index], run_, ["self", "B"], "python-socketio call()", in_flight=level,
             )  # fmt: skip
             if level >= 10:
                 details.append(f"{level} in flight: {times(fig['ratio'])}")

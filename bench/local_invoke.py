@@ -59,7 +59,8 @@ async def server_node(
     await server.mesh_start()
     listening = await wire.start_listening(server, "127.0.0.1", port)
     channel.send({"ready": True})
-    await channel.recv()  # the client is connected
+    command = await channel.recv()  # the client is connected
+    cpu_pids = {"client": command["client_pid"]}
     deadline = time.monotonic() + 30
     while (
         CLIENT_ID not in server.streams_by_client_id
@@ -80,7 +81,9 @@ async def server_node(
     results: dict[str, list[dict[str, Any]]] = {"stream": [], "client_id": []}
     for level in levels:
         for label, fn in (("stream", by_stream), ("client_id", by_client_id)):
-            result = await closed_loop(level, fn, warmup=warmup, duration=duration)
+            result = await closed_loop(
+                level, fn, warmup=warmup, duration=duration, cpu_pids=cpu_pids
+            )
             channel.progress(f"{label}, {level} in flight: {describe(result, 'invokes/s')}")
             results[label].append(result)
     channel.send({"results": results})
@@ -118,7 +121,9 @@ def run(profile: Profile) -> BenchResult:
             )
             with children(client):
                 client.recv(profile.ready_timeout)
-                runs = node.request({"cmd": "measure"}, timeout)["results"]
+                runs = node.request({"cmd": "measure", "client_pid": client.pid}, timeout)[
+                    "results"
+                ]
     details, met = [], True
     for base, mesh in zip(runs["stream"], runs["client_id"], strict=True):
         level = mesh["concurrency"]
@@ -132,6 +137,10 @@ def run(profile: Profile) -> BenchResult:
             f"invokes/s, {level} in flight", mesh["throughput"], "invokes/s",
             baseline=base["throughput"], baseline_name="SrpcServer.invoke(stream)",
             in_flight=level,
+        )  # fmt: skip
+        result.cpu_figure(
+            f"node CPU per invoke, {level} in flight", mesh, base, ["self"],
+            "SrpcServer.invoke(stream)", in_flight=level,
         )  # fmt: skip
         details.append(f"{level} in flight: {times(p50['ratio'])}")
         met = met and p50["ratio"] is not None and p50["ratio"] <= 1.2

@@ -36,7 +36,12 @@ def check() -> None:
 
 
 async def measure(
-    channel: ChildChannel, redis_url: str, levels: list[int], warmup: float, duration: float
+    channel: ChildChannel,
+    redis_url: str,
+    levels: list[int],
+    warmup: float,
+    duration: float,
+    redis_pid: int | None,
 ) -> None:
     """Child: baseline and the three operations at each concurrency level."""
     from meshsrpc import RedisSettings
@@ -79,7 +84,10 @@ async def measure(
             ("get_client", get),
             ("unregister", unregister),
         ):
-            result = await closed_loop(level, fn, warmup=warmup, duration=duration)
+            result = await closed_loop(
+                level, fn, warmup=warmup, duration=duration,
+                cpu_pids={"redis": redis_pid} if redis_pid else None,
+            )  # fmt: skip
             channel.progress(f"{label}, concurrency {level}: {result['throughput']:.0f} ops/s")
             results.setdefault(label, []).append(result)
         await registry.cleanup_node(NODE_ID)
@@ -96,7 +104,7 @@ def run(profile: Profile) -> BenchResult:
     timeout = profile.ready_timeout + 4 * len(levels) * (profile.warmup + profile.duration + 20)
     with private_redis() as redis_server, children(
         Child("registry", measure, role="load", redis_url=redis_server.url, levels=levels,
-              warmup=profile.warmup, duration=profile.duration)
+              redis_pid=redis_server.pid, warmup=profile.warmup, duration=profile.duration)
     ) as (child,):  # fmt: skip
         runs = child.recv(timeout)["results"]
     details, met = [], True
@@ -110,6 +118,14 @@ def run(profile: Profile) -> BenchResult:
                 f"{op} ops/s, concurrency {level}", run_["throughput"], "ops/s",
                 baseline=base["throughput"], baseline_name="EVALSHA trivial script",
                 concurrency=level,
+            )  # fmt: skip
+            result.cpu_figure(
+                f"{op} client CPU per op, concurrency {level}", run_, base, ["self"],
+                "EVALSHA trivial script", concurrency=level,
+            )  # fmt: skip
+            result.cpu_figure(
+                f"{op} Redis CPU per op, concurrency {level}", run_, base, ["redis"],
+                "EVALSHA trivial script", concurrency=level,
             )  # fmt: skip
             details.append(f"{op}@{level}: {times(fig['ratio'])}")
             met = met and fig["ratio"] is not None and fig["ratio"] >= 0.7

@@ -162,6 +162,34 @@ class BenchResult:
         self.figures.append(entry)
         return entry
 
+    def cpu_figure(
+        self,
+        name: str,
+        run: dict[str, Any],
+        base: dict[str, Any] | None,
+        processes: Sequence[str],
+        baseline_name: str | None = None,
+        **params: Any,
+    ) -> dict[str, Any]:
+        """CPU microseconds per operation summed over ``processes`` (see closed_loop)."""
+
+        def total(load: dict[str, Any] | None) -> float | None:
+            if load is None:
+                return None
+            values = [load.get("cpu_us_per_op", {}).get(p) for p in processes]
+            return None if any(v is None for v in values) else sum(values)
+
+        return self.figure(
+            name,
+            total(run),
+            "us CPU/op",
+            baseline=total(base),
+            baseline_name=baseline_name,
+            higher_is_better=False,
+            processes=list(processes),
+            **params,
+        )
+
     def target(self, description: str, met: bool | None, detail: str) -> None:
         """Record one target of the issue and whether this run met it."""
         self.targets.append({"description": description, "met": met, "detail": detail})
@@ -212,26 +240,59 @@ def latency_summary(latencies: Sequence[float]) -> dict[str, Any]:
     }
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (from /proc; 10 ms resolution)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def _cpu_snapshot(pids: dict[str, int]) -> dict[str, float | None]:
+    snapshot: dict[str, float | None] = {"self": time.process_time()}
+    for name, pid in pids.items():
+        snapshot[name] = _cpu_seconds(pid)
+    return snapshot
+
+
 async def closed_loop(
     concurrency: int,
     operation: Callable[[int], Awaitable[object]],
     *,
     warmup: float,
     duration: float,
+    cpu_pids: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Run ``concurrency`` workers, each awaiting ``operation(worker)`` back to back.
 
-    Only operations that start after the warm-up and end inside the measured
-    window count; throughput is those completions per second of the window.
+    Throughput counts the operations that end inside the measured window;
+    latencies, those that also started in it. ``cpu_us_per_op`` is the CPU time
+    this process ("self") and each process of ``cpu_pids`` spent in the window per
+    operation: unlike latency, it barely moves when other work shares the cores.
     """
     loop = asyncio.get_running_loop()
     measure_from = loop.time() + warmup
     measure_until = measure_from + duration
     latencies: list[float] = []
+    completed = 0
     perf = time.perf_counter
     clock = loop.time
+    pids = cpu_pids or {}
+    snapshots: list[dict[str, float | None]] = []
+    loop.call_at(measure_from, lambda: snapshots.append(_cpu_snapshot(pids)))
+    window_closed = asyncio.Event()
+
+    def close_window() -> None:
+        snapshots.append(_cpu_snapshot(pids))
+        window_closed.set()
+
+    loop.call_at(measure_until, close_window)
 
     async def worker(index: int) -> None:
+        nonlocal completed
         while True:
             started_at = clock()
             if started_at >= measure_until:
@@ -239,13 +300,26 @@ async def closed_loop(
             t0 = perf()
             await operation(index)
             elapsed = perf() - t0
-            if started_at >= measure_from and clock() <= measure_until:
-                latencies.append(elapsed)
+            ended_at = clock()
+            if measure_from <= ended_at <= measure_until:
+                completed += 1
+                if started_at >= measure_from:
+                    latencies.append(elapsed)
 
     await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    await window_closed.wait()
     summary = latency_summary(latencies)
     summary["concurrency"] = concurrency
-    summary["throughput"] = len(latencies) / duration
+    summary["throughput"] = completed / duration
+    cpu: dict[str, float | None] = {}
+    for name in snapshots[0]:
+        before, after = snapshots[0][name], snapshots[1][name]
+        cpu[name] = (
+            (after - before) / completed * 1e6
+            if before is not None and after is not None and completed
+            else None
+        )
+    summary["cpu_us_per_op"] = cpu
     return summary
 
 
@@ -429,7 +503,9 @@ def children(*items: Child) -> Iterator[list[Child]]:
 
 
 def can_pin() -> bool:
-    """True when at least two cores are available to this process."""
+    """True when at least two cores are available (and MESHSRPC_BENCH_NO_PIN is not set)."""
+    if os.environ.get("MESHSRPC_BENCH_NO_PIN"):
+        return False
     try:
         return len(os.sched_getaffinity(0)) >= 2
     except (AttributeError, OSError):

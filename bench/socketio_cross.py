@@ -71,6 +71,7 @@ async def node_a(
     levels: list[int],
     warmup: float,
     duration: float,
+    cpu_pids: dict[str, int],
 ) -> None:
     """Server A: ``call("notify", to=sid)`` in closed loops."""
     socketio = _socketio()
@@ -86,7 +87,7 @@ async def node_a(
 
     results = []
     for level in levels:
-        result = await closed_loop(level, call, warmup=warmup, duration=duration)
+        result = await closed_loop(level, call, warmup=warmup, duration=duration, cpu_pids=cpu_pids)
         channel.progress(f"{level} in flight: {describe(result, 'calls/s')}")
         results.append(result)
     channel.send({"results": results})

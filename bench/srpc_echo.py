@@ -66,6 +66,7 @@ async def generate_load(
     levels: list[int],
     warmup: float,
     duration: float,
+    server_pid: int,
 ) -> None:
     """Load process: for each concurrency level, that many connections in a closed loop."""
     body = wire.echo_body(MESSAGE)
@@ -86,7 +87,9 @@ async def generate_load(
             frame = wire.with_request_id(f"{worker}-{counters[worker]}", body)
             await wire.call(sockets[worker], frame)
 
-        result = await closed_loop(level, one_echo, warmup=warmup, duration=duration)
+        result = await closed_loop(
+            level, one_echo, warmup=warmup, duration=duration, cpu_pids={"server": server_pid}
+        )
         channel.progress(f"c={level}: {describe(result, 'req/s')}")
         results.append(result)
         await asyncio.gather(*(ws.close() for ws in sockets))
@@ -116,6 +119,7 @@ def run(profile: Profile) -> BenchResult:
                     url=url,
                     srpc=srpc,
                     levels=levels,
+                    server_pid=server.pid,
                     warmup=profile.warmup,
                     duration=profile.duration,
                 )
@@ -154,6 +158,10 @@ def run(profile: Profile) -> BenchResult:
             higher_is_better=False,
             concurrency=level,
         )
+        result.cpu_figure(
+            f"server CPU per request, {level} clients", srpc_run, base, ["server"],
+            "plain websockets echo", concurrency=level,
+        )  # fmt: skip
         met = met and fig["ratio"] is not None and fig["ratio"] >= 0.5
     ratios = ", ".join(
         f"c={f['params']['concurrency']}: {times(f['ratio'])}"
