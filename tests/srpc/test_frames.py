@@ -237,3 +237,13 @@ def test_truncating_inside_a_field_is_always_detected(message: str, cut: int) ->
     cut = min(cut, len(frame) - 3 - 1)
     with pytest.raises(FrameError):
         FrameSchema(ClientMessage).decode(frame[: len(frame) - cut])
+
+
+@pytest.mark.parametrize(
+    "name", ["uEchoRequest", "uHTTPGetRequest", "u2FAResponse", "getV2Request", "class", "u_snake"]
+)
+def test_prefix_fallback_follows_the_compiler_naming(name: str) -> None:
+    from betterproto2_compiler.casing import safe_snake_case
+    from meshsrpc.srpc.frames import _pythonize
+
+    assert _pythonize(name) == safe_snake_case(name)

@@ -158,8 +158,10 @@ def _pythonize(name: str) -> str:
         name = re.sub(r"(?<=[A-Z])([A-Z])(?=[a-z])", r"_\1", name)
         name = re.sub(r"(?<=[a-zA-Z])([0-9])", r"_\1", name)
         name = name.lower()
-    if keyword.iskeyword(name) or name in ("bytes", "str", "int", "float", "bool"):
-        name += "_"
+    if keyword.iskeyword(name):
+        return name + "_"
+    if not name.isidentifier():
+        return "_" + name
     return name
 
 
