@@ -279,3 +279,25 @@ async def test_async_context_managers() -> None:
             assert (await client.invoke("uEcho", UEchoRequest(message="m"))).message == "Echo: m"
         assert not client.is_connected
     assert server.port is None and server.streams_by_id == {}
+
+
+async def test_many_clients_leave_nothing_behind(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    server = await make_server()
+    server.register_message_handler("uEcho", echo)
+    baseline = len(asyncio.all_tasks())
+    clients = [make_client(server, f"c{i}", protocol_version=1 + i % 2) for i in range(40)]
+    await asyncio.gather(*(c.connect() for c in clients))
+    assert len(server.streams_by_client_id) == 40
+
+    async def chat(i: int) -> None:
+        for j in range(10):
+            reply = await clients[i].invoke("uEcho", UEchoRequest(message=f"{i}-{j}"))
+            assert reply.message == f"Echo: {i}-{j}"
+
+    await asyncio.gather(*(chat(i) for i in range(40)))
+    await asyncio.gather(*(c.disconnect() for c in clients))
+    await eventually(lambda: server.streams_by_id == {} and server.streams_by_client_id == {})
+    # Only the server's inactivity sweeper may remain.
+    await eventually(lambda: len(asyncio.all_tasks()) <= baseline + 1)
