@@ -38,6 +38,7 @@ from .auth import (
 )
 from .frames import CallField, FrameSchema
 from .ids import uuid7
+from .liveness import InactivityMonitor
 from .protocol import CLOSE_CODES, CloseCause, SrpcProtocol
 from .session import SrpcSession
 from .stream import SrpcStream, StreamMeta
@@ -102,7 +103,6 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         self.clock_drift = clock_drift
         self.max_frame_size = max_frame_size
         self.max_in_flight = max_in_flight
-        self.inactivity_timeout = inactivity_timeout
         self.max_send_buffer = max_send_buffer
         self.close_timeout = close_timeout
         self.compression = compression
@@ -114,10 +114,19 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         self._streams: dict[str, SrpcStream] = {}
         self._streams_by_client: dict[str, SrpcStream] = {}
         self._serving: set[asyncio.Task[Any]] = set()
-        self._sweeper: asyncio.Task[None] | None = None
+        self._inactivity = InactivityMonitor(inactivity_timeout, lambda: self._streams.values())
         self._listener: Any = None
         self._asgi: AsgiApp | None = None
         self._closing = False
+
+    @property
+    def inactivity_timeout(self) -> float:
+        """Seconds a stream may stay silent before it is closed with 4003."""
+        return self._inactivity.timeout
+
+    @inactivity_timeout.setter
+    def inactivity_timeout(self, value: float) -> None:
+        self._inactivity.timeout = value
 
     # --- registration ----------------------------------------------------------------
 
@@ -313,7 +322,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         )
         stream.session = session
         self._streams[stream.id] = stream
-        self._ensure_sweeper()
+        self._inactivity.ensure_running()
         run = asyncio.create_task(session.run(), name=f"srpc-stream-{stream.id}")
         announced = False
         try:
@@ -438,31 +447,6 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             )
         return response
 
-    # --- liveness --------------------------------------------------------------------
-
-    def _ensure_sweeper(self) -> None:
-        if self._sweeper is None or self._sweeper.done():
-            self._sweeper = asyncio.create_task(self._sweep_inactive(), name="srpc-sweeper")
-
-    async def _sweep_inactive(self) -> None:
-        interval = max(0.01, min(self.inactivity_timeout / 4, 5.0))
-        while True:
-            await asyncio.sleep(interval)
-            deadline = time.monotonic() - self.inactivity_timeout
-            for stream in list(self._streams.values()):
-                session = stream.session
-                if (
-                    session is not None
-                    and session.is_open
-                    and session.protocol.last_received_at < deadline
-                ):
-                    logger.info(
-                        "stream of %s silent for %.1f s; closing",
-                        stream.client_id,
-                        self.inactivity_timeout,
-                    )
-                    await session.close("timeout", "Inactivity timeout")
-
     # --- serving ---------------------------------------------------------------------
 
     async def listen(
@@ -525,7 +509,4 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             await asyncio.wait(list(self._serving), timeout=self.close_timeout + 1)
         if listener is not None:
             await listener.wait_closed()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
-            self._sweeper = None
+        await self._inactivity.stop()
