@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 
+from ._tasks import cancel_and_wait, raise_if_cancelling
 from .engine import LeaderLockEngine, open_leader_lock
 from .engine.base import leader_lock_key
 from .settings import DEFAULT_PREFIX, RedisLike, RedisSettings, resolve_redis_settings
@@ -125,9 +126,7 @@ class LeaderService:
         task, self._task = self._task, None
         engine, self._engine = self._engine, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait([task])
         if engine is None:
             return
         if self._is_leader:
@@ -147,6 +146,7 @@ class LeaderService:
                 try:
                     acquired = await engine.acquire(self._lock_key, self._lock_id, ttl_ms)
                 except Exception as exc:
+                    raise_if_cancelling()
                     logger.warning("leader lock %s: acquire failed: %s", self._lock_key, exc)
                     acquired = False
                 if acquired:
@@ -160,6 +160,7 @@ class LeaderService:
             try:
                 renewed = await engine.renew(self._lock_key, self._lock_id, ttl_ms)
             except Exception as exc:
+                raise_if_cancelling()
                 # Unknown whether the lock survives; giving it up is the safe side.
                 logger.warning("leader lock %s: renew failed: %s", self._lock_key, exc)
                 renewed = False
@@ -180,4 +181,5 @@ class LeaderService:
             if inspect.isawaitable(result):
                 await result
         except Exception:
+            raise_if_cancelling()
             logger.exception("%s callback of %s failed", what, self._lock_key)

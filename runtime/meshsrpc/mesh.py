@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
+from ._tasks import cancel_and_wait, raise_if_cancelling
 from .engine import MeshEngine, open_mesh_engine
 from .engine.base import MessageSource, SubscriptionEvent
 from .errors import (
@@ -42,6 +43,7 @@ __all__ = [
     "MeshNode",
     "MeshService",
     "NodeCleanedUpCallback",
+    "RejoinedCallback",
 ]
 
 logger = logging.getLogger("meshsrpc.mesh")
@@ -52,6 +54,8 @@ MeshHandler = Callable[[Any], Any]
 BroadcastHandler = Callable[[Any, int], Any]
 #: Called on the leader once per node it removed: cb(instance_id), sync or async.
 NodeCleanedUpCallback = Callable[[int], Awaitable[None] | None]
+#: Called after this node re-added its vanished entries (e.g. Redis restarted empty).
+RejoinedCallback = Callable[[], Awaitable[None] | None]
 
 NO_HANDLER_PREFIX = "MESH_NO_HANDLER:"
 # Heartbeats are sent every 0.75 x the caller's timeout, as the TypeScript nodes do.
@@ -156,6 +160,8 @@ class MeshService:
         self._handlers: dict[str, MeshHandler] = {}
         self._broadcast_handlers: dict[str, BroadcastHandler] = {}
         self._on_node_cleaned_up: NodeCleanedUpCallback | None = None
+        self._on_rejoined: RejoinedCallback | None = None
+        self._rejoin_pending = False
         self._pending: dict[str, _PendingRequest] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._cleanup_tasks: set[asyncio.Task[Any]] = set()
@@ -192,6 +198,14 @@ class MeshService:
         """Call ``callback(instance_id)`` on the leader once for every dead node it removes."""
         self._on_node_cleaned_up = callback
 
+    def set_rejoined_callback(self, callback: RejoinedCallback | None) -> None:
+        """Call ``callback()`` after this node found its entries gone and re-added them.
+
+        That happens when Redis restarted empty (or the node was declared dead): layers
+        above that keep their own state in Redis (the client registry) restore it here.
+        """
+        self._on_rejoined = callback
+
     async def start(self) -> None:
         """Join the mesh: id, subscription, first heartbeat, node entry, leader election.
 
@@ -214,6 +228,7 @@ class MeshService:
             try:
                 instance_id = await engine.allocate_instance_id()
                 self._instance_id = instance_id
+                self._rejoin_pending = False
                 self._running = True
                 await engine.subscribe(instance_id, self._on_message, self._on_subscription_event)
                 self._engine = engine
@@ -252,17 +267,17 @@ class MeshService:
             if leader is not None:
                 await leader.stop()
             heartbeat_task, self._heartbeat_task = self._heartbeat_task, None
-            await _cancel_and_wait({heartbeat_task} if heartbeat_task else set())
+            await cancel_and_wait({heartbeat_task} if heartbeat_task else set())
             stopped = MeshStoppedError(f"MeshService {self.key!r} stopped")
             for pending in list(self._pending.values()):
                 pending.fail(stopped)
             self._pending.clear()
             current = asyncio.current_task()
-            await _cancel_and_wait({t for t in self._tasks if t is not current})
+            await cancel_and_wait({t for t in self._tasks if t is not current})
             if self._cleanup_tasks:
                 # Dead nodes are already gone from Redis: give their callbacks a chance.
                 await asyncio.wait(set(self._cleanup_tasks), timeout=_CLEANUP_CALLBACK_GRACE)
-                await _cancel_and_wait(set(self._cleanup_tasks))
+                await cancel_and_wait(set(self._cleanup_tasks))
             if engine is not None:
                 await _bounded(engine.unsubscribe(), "unsubscribe")
                 await _bounded(engine.deregister(instance_id), "deregister")
@@ -316,6 +331,7 @@ class MeshService:
             except TimeoutError:
                 pending.fail(MeshRequestTimeoutError(instance_id, type))
             except Exception as exc:
+                raise_if_cancelling()
                 if not pending.future.done():
                     raise MeshError(
                         f"could not send mesh request {type!r} to node {instance_id}: {exc}"
@@ -341,6 +357,7 @@ class MeshService:
         try:
             await engine.publish_broadcast(payload)
         except Exception as exc:
+            raise_if_cancelling()
             raise MeshError(f"could not broadcast {type!r}: {exc}") from exc
         if not skip_self:
             handler = self._broadcast_handlers.get(type)
@@ -371,15 +388,22 @@ class MeshService:
             if engine is None or not self._running:
                 return
             try:
-                if await engine.heartbeat(instance_id):
+                # Pending: a rejoin that failed is retried on the next beat, although
+                # the heartbeat itself then finds the entry present again.
+                if await engine.heartbeat(instance_id) or self._rejoin_pending:
                     # Our entry vanished (Redis restarted empty, or we were declared dead).
                     logger.warning(
                         "mesh %s: node %d was missing from the heartbeats; re-registering",
                         self.key,
                         instance_id,
                     )
+                    self._rejoin_pending = True
                     await engine.rejoin(instance_id, self.hostname)
+                    self._rejoin_pending = False
+                    if self._on_rejoined is not None:
+                        self._spawn(self._report_rejoined(self._on_rejoined), self._tasks)
             except Exception as exc:
+                raise_if_cancelling()
                 logger.warning("mesh %s: heartbeat failed: %s", self.key, exc)
                 return
             if not self.is_leader:
@@ -387,6 +411,7 @@ class MeshService:
             try:
                 removed = await engine.cleanup_expired(max(1, round(self.node_ttl * 1000)))
             except Exception as exc:
+                raise_if_cancelling()
                 logger.warning("mesh %s: cleanup failed: %s", self.key, exc)
                 return
             if removed:
@@ -405,6 +430,13 @@ class MeshService:
                 logger.exception(
                     "mesh %s: node-cleaned-up callback for %d failed", self.key, node_id
                 )
+
+    async def _report_rejoined(self, callback: RejoinedCallback) -> None:
+        try:
+            await _call(callback)
+        except Exception:
+            raise_if_cancelling()
+            logger.exception("mesh %s: rejoined callback failed", self.key)
 
     def _on_subscription_event(self, event: SubscriptionEvent) -> None:
         if not self._running:
@@ -475,9 +507,10 @@ class MeshService:
                 result = await _call(handler, data)
                 reply = {"requestId": request_id, "reply": True, "data": result}
             except Exception as exc:
+                raise_if_cancelling()
                 reply = {"requestId": request_id, "reply": True, "error": _error_text(exc)}
             finally:
-                await _cancel_and_wait({beats})
+                await cancel_and_wait({beats})
         try:
             payload = _encode(reply)
         except (TypeError, ValueError) as exc:
@@ -494,6 +527,7 @@ class MeshService:
         try:
             await engine.publish_to_node(sender, payload)
         except Exception as exc:
+            raise_if_cancelling()
             logger.warning("mesh %s: could not reply to node %d: %s", self.key, sender, exc)
 
     async def _send_request_heartbeats(
@@ -509,6 +543,7 @@ class MeshService:
             try:
                 await engine.publish_to_node(sender, payload)
             except Exception as exc:
+                raise_if_cancelling()
                 logger.warning("mesh %s: request heartbeat failed: %s", self.key, exc)
 
     def _on_request_heartbeat(self, message: dict[str, Any]) -> None:
@@ -555,6 +590,7 @@ class MeshService:
         try:
             await _call(handler, data, sender)
         except Exception:
+            raise_if_cancelling()
             logger.exception("mesh %s: broadcast handler for %r failed", self.key, type)
 
     def _spawn(
@@ -566,16 +602,10 @@ class MeshService:
         return task
 
 
-async def _cancel_and_wait(tasks: set[asyncio.Task[Any]]) -> None:
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
 async def _bounded(step: Awaitable[None], what: str) -> None:
     try:
         async with asyncio.timeout(_STOP_STEP_TIMEOUT):
             await step
     except Exception as exc:
+        raise_if_cancelling()
         logger.warning("mesh stop: %s failed: %s", what, exc)

@@ -19,6 +19,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .._lua import lua_source
+from .._tasks import cancel_and_wait, raise_if_cancelling
 from ..settings import RedisSettings, create_redis_client
 from .base import (
     MeshKeys,
@@ -43,6 +44,7 @@ _CONNECT_TIMEOUT = 2.0
 _SOCKET_TIMEOUT = 5.0
 _RESUBSCRIBE_BACKOFF_MIN = 0.05
 _RESUBSCRIBE_BACKOFF_MAX = 1.0
+_PONG_TIMEOUT_MIN = 3.0
 
 
 def _command_client(settings: RedisSettings) -> Redis:
@@ -185,12 +187,16 @@ class _Subscriber:
         self._on_message = on_message
         self._on_event = on_event
         self._interval = max(health_check_interval, 0.05)
+        # Generous: a busy event loop or Redis must not be mistaken for a dead socket.
+        self._pong_timeout = max(2 * self._interval, _PONG_TIMEOUT_MIN)
         # No retries inside redis-py: this class owns reconnecting.
         self._client = create_redis_client(
             settings,
             socket_connect_timeout=_CONNECT_TIMEOUT,
             socket_timeout=_SOCKET_TIMEOUT,
             retry=Retry(NoBackoff(), 0),
+            # RESP2, as the TypeScript nodes: messages are plain replies, not push frames.
+            protocol=2,
         )
         self._connection: AbstractConnection | None = None
         self._task: asyncio.Task[None] | None = None
@@ -211,9 +217,7 @@ class _Subscriber:
         """Stop reading, UNSUBSCRIBE (best effort), close the connection."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait([task])
         connection = self._connection
         if connection is not None and connection.is_connected:
             with contextlib.suppress(Exception):
@@ -251,6 +255,7 @@ class _Subscriber:
             try:
                 await self._read_loop(connection)
             except Exception as exc:
+                raise_if_cancelling()
                 logger.warning("mesh subscriber connection lost (%s); reconnecting", exc)
             self._notify(SubscriptionEvent.LOST)
             while True:
@@ -262,6 +267,7 @@ class _Subscriber:
                     await connection.connect()  # type: ignore[no-untyped-call]
                     await self._subscribe(connection)
                 except Exception as exc:
+                    raise_if_cancelling()
                     logger.debug("mesh subscriber reconnect failed: %s", exc)
                     continue
                 break
@@ -270,17 +276,19 @@ class _Subscriber:
             self._notify(SubscriptionEvent.RESTORED)
 
     async def _read_loop(self, connection: AbstractConnection) -> None:
-        ping_outstanding = False
+        loop = asyncio.get_running_loop()
+        ping_sent_at: float | None = None
         while True:
             reply = await connection.read_response(timeout=self._interval, push_request=True)
             if reply is None:
-                if ping_outstanding:
+                if ping_sent_at is None:
+                    await connection.send_command("PING")
+                    ping_sent_at = loop.time()
+                elif loop.time() - ping_sent_at > self._pong_timeout:
                     raise RedisTimeoutError("mesh subscriber did not answer PING")
-                await connection.send_command("PING")
-                ping_outstanding = True
                 continue
             # Any reply proves the connection is alive.
-            ping_outstanding = False
+            ping_sent_at = None
             self._dispatch(reply)
 
     def _dispatch(self, reply: Any) -> None:

@@ -1,0 +1,42 @@
+"""Small asyncio helpers for background loops that must always be stoppable."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["cancel_and_wait", "raise_if_cancelling"]
+
+logger = logging.getLogger("meshsrpc")
+
+
+def raise_if_cancelling() -> None:
+    """Re-raise a cancellation that a library turned into an ordinary exception.
+
+    Call it in ``except Exception`` blocks of background loops: some drivers convert
+    the CancelledError thrown into a pending I/O call into their own error, and a
+    loop that swallows it would never stop.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+async def cancel_and_wait(
+    tasks: Iterable[asyncio.Task[Any]],
+    *,
+    timeout: float = 5.0,  # noqa: ASYNC109 - a bound, not a cancel scope
+) -> None:
+    """Cancel ``tasks`` and wait until they are done, cancelling again if one ignores it."""
+    pending = {task for task in tasks if not task.done()}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=min(0.5, max(deadline - loop.time(), 0)))
+        if pending and loop.time() >= deadline:
+            logger.warning("tasks did not stop within %.1f s: %s", timeout, pending)
+            return

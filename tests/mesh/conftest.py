@@ -1,0 +1,36 @@
+"""Fixtures of the mesh suite: every engine-independent test runs on Redis and on memory://."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from mesh_helpers import FAST, MakeMesh, stop_or_dump
+from meshsrpc import MeshService, RedisSettings
+from meshsrpc.settings import RedisLike
+
+
+@pytest.fixture(params=["redis", "memory"])
+def backend(
+    request: pytest.FixtureRequest, redis_settings: RedisSettings, memory_url: str
+) -> RedisLike:
+    """Where the mesh lives: the test's own Redis prefix, or a test-private memory:// hub."""
+    return redis_settings if request.param == "redis" else memory_url
+
+
+@pytest.fixture
+async def make_mesh(backend: RedisLike) -> AsyncIterator[MakeMesh]:
+    """Create (and by default start) MeshServices on ``backend``; all stopped after the test."""
+    created: list[MeshService] = []
+
+    async def make(key: str = "k", *, start: bool = True, **options: Any) -> MeshService:
+        mesh = MeshService(key, **{**FAST, "redis": backend, **options})
+        created.append(mesh)
+        if start:
+            await mesh.start()
+        return mesh
+
+    yield make
+    for mesh in created:
+        await stop_or_dump(mesh)

@@ -1,0 +1,91 @@
+"""Helpers of the mesh suite: fast timings, waiting for a condition, a child-process node."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from meshsrpc import LeaderOptions, MeshService, RedisSettings
+
+# Short timings keep the suite fast; the ratios mirror the defaults.
+FAST_LEADER = LeaderOptions(ttl=1.0, renewal_interval=0.2, retry_delay=0.1)
+FAST: dict[str, Any] = {
+    "heartbeat_interval": 0.1,
+    "node_ttl": 0.6,
+    "request_timeout": 2.0,
+    "leader": FAST_LEADER,
+}
+
+MakeMesh = Callable[..., Awaitable[MeshService]]
+
+
+async def eventually(
+    predicate: Callable[[], Any],
+    *,
+    timeout: float = 5.0,  # noqa: ASYNC109
+    interval: float = 0.02,
+) -> None:
+    """Wait until ``predicate()`` (sync or async) is truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
+
+
+async def stop_or_dump(mesh: MeshService, timeout: float = 15.0) -> None:  # noqa: ASYNC109
+    """Stop ``mesh``; if that hangs, print every task's stack and fail instead of hanging."""
+    try:
+        async with asyncio.timeout(timeout):
+            await mesh.stop()
+    except TimeoutError:
+        for task in asyncio.all_tasks():
+            print(f"--- task {task.get_name()}", file=sys.stderr)
+            task.print_stack(file=sys.stderr)
+        raise AssertionError(f"MeshService.stop() did not finish within {timeout} s") from None
+
+
+def spawn_node_process(
+    settings: RedisSettings, key: str, *, leader_ttl: float = 1.0
+) -> tuple[subprocess.Popen[str], int]:
+    """Start a MeshService in a child process (to be SIGKILLed); returns it and its id."""
+    code = textwrap.dedent(
+        f"""
+        import asyncio, sys
+        from meshsrpc import LeaderOptions, MeshService, RedisSettings
+
+        async def main():
+            mesh = MeshService(
+                {key!r},
+                heartbeat_interval=0.1,
+                node_ttl=0.6,
+                leader=LeaderOptions(ttl={leader_ttl!r}, renewal_interval=0.2, retry_delay=0.1),
+                redis=RedisSettings(url={settings.url!r}, prefix={settings.prefix!r}),
+            )
+            mesh.register_handler("ping", lambda data: "pong")
+            await mesh.start()
+            print(mesh.instance_id, flush=True)
+            while True:
+                print("leader" if mesh.is_leader else "follower", flush=True)
+                await asyncio.sleep(0.05)
+
+        asyncio.run(main())
+        """
+    )
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        process.kill()
+        raise RuntimeError("child mesh node did not start")
+    return process, int(line)
