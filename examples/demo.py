@@ -392,11 +392,16 @@ async def _main() -> int:
     prefix = f"demo{uuid.uuid4().hex[:8]}"
     try:
         await run_demo(url, prefix=prefix)
+    except Exception as exc:
+        # run_demo already printed the nodes' logs; one line says what failed.
+        print(f"\ndemo failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     finally:
         if redis is not None:
             redis.close()
         else:
-            await _delete_keys(url, prefix)
+            with contextlib.suppress(Exception):  # best effort: Redis may be the problem
+                await _delete_keys(url, prefix)
     return 0
 
 

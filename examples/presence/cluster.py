@@ -114,9 +114,7 @@ class NodeProcess:
         try:
             ready = await asyncio.wait_for(asyncio.shield(self._ready), within)
         except TimeoutError:
-            raise RuntimeError(
-                f"{self.label} did not start in {within} s{self.log_tail()}"
-            ) from None
+            raise RuntimeError(f"{self.label} did not start in {within} s") from None
         self.instance_id = int(ready["instanceId"])
 
     async def command(self, cmd: str, *, within: float = 15.0, **fields: Any) -> Any:
@@ -175,7 +173,7 @@ class NodeProcess:
             text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
         except OSError:
             return ""
-        return ("\n--- " + self.label + " stderr ---\n" + "\n".join(text)) if text else ""
+        return f"\n--- {self.label} stderr ---\n" + "\n".join(text) + "\n" if text else ""
 
     async def _read(self) -> None:
         assert self.process is not None and self.process.stdout is not None
@@ -195,9 +193,12 @@ class NodeProcess:
                 at = float(message.pop("at"))
                 message.pop("node", None)
                 self.cluster.add_event(NodeEvent(self.label, message.pop("kind"), at, message))
+        # stdout closed: the child is gone. Fail whoever still waits, at once.
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(RuntimeError(f"{self.label} exited before it was ready"))
         for future in self._replies.values():
             if not future.done():
-                future.set_exception(RuntimeError(f"{self.label} exited{self.log_tail()}"))
+                future.set_exception(RuntimeError(f"{self.label} exited"))
 
 
 class Cluster:

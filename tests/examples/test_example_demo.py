@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-import io
 import os
+import sys
 
+import pytest
 from meshsrpc.redis_server import RedisServer
 
 from examples.demo import CLIENTS, run_demo
 
 
-async def test_demo_scenario(redis_server: RedisServer, mesh_prefix: str) -> None:
-    out = io.StringIO()
+async def test_demo_scenario(
+    redis_server: RedisServer, mesh_prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The transcript goes to stdout, so a failing run shows it (and the nodes' logs).
     report = await run_demo(
-        redis_server.url, out=out, heartbeat=0.2, node_ttl=1.0, prefix=mesh_prefix
+        redis_server.url, out=sys.stdout, heartbeat=0.2, node_ttl=1.0, prefix=mesh_prefix
     )
+    transcript = capsys.readouterr().out
     ids = report.node_ids
     assert sorted(ids) == ["node1", "node2", "node3"]
     assert len(set(ids.values())) == 3
@@ -73,7 +77,7 @@ async def test_demo_scenario(redis_server: RedisServer, mesh_prefix: str) -> Non
     # every node process is gone
     for pid in report.pids:
         assert not _alive(pid), f"node process {pid} is still running"
-    assert "node 2 declared dead after" in out.getvalue()
+    assert "node 2 declared dead after" in transcript
 
 
 def _alive(pid: int) -> bool:
