@@ -27,7 +27,7 @@ def raise_if_cancelling() -> None:
 async def cancel_and_wait(
     tasks: Iterable[asyncio.Task[Any]],
     *,
-    timeout: float = 5.0,  # noqa: ASYNC109 - a bound, not a cancel scope
+    timeout: float = 5.0,
 ) -> None:
     """Cancel ``tasks`` and wait until they are done, cancelling again if one ignores it."""
     pending = {task for task in tasks if not task.done()}

@@ -290,7 +290,7 @@ class MeshService:
         instance_id: int,
         type: str,
         data: Any,
-        timeout: float | None = None,  # noqa: ASYNC109 - the public API of API.md
+        timeout: float | None = None,
     ) -> Any:
         """Call the ``type`` handler on node ``instance_id`` and return its result.
 

@@ -27,7 +27,7 @@ MakeMesh = Callable[..., Awaitable[MeshService]]
 async def eventually(
     predicate: Callable[[], Any],
     *,
-    timeout: float = 5.0,  # noqa: ASYNC109
+    timeout: float = 5.0,
     interval: float = 0.02,
 ) -> None:
     """Wait until ``predicate()`` (sync or async) is truthy; fail after ``timeout``."""
@@ -43,7 +43,7 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
-async def stop_or_dump(mesh: MeshService, timeout: float = 15.0) -> None:  # noqa: ASYNC109
+async def stop_or_dump(mesh: MeshService, timeout: float = 15.0) -> None:
     """Stop ``mesh``; if that hangs, print every task's stack and fail instead of hanging."""
     try:
         async with asyncio.timeout(timeout):
