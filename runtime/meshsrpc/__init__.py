@@ -26,6 +26,7 @@ from .mesh import MeshNode, MeshService
 
 # --- registry and client service (issue 3) ---
 # isort: split
+from .client_service import MeshClientService
 from .registry import (
     MeshClientMemoryRegistry,
     MeshClientRedisRegistry,
@@ -55,6 +56,7 @@ __all__ = [
     "MeshClientRedisRegistry",
     "MeshClientRegistry",
     "MeshClientRegistryBackend",
+    "MeshClientService",
     "MeshError",
     "MeshHandlerError",
     "MeshNoHandlerError",

@@ -1,0 +1,419 @@
+"""MeshClientService: call any client from any node (registry lookup + ``forward`` over the mesh).
+
+Every node runs one. A node registers the clients whose streams it holds; ``invoke``
+looks the client up (one HGET) and calls it directly when it is local, or asks the
+owning node over the mesh (WIRE.md §3: ``forward``, ``kickClient``, ``updateMeta``).
+The leader removes the clients of dead nodes and reports them once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Generic
+
+from .errors import (
+    ClientConflictError,
+    ClientDisconnectedError,
+    ClientInvocationError,
+    ClientNotFoundError,
+    MeshError,
+)
+from .leader import LeaderOptions
+from .mesh import BroadcastHandler, MeshService
+from .registry.base import MeshClientRegistryBackend, RegisteredClient, TMeta
+from .registry.memory import MeshClientMemoryRegistry
+from .registry.metadata import encode_metadata
+from .registry.redis import MeshClientRedisRegistry
+from .registry.registry import MeshClientRegistry
+from .settings import RedisLike, resolve_redis_settings
+
+__all__ = [
+    "ClientInvokeFn",
+    "ClientSupersededCallback",
+    "ClientUpdateMetaFn",
+    "MeshClientService",
+    "NodeClientsOrphanedCallback",
+]
+
+logger = logging.getLogger("meshsrpc.client_service")
+
+#: Delivers a call to a client whose stream this node holds:
+#: fn(client_id, type, data, timeout seconds or None) -> result.
+ClientInvokeFn = Callable[[str, str, Any, float | None], Awaitable[Any]]
+#: Applies new metadata to a local client (e.g. its stream's meta and the registry):
+#: fn(client_id, metadata) -> True if the client was found; sync or async.
+ClientUpdateMetaFn = Callable[[str, Any], Awaitable[bool] | bool]
+#: On the leader, once per dead node that still had clients: cb(node_id, clients).
+NodeClientsOrphanedCallback = Callable[[int, list[RegisteredClient[Any]]], Any]
+#: On the node that lost a client to another node: cb(client_id); return False if
+#: there was nothing to kick. Sync or async.
+ClientSupersededCallback = Callable[[str], Any]
+
+FORWARD = "forward"
+KICK_CLIENT = "kickClient"
+UPDATE_META = "updateMeta"
+
+# Errors that must never be turned into a reply: they stop the task or the process.
+_NOT_REPLIED = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+class MeshClientService(Generic[TMeta]):
+    """Tracks clients across the mesh ``_mc:<key>`` and delivers calls to them.
+
+    ``registry_backend`` defaults to ``MeshClientRedisRegistry("_mc:<key>")`` on the
+    same Redis (or, for a ``memory://`` URL, the registry shared by that in-process
+    mesh); a backend created here is closed by :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        client_invoke_fn: ClientInvokeFn,
+        *,
+        client_update_meta_fn: ClientUpdateMetaFn | None = None,
+        registry_backend: MeshClientRegistryBackend[TMeta] | None = None,
+        heartbeat_interval: float = 5.0,
+        node_ttl: float = 15.0,
+        request_timeout: float = 10.0,
+        leader: LeaderOptions | None = None,
+        redis: RedisLike = None,
+    ) -> None:
+        self.key = key
+        self.mesh_key = f"_mc:{key}"
+        settings = resolve_redis_settings(redis)
+        self._mesh = MeshService(
+            self.mesh_key,
+            heartbeat_interval=heartbeat_interval,
+            node_ttl=node_ttl,
+            request_timeout=request_timeout,
+            leader=leader,
+            redis=settings,
+        )
+        self._owned_backend: Any = None
+        if registry_backend is None:
+            if settings.is_memory:
+                # Nodes of one memory:// mesh share one registry, like one Redis.
+                shared = f"{settings.memory_name}/{settings.key_prefix}:mesh:{self.mesh_key}"
+                registry_backend = MeshClientMemoryRegistry.shared(shared)
+            else:
+                registry_backend = MeshClientRedisRegistry(self.mesh_key, redis=settings)
+            self._owned_backend = registry_backend
+        self._backend: MeshClientRegistryBackend[TMeta] = registry_backend
+        # Node 0 until started: the instance id is only known once the mesh is joined.
+        self._registry = MeshClientRegistry(0, self._backend)
+        self._client_invoke_fn = client_invoke_fn
+        self._client_update_meta_fn = client_update_meta_fn
+        self._orphaned_callbacks: list[NodeClientsOrphanedCallback] = []
+        self._superseded_callbacks: list[ClientSupersededCallback] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._running = False
+        self._lifecycle = asyncio.Lock()
+        self._mesh.register_handler(FORWARD, self._serve_forward)
+        self._mesh.register_handler(KICK_CLIENT, self._serve_kick_client)
+        self._mesh.register_handler(UPDATE_META, self._serve_update_meta)
+        self._mesh.set_node_cleaned_up_callback(self._on_node_cleaned_up)
+
+    # --- state ------------------------------------------------------------------------
+
+    @property
+    def instance_id(self) -> int:
+        """This node's mesh instance id; 0 when not running."""
+        return self._mesh.instance_id
+
+    @property
+    def is_running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._running
+
+    @property
+    def client_registry(self) -> MeshClientRegistry[TMeta]:
+        """The registry as seen from this node (node 0 before the first start)."""
+        return self._registry
+
+    @property
+    def mesh(self) -> MeshService:
+        """The underlying mesh node (``_mc:<key>``)."""
+        return self._mesh
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Join the mesh; raises MeshError if already running."""
+        async with self._lifecycle:
+            if self._running:
+                raise MeshError(f"MeshClientService {self.key!r} is already running")
+            await self._mesh.start()
+            self._registry = MeshClientRegistry(self._mesh.instance_id, self._backend)
+            self._running = True
+
+    async def stop(self) -> None:
+        """Remove this node's clients from the registry, leave the mesh, close what we opened.
+
+        Idempotent and safe if never started.
+        """
+        async with self._lifecycle:
+            if self._running:
+                self._running = False
+                try:
+                    await self._registry.cleanup_node()
+                except Exception:
+                    logger.exception("client service %s: removing own clients failed", self.key)
+                await _cancel_and_wait(self._tasks)
+                await self._mesh.stop()
+            owned = self._owned_backend
+            if owned is not None and hasattr(owned, "aclose"):
+                try:
+                    await owned.aclose()
+                except Exception:
+                    logger.exception("client service %s: closing the registry failed", self.key)
+
+    # --- callbacks --------------------------------------------------------------------
+
+    def on_node_clients_orphaned(self, callback: NodeClientsOrphanedCallback) -> None:
+        """Call ``callback(node_id, clients)`` on the leader, once per dead node with clients.
+
+        ``clients`` are those that had not reconnected elsewhere. Errors are logged.
+        """
+        self._orphaned_callbacks.append(callback)
+
+    def on_client_superseded(self, callback: ClientSupersededCallback) -> None:
+        """Call ``callback(client_id)`` here when the client registered on another node.
+
+        The callback should close the stale stream. Errors are logged.
+        """
+        self._superseded_callbacks.append(callback)
+
+    # --- clients ----------------------------------------------------------------------
+
+    async def register_client(
+        self, client_id: str, metadata: TMeta, *, allow_supersede: bool = True
+    ) -> bool:
+        """Register a client whose stream this node holds; False on conflict.
+
+        When it superseded another node, that node is told to kick its stream. Not
+        running: a no-op returning True.
+        """
+        if not self._running:
+            return True
+        try:
+            old = await self._registry.register(
+                client_id, metadata, allow_supersede=allow_supersede
+            )
+        except ClientConflictError:
+            return False
+        self._kick_old_owner(client_id, old)
+        return True
+
+    async def reserve_client(
+        self, client_id: str, metadata: TMeta, *, allow_supersede: bool = True
+    ) -> int | None:
+        """Reserve the client for this node at connect time, hidden until activated.
+
+        Returns the node superseded (told to kick its stream) or None; raises
+        ClientConflictError when refused. Not running: a no-op returning None.
+        """
+        if not self._running:
+            return None
+        old = await self._registry.reserve(client_id, metadata, allow_supersede=allow_supersede)
+        self._kick_old_owner(client_id, old)
+        return old
+
+    async def activate_client(self, client_id: str, metadata: TMeta) -> bool:
+        """Make the reservation visible; False if another node took the client meanwhile.
+
+        With a backend without reservations this is the registration itself and may
+        raise ClientConflictError. Not running: a no-op returning True.
+        """
+        if not self._running:
+            return True
+        if self._registry.supports_reservation:
+            return await self._registry.activate(client_id, metadata)
+        old = await self._registry.register_reserved(client_id, metadata)
+        self._kick_old_owner(client_id, old)
+        return True
+
+    async def unregister_client(self, client_id: str) -> bool:
+        """Remove the client if this node owns it. Not running: False."""
+        if not self._running:
+            return False
+        return await self._registry.unregister(client_id)
+
+    async def update_client_metadata(self, client_id: str, metadata: TMeta) -> bool:
+        """Replace a client's metadata, on whichever node owns it; False if unknown.
+
+        Raises TypeError for metadata that is not JSON-serialisable. Not running: False.
+        """
+        encode_metadata(metadata)  # fail here, not on the owner
+        if not self._running:
+            return False
+        client = await self._registry.get_client(client_id)
+        if client is None:
+            return False
+        if client.node_id == self.instance_id:
+            return await self._apply_metadata(client_id, metadata)
+        reply = await self._mesh.invoke(
+            client.node_id, UPDATE_META, {"clientId": client_id, "metadata": metadata}
+        )
+        return isinstance(reply, dict) and reply.get("updated") is True
+
+    async def invoke(
+        self,
+        client_id: str,
+        type: str,
+        data: Any,
+        timeout: float | None = None,
+    ) -> Any:
+        """Call ``type`` on the client, wherever it is connected, and return its answer.
+
+        Raises ClientNotFoundError (unknown, or not running), ClientDisconnectedError
+        (its node has no live stream for it), ClientInvocationError (the remote call
+        failed), or the mesh's errors (e.g. MeshRequestTimeoutError).
+        """
+        if not self._running:
+            raise ClientNotFoundError(client_id)
+        client = await self._registry.get_client(client_id)
+        if client is None:
+            raise ClientNotFoundError(client_id)
+        if client.node_id == self.instance_id:
+            return await self._client_invoke_fn(client_id, type, data, timeout)
+        return await self._forward(client.node_id, client_id, type, data, timeout)
+
+    # --- broadcasts -------------------------------------------------------------------
+
+    def register_broadcast_handler(self, type: str, handler: BroadcastHandler) -> None:
+        """Receive broadcasts of ``type`` as ``handler(data, sender_instance_id)``."""
+        self._mesh.register_broadcast_handler(type, handler)
+
+    async def broadcast(self, type: str, data: Any, *, skip_self: bool = False) -> None:
+        """Send ``data`` to the ``type`` broadcast handler of every node."""
+        await self._mesh.broadcast(type, data, skip_self=skip_self)
+
+    # --- the caller's side of forwarding ----------------------------------------------
+
+    async def _forward(
+        self, node_id: int, client_id: str, type: str, data: Any, seconds: float | None
+    ) -> Any:
+        request: dict[str, Any] = {"clientId": client_id, "type": type, "data": data}
+        if seconds is not None:
+            # Only when the caller gave one, as the TypeScript nodes do.
+            request["timeoutMs"] = max(1, round(seconds * 1000))
+        reply = await self._mesh.invoke(node_id, FORWARD, request, timeout=seconds)
+        if not isinstance(reply, dict):
+            raise ClientInvocationError(f"node {node_id} sent a malformed forward reply")
+        error = reply.get("error")
+        if error is not None:
+            if reply.get("errorName") == "ClientDisconnectedError":
+                raise ClientDisconnectedError(client_id)
+            raise ClientInvocationError(error if isinstance(error, str) else str(error))
+        return reply.get("data")
+
+    def _kick_old_owner(self, client_id: str, old_node: int | None) -> None:
+        if old_node is None or old_node == self.instance_id:
+            return
+        # In the background: a dead old owner must not hold up the new connection.
+        self._spawn(self._send_kick(client_id, old_node))
+
+    async def _send_kick(self, client_id: str, node_id: int) -> None:
+        try:
+            reply = await self._mesh.invoke(node_id, KICK_CLIENT, {"clientId": client_id})
+        except Exception as exc:
+            logger.warning("could not tell node %d to kick client %r: %s", node_id, client_id, exc)
+            return
+        logger.debug("node %d kicked client %r: %r", node_id, client_id, reply)
+
+    # --- the owner's side: mesh handlers ----------------------------------------------
+
+    async def _serve_forward(self, data: Any) -> dict[str, Any]:
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("clientId"), str)
+            or not isinstance(data.get("type"), str)
+        ):
+            return {"error": "malformed forward request", "errorName": "Error"}
+        raw_timeout = data.get("timeoutMs")
+        timeout = (
+            raw_timeout / 1000
+            if isinstance(raw_timeout, int | float) and not isinstance(raw_timeout, bool)
+            else None
+        )
+        try:
+            result = await self._client_invoke_fn(
+                data["clientId"], data["type"], data.get("data"), timeout
+            )
+        except _NOT_REPLIED:
+            raise
+        except BaseException as exc:
+            # Delivery failures travel as data, not as mesh errors (WIRE.md §3).
+            name = (
+                "ClientDisconnectedError"
+                if isinstance(exc, ClientDisconnectedError)
+                else type(exc).__name__
+            )
+            return {"error": str(exc) or type(exc).__name__, "errorName": name}
+        return {"data": result}
+
+    async def _serve_kick_client(self, data: Any) -> dict[str, Any]:
+        client_id = data.get("clientId") if isinstance(data, dict) else None
+        if not isinstance(client_id, str):
+            return {"kicked": False}
+        kicked = False
+        for callback in list(self._superseded_callbacks):
+            try:
+                result = await _call(callback, client_id)
+            except Exception:
+                logger.exception("on_client_superseded callback failed for %r", client_id)
+                continue
+            kicked = kicked or result is not False
+        return {"kicked": kicked}
+
+    async def _serve_update_meta(self, data: Any) -> dict[str, Any]:
+        client_id = data.get("clientId") if isinstance(data, dict) else None
+        if not self._running or not isinstance(client_id, str):
+            return {"updated": False}
+        return {"updated": await self._apply_metadata(client_id, data.get("metadata"))}
+
+    async def _apply_metadata(self, client_id: str, metadata: Any) -> bool:
+        if self._client_update_meta_fn is not None:
+            return bool(await _call(self._client_update_meta_fn, client_id, metadata))
+        return await self._registry.update_metadata(client_id, metadata)
+
+    # --- the leader's side: orphans ---------------------------------------------------
+
+    async def _on_node_cleaned_up(self, node_id: int) -> None:
+        try:
+            # Atomic: of concurrent cleanups of one node, only one gets its clients.
+            clients = await self._registry.cleanup_node(node_id)
+        except Exception:
+            logger.exception("could not remove the clients of dead node %d", node_id)
+            return
+        if not clients:
+            return
+        logger.info("node %d died with %d client(s)", node_id, len(clients))
+        for callback in list(self._orphaned_callbacks):
+            try:
+                await _call(callback, node_id, clients)
+            except Exception:
+                logger.exception("on_node_clients_orphaned callback failed for node %d", node_id)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+async def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+async def _cancel_and_wait(tasks: set[asyncio.Task[Any]]) -> None:
+    pending = set(tasks)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)

@@ -1,0 +1,96 @@
+"""start/stop: what the service does when not running, and what stop cleans up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from meshsrpc import ClientNotFoundError, MeshClientMemoryRegistry
+from service_nodes import Node
+
+
+async def _assert_inert(node: Node) -> None:
+    assert await node.service.register_client("c1", {"v": 1}) is True
+    assert await node.service.unregister_client("c1") is False
+    assert await node.service.update_client_metadata("c1", {"v": 2}) is False
+    with pytest.raises(ClientNotFoundError):
+        await node.service.invoke("c1", "dNotify", None)
+
+
+async def test_not_started_register_is_a_no_op_and_the_rest_refuses(make_node: Any) -> None:
+    node = make_node()
+    await _assert_inert(node)
+    assert node.service.instance_id == 0
+
+
+async def test_after_stop_register_is_a_no_op_and_the_rest_refuses(make_node: Any) -> None:
+    node = make_node()
+    await node.service.start()
+    await node.connect("c0")
+    await node.service.stop()
+    await _assert_inert(node)
+
+
+async def test_not_running_register_writes_nothing(make_node: Any) -> None:
+    backend = MeshClientMemoryRegistry[Any]()
+    node = make_node(registry_backend=backend)
+    await node.service.register_client("c1", {"v": 1})
+    assert await backend.list_clients() == []
+
+
+async def test_stop_cleans_up_own_clients_only(two_nodes: tuple[Node, Node]) -> None:
+    a, b = two_nodes
+    await a.connect("mine-1")
+    await a.connect("mine-2")
+    await b.connect("theirs")
+    await a.service.stop()
+    listed = await b.service.client_registry.list_clients()
+    assert [c.client_id for c in listed] == ["theirs"]
+
+
+async def test_stop_never_started_is_fine(make_node: Any) -> None:
+    node = make_node()
+    await node.service.stop()
+    await node.service.stop()
+
+
+async def test_stop_is_idempotent(make_node: Any) -> None:
+    node = make_node()
+    await node.service.start()
+    await node.service.stop()
+    await node.service.stop()
+    assert not node.service.is_running
+
+
+async def test_stop_closes_a_backend_it_created_but_not_a_given_one(make_node: Any) -> None:
+    closed: list[str] = []
+
+    class Tracked(MeshClientMemoryRegistry[Any]):
+        async def aclose(self) -> None:
+            closed.append("given")
+
+    node = make_node(registry_backend=Tracked())
+    await node.service.start()
+    await node.service.stop()
+    assert closed == []
+
+
+async def test_start_twice_raises(make_node: Any) -> None:
+    node = make_node()
+    await node.service.start()
+    with pytest.raises(Exception, match="already running"):
+        await node.service.start()
+
+
+async def test_reserve_hides_until_activate(two_nodes: tuple[Node, Node]) -> None:
+    a, b = two_nodes
+    assert await a.service.reserve_client("c1", {"v": 1}) is None
+    with pytest.raises(ClientNotFoundError):
+        await b.service.invoke("c1", "dNotify", None)
+    a.streams["c1"] = b.streams.get("c1") or _echo
+    assert await a.service.activate_client("c1", {"v": 1}) is True
+    assert (await b.service.invoke("c1", "dNotify", 5))["data"] == 5
+
+
+async def _echo(type: str, data: Any, timeout: float | None) -> Any:
+    return {"data": data}
