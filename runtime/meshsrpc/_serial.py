@@ -41,7 +41,7 @@ class KeyedSerialQueue:
             # Mark the error as retrieved: whoever cares awaited the task already.
             task.exception()
 
-    async def drain(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+    async def drain(self, timeout: float | None = None) -> None:
         """Wait (at most ``timeout`` seconds) until every step queued so far has finished."""
         pending = set(self._tasks)
         if pending:

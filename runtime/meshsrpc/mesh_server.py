@@ -239,7 +239,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
 
     else:
 
-        async def invoke(self, stream_or_client_id, prefix, request, timeout=None):  # noqa: ASYNC109
+        async def invoke(self, stream_or_client_id, prefix, request, timeout=None):
             """Call a client: ``await invoke(stream_or_client_id, "dNotify", request)``.
 
             A stream is called directly; a client id wherever the client is connected.
@@ -284,7 +284,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         target: SrpcStream | str,
         prefix: str,
         request: betterproto2.Message,
-        timeout: float | None,  # noqa: ASYNC109
+        timeout: float | None,
     ) -> Any:
         if isinstance(target, SrpcStream):
             return await self._invoke_stream(target, prefix, request, timeout)
@@ -311,7 +311,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         client_id: str,
         prefix: str,
         data: Any,
-        timeout: float | None,  # noqa: ASYNC109
+        timeout: float | None,
     ) -> _MessageJson:
         """MeshClientService's ``client_invoke_fn``: call a client whose stream is here."""
         stream = self.streams_by_client_id.get(client_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -56,8 +57,15 @@ async def make_node(redis_settings: RedisSettings) -> AsyncIterator[MakeNode]:
 
     yield make
     for node in reversed(nodes):
-        await node.mesh_stop()
-        await node.close()
+        try:
+            async with asyncio.timeout(20):
+                await node.mesh_stop()
+                await node.close()
+        except TimeoutError:
+            for task in asyncio.all_tasks():
+                print("TASK", task, file=sys.stderr)
+                task.print_stack(file=sys.stderr)
+            raise
 
 
 @pytest.fixture

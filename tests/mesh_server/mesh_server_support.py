@@ -33,7 +33,7 @@ def url_of(node: Node) -> str:
     return f"ws://127.0.0.1:{node.port}/srpc"
 
 
-async def eventually(predicate: Callable[[], Any], *, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+async def eventually(predicate: Callable[[], Any], *, timeout: float = 5.0) -> None:
     """Wait until ``predicate()`` (sync or async) is truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
