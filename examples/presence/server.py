@@ -103,7 +103,6 @@ class PresenceServer(PresenceMeshSrpcServer):
         self, stream: SrpcStream, request: USendDirectRequest
     ) -> USendDirectResponse:
         """Deliver a text to another client, on whatever node it is connected to."""
-        owner = await self.client_registry.get_client(request.to_client_id)
         try:
             reply = await self.invoke_d_notify(
                 request.to_client_id,
@@ -116,6 +115,8 @@ class PresenceServer(PresenceMeshSrpcServer):
             )
         except ClientNotFoundError:
             raise SrpcError(f"{request.to_client_id} is offline", is_user_error=True) from None
+        # Asked after the call: before it, a client still connecting is not listed yet.
+        owner = await self.client_registry.get_client(request.to_client_id)
         return USendDirectResponse(
             delivered=reply.acknowledged, delivered_by_node=owner.node_id if owner else 0
         )
