@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from meshsrpc import ClientNotFoundError, MeshClientMemoryRegistry
+from meshsrpc import ClientNotFoundError, MeshClientMemoryRegistry, MeshClientRedisRegistry
 from service_nodes import Node
 
 
@@ -62,7 +62,24 @@ async def test_stop_is_idempotent(make_node: Any) -> None:
     assert not node.service.is_running
 
 
-async def test_stop_closes_a_backend_it_created_but_not_a_given_one(make_node: Any) -> None:
+async def test_stop_closes_a_backend_it_created(
+    make_node: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed: list[object] = []
+    original = MeshClientRedisRegistry.aclose
+
+    async def tracked(self: MeshClientRedisRegistry[Any]) -> None:
+        closed.append(self)
+        await original(self)
+
+    monkeypatch.setattr(MeshClientRedisRegistry, "aclose", tracked)
+    node = make_node()
+    await node.service.start()
+    await node.service.stop()
+    assert closed == [node.service.client_registry.backend]
+
+
+async def test_stop_does_not_close_a_given_backend(make_node: Any) -> None:
     closed: list[str] = []
 
     class Tracked(MeshClientMemoryRegistry[Any]):
@@ -87,7 +104,7 @@ async def test_reserve_hides_until_activate(two_nodes: tuple[Node, Node]) -> Non
     assert await a.service.reserve_client("c1", {"v": 1}) is None
     with pytest.raises(ClientNotFoundError):
         await b.service.invoke("c1", "dNotify", None)
-    a.streams["c1"] = b.streams.get("c1") or _echo
+    a.streams["c1"] = _echo
     assert await a.service.activate_client("c1", {"v": 1}) is True
     assert (await b.service.invoke("c1", "dNotify", 5))["data"] == 5
 
