@@ -337,6 +337,17 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         stream = self.streams_by_client_id.get(client_id)
         if stream is None:
             return False
+        # A kick can be overtaken: the client came back here, superseding that node in
+        # turn, before its kick arrived. Then the registry names us; keep the stream.
+        try:
+            owner = await self._mesh_client_service.client_registry.get_client(client_id)
+        except Exception:
+            owner = None  # cannot tell: do as the other node asked
+        if owner is not None and owner.node_id == self.mesh_instance_id:
+            logger.info("ignoring a stale kick of client %s", client_id)
+            return False
+        if self.streams_by_client_id.get(client_id) is not stream:
+            return False
         logger.info("client %s moved to another node; closing its stream here", client_id)
         await self.close_stream(
             stream, CLOSE_CODES["supersede"], "supersede", "Superseded by a connection elsewhere"

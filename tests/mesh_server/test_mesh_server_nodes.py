@@ -8,12 +8,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from meshsrpc import CloseCause, RedisSettings, RegisteredClient, SrpcConflictError, SrpcStream
+from meshsrpc import (
+    CloseCause,
+    MeshService,
+    RedisSettings,
+    RegisteredClient,
+    SrpcConflictError,
+    SrpcStream,
+)
 from redis.asyncio import Redis
 
 from tests.generated.sgnl24.TestRpc import DNotifyRequest, USlowRequest, USlowResponse
 from tests.mesh_server.mesh_server_support import (
     DEATH_FAST,
+    FAST,
     MakeClient,
     MakeNode,
     ProbeBackend,
@@ -184,3 +192,23 @@ async def test_graceful_shutdown_under_load(make_node: MakeNode, make_client: Ma
     # Several node TTLs: a node that died would have been reported by now.
     await settle(3 * DEATH_FAST["node_ttl"])
     assert orphans == []
+
+
+async def test_a_stale_kick_does_not_close_the_clients_current_stream(
+    make_node: MakeNode, make_client: MakeClient, redis_settings: RedisSettings
+) -> None:
+    node = await make_node()
+    client = make_client(node, "c1")
+    await join(node, client)
+    # Another node's kick that arrives after the client came back here: the registry
+    # names this node, so the stream stays.
+    other = MeshService("_mc:app", redis=redis_settings, **FAST)
+    await other.start()
+    try:
+        reply = await other.invoke(node.mesh_instance_id, "kickClient", {"clientId": "c1"})
+    finally:
+        await other.stop()
+    assert reply == {"kicked": False}
+    await settle()
+    assert client.is_connected
+    assert (await node.invoke("c1", "dNotify", DNotifyRequest(notification="x"))).acknowledged
