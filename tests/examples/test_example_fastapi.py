@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 import uvicorn
-from examples.presence.generated.presence import UWhoIsOnlineRequest
 from meshsrpc import RedisSettings
 from meshsrpc.redis_server import free_port
 
 from examples.fastapi_app.app import create_app
 from examples.presence.client import PresenceClient
+from examples.presence.generated.presence import UWhoIsOnlineRequest
 
 
 @pytest.fixture

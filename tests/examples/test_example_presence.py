@@ -6,16 +6,16 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from meshsrpc import RedisSettings, SrpcError
+from meshsrpc.redis_server import free_port
+
+from examples.presence.client import PresenceClient
 from examples.presence.generated.presence import (
     Status,
     USendDirectRequest,
     USetStatusRequest,
     UWhoIsOnlineRequest,
 )
-from meshsrpc import RedisSettings, SrpcError
-from meshsrpc.redis_server import free_port
-
-from examples.presence.client import PresenceClient
 from examples.presence.server import PresenceServer
 
 

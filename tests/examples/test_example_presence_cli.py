@@ -56,8 +56,9 @@ def test_server_and_client_commands(redis_server: RedisServer, mesh_prefix: str)
             stderr=subprocess.PIPE,
             text=True,
         )
-        alice_out = ""
-        for _ in range(100):  # until bob is online
+        alice_out = alice_err = ""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until bob is online
             alice = subprocess.run(
                 [*client, "--id", "alice", "--send", "bob:hi", "--linger", "0"],
                 cwd=REPO_ROOT,
@@ -66,11 +67,11 @@ def test_server_and_client_commands(redis_server: RedisServer, mesh_prefix: str)
                 text=True,
                 timeout=30,
             )
-            alice_out = alice.stdout
+            alice_out, alice_err = alice.stdout, alice.stderr
             if alice.returncode == 0 and "delivered=True" in alice_out:
                 break
             time.sleep(0.1)
-        assert "sent to bob: delivered=True by node 1" in alice_out
+        assert "sent to bob: delivered=True by node 1" in alice_out, alice_err
         assert "alice  node 1  available" in alice_out
 
         bob_out, bob_err = bob.communicate(timeout=30)
