@@ -111,3 +111,16 @@ async def test_reserve_hides_until_activate(two_nodes: tuple[Node, Node]) -> Non
 
 async def _echo(type: str, data: Any, timeout: float | None) -> Any:
     return {"data": data}
+
+
+async def test_restart_after_stop_works(make_node: Any) -> None:
+    node = make_node()
+    await node.service.start()
+    first_id = node.id
+    await node.service.stop()
+    await node.service.start()
+    assert node.id != first_id
+    await node.connect("c1", {"v": 1})
+    assert (await node.service.invoke("c1", "uEcho", 7))["data"] == 7
+    client = await node.service.client_registry.get_client("c1")
+    assert client is not None and client.node_id == node.id
