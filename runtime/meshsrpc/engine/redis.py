@@ -83,7 +83,9 @@ class RedisMeshEngine:
 
     async def allocate_instance_id(self) -> int:
         """INCR ``next_id``."""
-        return int(await self._client.incr(self.keys.next_id))
+        # Plain INCR (redis-py's incr() sends INCRBY key 1), as in the capture.
+        incr = self._client.execute_command("INCR", self.keys.next_id)  # type: ignore[no-untyped-call]
+        return int(await incr)
 
     async def heartbeat(self, instance_id: int) -> bool:
         """Run the heartbeat script (Redis TIME); True if the entry was new."""
@@ -200,6 +202,7 @@ class _Subscriber:
         )
         self._connection: AbstractConnection | None = None
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def start(self) -> None:
         """Connect and subscribe once (errors propagate), then keep it alive in a task."""
@@ -214,16 +217,17 @@ class _Subscriber:
         )
 
     async def close(self) -> None:
-        """Stop reading, UNSUBSCRIBE (best effort), close the connection."""
+        """UNSUBSCRIBE (the reader ends on its confirmation), then close the connection."""
+        self._closing = True
         task, self._task = self._task, None
-        if task is not None:
-            await cancel_and_wait([task])
         connection = self._connection
-        if connection is not None and connection.is_connected:
+        if task is not None and connection is not None and connection.is_connected:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
                     await connection.send_command("UNSUBSCRIBE")
-                    await self._read_until(connection, b"unsubscribe", count=2)
+                    await asyncio.wait({task}, timeout=1.0)
+        if task is not None:
+            await cancel_and_wait([task])
         if connection is not None:
             with contextlib.suppress(Exception):
                 await connection.disconnect(nowait=True)
@@ -254,6 +258,7 @@ class _Subscriber:
         while True:
             try:
                 await self._read_loop(connection)
+                return  # unsubscribed by close()
             except Exception as exc:
                 raise_if_cancelling()
                 logger.warning("mesh subscriber connection lost (%s); reconnecting", exc)
@@ -289,6 +294,8 @@ class _Subscriber:
                 continue
             # Any reply proves the connection is alive.
             ping_sent_at = None
+            if self._closing and _kind(reply) == b"unsubscribe" and reply[2] == 0:
+                return
             self._dispatch(reply)
 
     def _dispatch(self, reply: Any) -> None:
