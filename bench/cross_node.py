@@ -15,7 +15,9 @@ Redis on the server core):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import socketio_cross, wire
@@ -25,11 +27,11 @@ from .runner import (
     ChildChannel,
     NotAvailable,
     Profile,
+    alternate,
     children,
-    closed_loop,
-    describe,
     free_port,
     log,
+    measurement_loop,
     private_redis,
     times,
 )
@@ -91,15 +93,8 @@ async def srpc_client(channel: ChildChannel, url: str, client_id: str) -> None:
     await ws.close()
 
 
-async def mesh_node_a(
-    channel: ChildChannel,
-    redis_url: str,
-    levels: list[int],
-    warmup: float,
-    duration: float,
-    cpu_pids: dict[str, int],
-) -> None:
-    """Node A: wait for the client to be registered, then invoke it in closed loops."""
+async def mesh_node_a(channel: ChildChannel, redis_url: str, cpu_pids: dict[str, int]) -> None:
+    """Node A: wait for the client to be registered, then invoke it on command."""
     proto = wire.test_proto()
     server = _mesh_server(redis_url)
     await server.mesh_start()
@@ -115,14 +110,8 @@ async def mesh_node_a(
             response = await server.invoke(CLIENT_ID, "dNotify", request)
             assert response.acknowledged
 
-        results = []
-        for level in levels:
-            result = await closed_loop(
-                level, invoke, warmup=warmup, duration=duration, cpu_pids=cpu_pids
-            )
-            channel.progress(f"{level} in flight: {describe(result, 'invokes/s')}")
-            results.append(result)
-        channel.send({"results": results})
+        channel.send({"ready": True})
+        await measurement_loop(channel, invoke, cpu_pids)
     finally:
         await server.mesh_stop()
         await server.close()
@@ -179,13 +168,7 @@ async def raw_client(channel: ChildChannel, url: str) -> None:
 
 
 async def raw_node_a(
-    channel: ChildChannel,
-    redis_url: str,
-    tag: str,
-    levels: list[int],
-    warmup: float,
-    duration: float,
-    cpu_pids: dict[str, int],
+    channel: ChildChannel, redis_url: str, tag: str, cpu_pids: dict[str, int]
 ) -> None:
     """Raw A: PUBLISH "<id>|payload" to B, resolve the future when it comes back."""
     import redis.asyncio as aioredis
@@ -216,115 +199,80 @@ async def raw_node_a(
         await publisher.publish(f"{tag}:B", rid + b"|" + RAW_PAYLOAD)
         await asyncio.wait_for(future, 10)
 
-    results = []
-    for level in levels:
-        result = await closed_loop(
-            level, round_trip, warmup=warmup, duration=duration, cpu_pids=cpu_pids
-        )
-        channel.progress(f"{level} in flight: {describe(result, 'round trips/s')}")
-        results.append(result)
+    channel.send({"ready": True})
+    await measurement_loop(channel, round_trip, cpu_pids)
     listening.cancel()
     await pubsub.aclose()
     await publisher.aclose()
-    channel.send({"results": results})
 
 
 # --- orchestration -------------------------------------------------------------------------
 
 
-def _three_processes(
+def _start_trio(
+    stack: contextlib.ExitStack,
     label: str,
-    node_b: Child,
-    make_client: Any,
-    make_a: Any,
-    timeout: float,
-    redis_pid: int | None,
-) -> list[dict[str, Any]]:
-    with children(node_b) as (b,):
-        b.recv(timeout)
-        with children(make_client()) as (client,):
-            client.recv(timeout)
-            with children(make_a(_pids(b.pid, client.pid, redis_pid))) as (a,):
-                results: list[dict[str, Any]] = a.recv(timeout)["results"]
-                return results
+    profile: Profile,
+    make_b: Callable[[str, int], Child],
+    make_client: Callable[[int, dict[str, Any]], Child],
+    make_a: Callable[[str, dict[str, int], dict[str, Any]], Child],
+) -> Child:
+    """Redis, then B, then the client, then A (ready when it can invoke); all on ``stack``."""
+    log(f"{NAME}: starting {label}")
+    redis_server = stack.enter_context(private_redis())
+    port = free_port()
+    (b,) = stack.enter_context(children(make_b(redis_server.url, port)))
+    b.recv(profile.ready_timeout)
+    (client,) = stack.enter_context(children(make_client(port, {})))
+    client_ready = client.recv(profile.ready_timeout)
+    pids = _pids(b.pid, client.pid, redis_server.pid)
+    (a,) = stack.enter_context(children(make_a(redis_server.url, pids, client_ready)))
+    a.recv(profile.ready_timeout)
+    return a
 
 
 def run(profile: Profile) -> list[BenchResult]:
-    """Raw baseline, meshsrpc and python-socketio, each on a fresh Redis."""
+    """Raw baseline, meshsrpc and python-socketio side by side, measured in alternating rounds."""
     levels = list(profile.cross_concurrency)
-    timeout = profile.ready_timeout + len(levels) * (profile.warmup + profile.duration + 30)
-    common = {"levels": levels, "warmup": profile.warmup, "duration": profile.duration}
-
-    def raw(redis_url: str, redis_pid: int | None) -> list[dict[str, Any]]:
-        port, tag = free_port(), "rawbench"
-        return _three_processes(
-            "raw",
-            Child("raw B", raw_node_b, role="server", redis_url=redis_url, port=port, tag=tag),
-            lambda: Child("raw client", raw_client, role="load", url=f"ws://127.0.0.1:{port}/"),
-            lambda pids: Child(
-                "raw A",
-                raw_node_a,
-                role="load",
-                redis_url=redis_url,
-                tag=tag,
-                cpu_pids=pids,
-                **common,
-            ),
-            timeout,
-            redis_pid,
-        )
-
-    def mesh(redis_url: str, redis_pid: int | None) -> list[dict[str, Any]]:
-        port = free_port()
-        return _three_processes(
-            "meshsrpc",
-            Child("meshsrpc B", mesh_node_b, role="server", redis_url=redis_url, port=port),
-            lambda: Child(
-                "SRPC client",
-                srpc_client,
-                role="load",
-                url=f"ws://127.0.0.1:{port}/srpc",
-                client_id=CLIENT_ID,
-            ),
-            lambda pids: Child(
-                "meshsrpc A",
-                mesh_node_a,
-                role="load",
-                redis_url=redis_url,
-                cpu_pids=pids,
-                **common,
-            ),
-            timeout,
-            redis_pid,
-        )
-
-    def sio(redis_url: str, redis_pid: int | None) -> list[dict[str, Any]]:
-        port = free_port()
-        with children(
-            Child(
-                "socketio B", socketio_cross.node_b, role="server", redis_url=redis_url, port=port
-            )
-        ) as (b,):
-            b.recv(timeout)
-            with children(
-                Child("socketio client", socketio_cross.client, role="load", port=port)
-            ) as (client,):
-                sid = client.recv(timeout)["sid"]
-                with children(
-                    Child("socketio A", socketio_cross.node_a, role="load", redis_url=redis_url,
-                          sid=sid, cpu_pids=_pids(b.pid, client.pid, redis_pid), **common)
-                ) as (a,):  # fmt: skip
-                    results: list[dict[str, Any]] = a.recv(timeout)["results"]
-                    return results
-
+    tag = "rawbench"
+    starters: dict[str, Callable[[contextlib.ExitStack], Child]] = {
+        "raw": lambda stack: _start_trio(
+            stack, "raw", profile,
+            lambda url, port: Child("raw B", raw_node_b, role="server", redis_url=url,
+                                    port=port, tag=tag),
+            lambda port, _: Child("raw client", raw_client, role="load",
+                                  url=f"ws://127.0.0.1:{port}/"),
+            lambda url, pids, _: Child("raw A", raw_node_a, role="load", redis_url=url, tag=tag,
+                                       cpu_pids=pids),
+        ),
+        "meshsrpc": lambda stack: _start_trio(
+            stack, "meshsrpc", profile,
+            lambda url, port: Child("meshsrpc B", mesh_node_b, role="server", redis_url=url,
+                                    port=port),
+            lambda port, _: Child("SRPC client", srpc_client, role="load",
+                                  url=f"ws://127.0.0.1:{port}/srpc", client_id=CLIENT_ID),
+            lambda url, pids, _: Child("meshsrpc A", mesh_node_a, role="load", redis_url=url,
+                                       cpu_pids=pids),
+        ),
+        "socketio": lambda stack: _start_trio(
+            stack, "socketio", profile,
+            lambda url, port: Child("socketio B", socketio_cross.node_b, role="server",
+                                    redis_url=url, port=port),
+            lambda port, _: Child("socketio client", socketio_cross.client, role="load",
+                                  port=port),
+            lambda url, pids, ready: Child("socketio A", socketio_cross.node_a, role="load",
+                                           redis_url=url, sid=ready["sid"], cpu_pids=pids),
+        ),
+    }  # fmt: skip
     runs: dict[str, list[dict[str, Any]] | str] = {}
-    for label, fn in (("raw", raw), ("meshsrpc", mesh), ("socketio", sio)):
-        log(f"{NAME}: {label}")
-        try:
-            with private_redis() as redis_server:
-                runs[label] = fn(redis_server.url, redis_server.pid)
-        except NotAvailable as exc:
-            runs[label] = str(exc)
+    with contextlib.ExitStack() as stack:
+        variants: dict[str, Child] = {}
+        for label, start in starters.items():
+            try:
+                variants[label] = start(stack)
+            except NotAvailable as exc:
+                runs[label] = str(exc)
+        runs.update(alternate(variants, levels, profile))
     return _assemble(runs)
 
 

@@ -23,6 +23,7 @@ from .runner import (
     describe,
     free_port,
     private_redis,
+    summarise,
     times,
 )
 
@@ -44,6 +45,7 @@ async def server_node(
     levels: list[int],
     warmup: float,
     duration: float,
+    rounds: int,
 ) -> None:
     """The node: serve, wait for the client, then measure both ways of invoking it."""
     from meshsrpc import RedisSettings
@@ -80,10 +82,21 @@ async def server_node(
 
     results: dict[str, list[dict[str, Any]]] = {"stream": [], "client_id": []}
     for level in levels:
-        for label, fn in (("stream", by_stream), ("client_id", by_client_id)):
-            result = await closed_loop(
-                level, fn, warmup=warmup, duration=duration, cpu_pids=cpu_pids
-            )
+        parts: dict[str, list[dict[str, Any]]] = {"stream": [], "client_id": []}
+        # Alternating rounds, so a burst of outside load hits both variants alike.
+        for index in range(rounds):
+            for label, fn in (("stream", by_stream), ("client_id", by_client_id)):
+                part = await closed_loop(
+                    level,
+                    fn,
+                    warmup=warmup if index == 0 else warmup / rounds,
+                    duration=duration / rounds,
+                    cpu_pids=cpu_pids,
+                    summarised=False,
+                )
+                parts[label].append(part)
+        for label, label_parts in parts.items():
+            result = summarise(label_parts)
             channel.progress(f"{label}, {level} in flight: {describe(result, 'invokes/s')}")
             results[label].append(result)
     channel.send({"results": results})
@@ -108,6 +121,7 @@ def run(profile: Profile) -> BenchResult:
             port=port,
             levels=levels,
             warmup=profile.warmup,
+            rounds=profile.rounds,
             duration=profile.duration,
         )
         with children(node):

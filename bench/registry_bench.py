@@ -19,6 +19,7 @@ from .runner import (
     children,
     closed_loop,
     private_redis,
+    summarise,
     times,
 )
 
@@ -42,6 +43,7 @@ async def measure(
     warmup: float,
     duration: float,
     redis_pid: int | None,
+    rounds: int,
 ) -> None:
     """Child: baseline and the three operations at each concurrency level."""
     from meshsrpc import RedisSettings
@@ -77,17 +79,25 @@ async def measure(
         await registry.unregister(client_id, NODE_ID)
 
     results: dict[str, list[dict[str, Any]]] = {}
+    operations = (
+        ("EVALSHA", evalsha),
+        ("register", register),
+        ("get_client", get),
+        ("unregister", unregister),
+    )
     for level in levels:
-        for label, fn in (
-            ("EVALSHA", evalsha),
-            ("register", register),
-            ("get_client", get),
-            ("unregister", unregister),
-        ):
-            result = await closed_loop(
-                level, fn, warmup=warmup, duration=duration,
-                cpu_pids={"redis": redis_pid} if redis_pid else None,
-            )  # fmt: skip
+        parts: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in operations}
+        # Alternating rounds, so a burst of outside load hits every operation alike.
+        for index in range(rounds):
+            for label, fn in operations:
+                part = await closed_loop(
+                    level, fn, warmup=warmup if index == 0 else warmup / rounds,
+                    duration=duration / rounds,
+                    cpu_pids={"redis": redis_pid} if redis_pid else None, summarised=False,
+                )  # fmt: skip
+                parts[label].append(part)
+        for label, label_parts in parts.items():
+            result = summarise(label_parts)
             channel.progress(f"{label}, concurrency {level}: {result['throughput']:.0f} ops/s")
             results.setdefault(label, []).append(result)
         await registry.cleanup_node(NODE_ID)
@@ -104,7 +114,8 @@ def run(profile: Profile) -> BenchResult:
     timeout = profile.ready_timeout + 4 * len(levels) * (profile.warmup + profile.duration + 20)
     with private_redis() as redis_server, children(
         Child("registry", measure, role="load", redis_url=redis_server.url, levels=levels,
-              redis_pid=redis_server.pid, warmup=profile.warmup, duration=profile.duration)
+              redis_pid=redis_server.pid, rounds=profile.rounds, warmup=profile.warmup,
+              duration=profile.duration)
     ) as (child,):  # fmt: skip
         runs = child.recv(timeout)["results"]
     details, met = [], True

@@ -68,6 +68,7 @@ class Profile:
     scale_sizes: tuple[int, ...]
     idle_connections: int
     codec_duration: float
+    rounds: int = 1
 
     @property
     def ready_timeout(self) -> float:
@@ -99,6 +100,7 @@ PROFILES = {
         scale_sizes=(10_000, 100_000),
         idle_connections=2_000,
         codec_duration=1.0,
+        rounds=2,
     ),
     "full": Profile(
         name="full",
@@ -111,6 +113,7 @@ PROFILES = {
         scale_sizes=(10_000, 100_000),
         idle_connections=5_000,
         codec_duration=4.0,
+        rounds=4,
     ),
 }
 
@@ -265,6 +268,7 @@ async def closed_loop(
     warmup: float,
     duration: float,
     cpu_pids: dict[str, int] | None = None,
+    summarised: bool = True,
 ) -> dict[str, Any]:
     """Run ``concurrency`` workers, each awaiting ``operation(worker)`` back to back.
 
@@ -308,19 +312,92 @@ async def closed_loop(
 
     await asyncio.gather(*(worker(i) for i in range(concurrency)))
     await window_closed.wait()
-    summary = latency_summary(latencies)
-    summary["concurrency"] = concurrency
-    summary["throughput"] = completed / duration
-    cpu: dict[str, float | None] = {}
+    cpu_s: dict[str, float | None] = {}
     for name in snapshots[0]:
         before, after = snapshots[0][name], snapshots[1][name]
-        cpu[name] = (
-            (after - before) / completed * 1e6
-            if before is not None and after is not None and completed
-            else None
-        )
+        cpu_s[name] = after - before if before is not None and after is not None else None
+    part = {
+        "concurrency": concurrency,
+        "samples": latencies,
+        "completed": completed,
+        "duration": duration,
+        "cpu_s": cpu_s,
+    }
+    return summarise([part]) if summarised else part
+
+
+def summarise(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Merge closed-loop runs (rounds of one variant) into one summary."""
+    samples = [s for part in parts for s in part["samples"]]
+    completed = sum(part["completed"] for part in parts)
+    duration = sum(part["duration"] for part in parts)
+    summary = latency_summary(samples)
+    summary["concurrency"] = parts[0]["concurrency"]
+    summary["throughput"] = completed / duration if duration else 0.0
+    summary["rounds"] = len(parts)
+    cpu: dict[str, float | None] = {}
+    for name in parts[0]["cpu_s"]:
+        values = [part["cpu_s"].get(name) for part in parts]
+        known = [v for v in values if v is not None]
+        complete = completed and len(known) == len(values)
+        cpu[name] = sum(known) / completed * 1e6 if complete else None
     summary["cpu_us_per_op"] = cpu
     return summary
+
+
+async def measurement_loop(
+    channel: ChildChannel,
+    operation: Callable[[int], Awaitable[object]],
+    cpu_pids: dict[str, int] | None = None,
+) -> None:
+    """Serve the orchestrator's {"cmd": "measure", level, warmup, duration} until "stop".
+
+    Lets the orchestrator alternate short rounds between variants that stay up, so
+    a burst of outside load hits every variant alike.
+    """
+    while True:
+        command = await channel.recv()
+        if command.get("cmd") != "measure":
+            return
+        part = await closed_loop(
+            command["level"],
+            operation,
+            warmup=command["warmup"],
+            duration=command["duration"],
+            cpu_pids=cpu_pids,
+            summarised=False,
+        )
+        channel.send({"part": part})
+
+
+def alternate(
+    variants: dict[str, Child],
+    levels: Sequence[int],
+    profile: Profile,
+) -> dict[str, list[dict[str, Any]]]:
+    """For each level, ``profile.rounds`` rounds; each round measures every variant once.
+
+    Returns, per variant, one merged summary per level.
+    """
+    rounds = profile.rounds
+    timeout = profile.ready_timeout + profile.warmup + profile.duration + 60
+    out: dict[str, list[dict[str, Any]]] = {label: [] for label in variants}
+    for level in levels:
+        parts: dict[str, list[dict[str, Any]]] = {label: [] for label in variants}
+        for index in range(rounds):
+            for label, child in variants.items():
+                command = {
+                    "cmd": "measure",
+                    "level": level,
+                    # A full warm-up before the first round, a short one before the others.
+                    "warmup": profile.warmup if index == 0 else profile.warmup / rounds,
+                    "duration": profile.duration / rounds,
+                }
+                parts[label].append(child.request(command, timeout)["part"])
+        for label in variants:
+            out[label].append(summarise(parts[label]))
+            log(f"  {label}, {level} in flight: {describe(out[label][-1], 'ops/s')}")
+    return out
 
 
 # --- child processes ----------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from .runner import ChildChannel, NotAvailable, closed_loop, describe
+from .runner import ChildChannel, NotAvailable, measurement_loop
 
 NAME = "socketio_cross_node"
 TITLE = "python-socketio cross-node call (A -> client on B)"
@@ -64,16 +64,8 @@ async def client(channel: ChildChannel, port: int) -> None:
     await sio.disconnect()
 
 
-async def node_a(
-    channel: ChildChannel,
-    redis_url: str,
-    sid: str,
-    levels: list[int],
-    warmup: float,
-    duration: float,
-    cpu_pids: dict[str, int],
-) -> None:
-    """Server A: ``call("notify", to=sid)`` in closed loops."""
+async def node_a(channel: ChildChannel, redis_url: str, sid: str, cpu_pids: dict[str, int]) -> None:
+    """Server A: ``call("notify", to=sid)`` on command."""
     socketio = _socketio()
     manager = socketio.AsyncRedisManager(redis_url, channel=CHANNEL, redis_options=REDIS_OPTIONS)
     sio = socketio.AsyncServer(async_mode="aiohttp", client_manager=manager)
@@ -85,9 +77,6 @@ async def node_a(
         ack = await sio.call("notify", {"notification": "ping"}, to=sid, timeout=10)
         assert ack == {"acknowledged": True}
 
-    results = []
-    for level in levels:
-        result = await closed_loop(level, call, warmup=warmup, duration=duration, cpu_pids=cpu_pids)
-        channel.progress(f"{level} in flight: {describe(result, 'calls/s')}")
-        results.append(result)
-    channel.send({"results": results})
+    await call(0)  # the first ack proves the whole path works
+    channel.send({"ready": True})
+    await measurement_loop(channel, call, cpu_pids)

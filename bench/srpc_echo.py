@@ -8,7 +8,6 @@ the SRPC server decodes it, runs the handler and encodes a reply.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from . import wire
@@ -21,6 +20,7 @@ from .runner import (
     closed_loop,
     describe,
     free_port,
+    summarise,
     times,
 )
 
@@ -61,71 +61,88 @@ async def serve_plain_echo(channel: ChildChannel, port: int) -> None:
 
 async def generate_load(
     channel: ChildChannel,
-    url: str,
-    srpc: bool,
+    targets: dict[str, tuple[str, bool, int]],
     levels: list[int],
     warmup: float,
     duration: float,
-    server_pid: int,
+    rounds: int,
 ) -> None:
-    """Load process: for each concurrency level, that many connections in a closed loop."""
+    """Load process: per level, N connections to every server; alternating rounds.
+
+    ``targets`` maps a label to (url, speaks SRPC, server pid).
+    """
     body = wire.echo_body(MESSAGE)
-    results = []
+    results: dict[str, list[dict[str, Any]]] = {label: [] for label in targets}
     for level in levels:
-        sockets = await asyncio.gather(
-            *(
-                wire.connect_raw(url, f"echo-{level}-{i}" if srpc else None, handshake=srpc)
-                for i in range(level)
+        sockets: dict[str, list[Any]] = {}
+        for label, (url, srpc, _) in targets.items():
+            sockets[label] = list(
+                await asyncio.gather(
+                    *(
+                        wire.connect_raw(url, f"echo-{level}-{i}" if srpc else None, handshake=srpc)
+                        for i in range(level)
+                    )
+                )
             )
-        )
         counters = [0] * level
+        parts: dict[str, list[dict[str, Any]]] = {label: [] for label in targets}
+        for index in range(rounds):
+            for label, (_, _, pid) in targets.items():
+                conns = sockets[label]
 
-        async def one_echo(
-            worker: int, sockets: list[Any] = sockets, counters: list[int] = counters
-        ) -> None:
-            counters[worker] += 1
-            frame = wire.with_request_id(f"{worker}-{counters[worker]}", body)
-            await wire.call(sockets[worker], frame)
+                async def one_echo(
+                    worker: int, conns: list[Any] = conns, counters: list[int] = counters
+                ) -> None:
+                    counters[worker] += 1
+                    frame = wire.with_request_id(f"{worker}-{counters[worker]}", body)
+                    await wire.call(conns[worker], frame)
 
-        result = await closed_loop(
-            level, one_echo, warmup=warmup, duration=duration, cpu_pids={"server": server_pid}
-        )
-        channel.progress(f"c={level}: {describe(result, 'req/s')}")
-        results.append(result)
-        await asyncio.gather(*(ws.close() for ws in sockets))
+                part = await closed_loop(
+                    level,
+                    one_echo,
+                    warmup=warmup if index == 0 else warmup / rounds,
+                    duration=duration / rounds,
+                    cpu_pids={"server": pid},
+                    summarised=False,
+                )
+                parts[label].append(part)
+        for label in targets:
+            merged = summarise(parts[label])
+            results[label].append(merged)
+            channel.progress(f"{label}, c={level}: {describe(merged, 'req/s')}")
+        for conns in sockets.values():
+            await asyncio.gather(*(ws.close() for ws in conns))
     channel.send({"results": results})
 
 
+def check() -> None:
+    """Needs SrpcServer and the test schema."""
+    wire.test_proto()
+    wire.srpc_server_class()
+
+
 def run(profile: Profile) -> BenchResult:
-    """Measure the baseline, then SRPC, at every concurrency level of the profile."""
+    """Both servers up at once; one load process alternates rounds between them."""
     result = BenchResult(NAME, TITLE)
     levels = list(profile.echo_concurrency)
-    timeout = profile.ready_timeout + len(levels) * (profile.warmup + profile.duration + 30)
-    runs: dict[str, list[dict[str, Any]]] = {}
-    for label, server_fn, srpc in (
-        ("websockets echo", serve_plain_echo, False),
-        ("SRPC echo", serve_srpc, True),
-    ):
-        port = free_port()
-        url = f"ws://127.0.0.1:{port}/srpc"
-        with children(Child(f"{label} server", server_fn, role="server", port=port)) as (server,):
+    timeout = profile.ready_timeout + len(levels) * (2 * (profile.warmup + profile.duration) + 60)
+    ports = {"websockets echo": free_port(), "SRPC echo": free_port()}
+    with children(
+        Child("websockets echo server", serve_plain_echo, role="server",
+              port=ports["websockets echo"]),
+        Child("SRPC echo server", serve_srpc, role="server", port=ports["SRPC echo"]),
+    ) as servers:  # fmt: skip
+        for server in servers:
             server.recv(profile.ready_timeout)
-            started = time.monotonic()
-            with children(
-                Child(
-                    f"{label} load",
-                    generate_load,
-                    role="load",
-                    url=url,
-                    srpc=srpc,
-                    levels=levels,
-                    server_pid=server.pid,
-                    warmup=profile.warmup,
-                    duration=profile.duration,
-                )
-            ) as (load,):
-                runs[label] = load.recv(timeout)["results"]
-            result.notes.append(f"{label}: measured in {time.monotonic() - started:.1f} s")
+        targets = {
+            label: (f"ws://127.0.0.1:{ports[label]}/srpc", label == "SRPC echo", server.pid)
+            for label, server in zip(ports, servers, strict=True)
+        }
+        with children(
+            Child("load", generate_load, role="load", targets=targets, levels=levels,
+                  warmup=profile.warmup, duration=profile.duration, rounds=profile.rounds)
+        ) as (load,):  # fmt: skip
+            runs = load.recv(timeout)["results"]
     base_runs, srpc_runs = runs["websockets echo"], runs["SRPC echo"]
     met = True
     for base, srpc_run in zip(base_runs, srpc_runs, strict=True):
