@@ -1,0 +1,118 @@
+"""Redis specifics: server clock, scripts surviving a SCRIPT FLUSH, subscriber recovery."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from meshsrpc import RedisSettings
+from meshsrpc.engine.base import SubscriptionEvent
+from meshsrpc.engine.redis import RedisMeshEngine
+from meshsrpc.redis_server import RedisServer
+from redis.asyncio import Redis
+
+
+@pytest.fixture
+async def client(redis_settings: RedisSettings) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_settings.url or "")
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def engine(redis_settings: RedisSettings) -> AsyncIterator[RedisMeshEngine]:
+    engine = RedisMeshEngine(redis_settings, "k")
+    yield engine
+    await engine.aclose()
+
+
+async def redis_ms(client: Redis) -> int:
+    seconds, micros = await client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+async def test_heartbeat_score_is_redis_server_time_in_ms(
+    engine: RedisMeshEngine, client: Redis
+) -> None:
+    before = await redis_ms(client)
+    await engine.heartbeat(3)
+    after = await redis_ms(client)
+    score = await client.zscore(engine.keys.heartbeats, "3")
+    assert score is not None and score == int(score)
+    assert before <= score <= after
+
+
+async def test_cleanup_is_inclusive_at_exactly_the_ttl(
+    engine: RedisMeshEngine, client: Redis
+) -> None:
+    now = await redis_ms(client)
+    # Scores far enough apart that the clock moving during the call cannot matter.
+    await client.zadd(engine.keys.heartbeats, {"1": now - 10_000, "2": now + 10_000})
+    await client.hset(engine.keys.nodes, mapping={"1": "h", "2": "h"})
+    assert await engine.cleanup_expired(10_000) == [1]
+    assert await client.hkeys(engine.keys.nodes) == [b"2"]
+
+
+async def test_scripts_are_reloaded_after_script_flush(
+    engine: RedisMeshEngine, client: Redis
+) -> None:
+    await engine.heartbeat(1)
+    await client.script_flush()
+    assert await engine.heartbeat(1) is False
+    assert await engine.cleanup_expired(60_000) == []
+
+
+async def test_subscriber_reports_lost_and_restored_after_a_kill(
+    redis_server_factory: type[RedisServer],
+) -> None:
+    server = redis_server_factory()
+    engine = RedisMeshEngine(RedisSettings(url=server.url, prefix="e"), "k")
+    events: list[SubscriptionEvent] = []
+    got: list[bytes] = []
+    await engine.subscribe(1, lambda source, data: got.append(data), events.append)
+    try:
+        server.command("CLIENT", "KILL", "TYPE", "pubsub")
+        for _ in range(200):
+            if events == [SubscriptionEvent.LOST, SubscriptionEvent.RESTORED]:
+                break
+            await asyncio.sleep(0.02)
+        assert events == [SubscriptionEvent.LOST, SubscriptionEvent.RESTORED]
+        await engine.publish_to_node(1, b"after")
+        for _ in range(100):
+            if got:
+                break
+            await asyncio.sleep(0.02)
+        assert got == [b"after"]
+    finally:
+        await engine.aclose()
+
+
+async def test_subscriber_keeps_retrying_while_redis_is_down(
+    redis_server_factory: type[RedisServer],
+) -> None:
+    server = redis_server_factory()
+    engine = RedisMeshEngine(RedisSettings(url=server.url, prefix="e"), "k")
+    events: list[SubscriptionEvent] = []
+    await engine.subscribe(1, lambda source, data: None, events.append)
+    try:
+        server.kill()
+        await asyncio.sleep(1.5)  # several failed attempts, with backoff
+        assert events == [SubscriptionEvent.LOST]
+        server.start()
+        for _ in range(200):
+            if events[-1] is SubscriptionEvent.RESTORED:
+                break
+            await asyncio.sleep(0.02)
+        assert events == [SubscriptionEvent.LOST, SubscriptionEvent.RESTORED]
+    finally:
+        await engine.aclose()
+
+
+async def test_subscribe_fails_when_redis_is_unreachable() -> None:
+    engine = RedisMeshEngine(RedisSettings(url="redis://127.0.0.1:1/0", prefix="e"), "k")
+    try:
+        with pytest.raises(Exception):  # noqa: B017 - the driver's connection error
+            await engine.subscribe(1, lambda source, data: None, lambda event: None)
+    finally:
+        await engine.aclose()
