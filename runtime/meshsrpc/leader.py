@@ -137,7 +137,8 @@ class LeaderService:
             except Exception as exc:
                 logger.warning("could not release leader lock %s: %s", self._lock_key, exc)
         with contextlib.suppress(Exception):
-            await engine.aclose()
+            async with asyncio.timeout(_RELEASE_TIMEOUT):
+                await engine.aclose()
 
     async def _run(self, engine: LeaderLockEngine) -> None:
         ttl_ms = max(1, round(self.options.ttl * 1000))

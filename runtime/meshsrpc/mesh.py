@@ -225,6 +225,7 @@ class MeshService:
                 retry_delay=self.leader_options.retry_delay,
                 redis=self._redis,
             )
+            registered = False
             try:
                 instance_id = await engine.allocate_instance_id()
                 self._instance_id = instance_id
@@ -232,17 +233,19 @@ class MeshService:
                 self._running = True
                 await engine.subscribe(instance_id, self._on_message, self._on_subscription_event)
                 self._engine = engine
+                registered = True
                 await engine.heartbeat(instance_id)
                 await engine.register_node(instance_id, self.hostname)
                 leader.start()
             except BaseException:
                 self._running = False
-                self._instance_id = 0
                 self._engine = None
                 with contextlib.suppress(Exception):
                     await leader.stop()
-                with contextlib.suppress(Exception):
-                    await engine.aclose()
+                if registered:  # do not leave a half-registered node behind
+                    await _bounded(engine.deregister(self._instance_id), "deregister")
+                await _bounded(engine.aclose(), "close")
+                self._instance_id = 0
                 raise
             self._leader = leader
             self._heartbeat_task = asyncio.get_running_loop().create_task(

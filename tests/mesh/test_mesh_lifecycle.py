@@ -8,7 +8,8 @@ import socket
 import pytest
 from mesh_helpers import MakeMesh, eventually
 from meshsrpc import MeshError, MeshNode, MeshNotRunningError, MeshService
-from meshsrpc.settings import RedisLike
+from meshsrpc.engine import open_mesh_engine
+from meshsrpc.settings import RedisLike, resolve_redis_settings
 
 
 async def test_instance_ids_are_unique_and_count_from_one(make_mesh: MakeMesh) -> None:
@@ -136,13 +137,30 @@ async def test_stop_leaves_no_tasks_behind(make_mesh: MakeMesh) -> None:
     assert asyncio.all_tasks() - before == set()
 
 
-async def test_failed_start_leaves_the_service_stopped(backend: RedisLike) -> None:
+async def test_failed_start_leaves_the_service_stopped() -> None:
     mesh = MeshService("k", redis="redis://127.0.0.1:1/0")
     with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises
         await mesh.start()
     assert mesh.instance_id == 0
     assert not mesh.is_running
     await mesh.stop()
+
+
+async def test_node_removed_by_mistake_registers_itself_again(
+    make_mesh: MakeMesh, backend: RedisLike
+) -> None:
+    """E.g. declared dead during a long pause, or Redis restarted empty."""
+    a = await make_mesh()
+    rejoined: list[int] = []
+    a.set_rejoined_callback(lambda: rejoined.append(a.instance_id))
+    engine = open_mesh_engine(resolve_redis_settings(backend), "k")
+    try:
+        await engine.deregister(a.instance_id)
+        assert await engine.list_nodes() == {}
+        await eventually(lambda: rejoined == [1])
+        assert await engine.list_nodes() == {1: socket.gethostname()}
+    finally:
+        await engine.aclose()
 
 
 async def test_nodes_see_each_other_join_and_leave(make_mesh: MakeMesh) -> None:
