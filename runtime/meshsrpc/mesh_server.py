@@ -41,7 +41,8 @@ from .leader import LeaderOptions
 from .mesh import BroadcastHandler
 from .registry.base import MeshClientRegistryBackend
 from .registry.registry import MeshClientRegistry
-from .settings import RedisLike
+from .replay import RedisReplayGuard
+from .settings import RedisLike, resolve_redis_settings
 from .srpc.protocol import CLOSE_CODES, CloseCause
 from .srpc.server import ServerMessageHandler, SrpcServer
 from .srpc.stream import SrpcStream, StreamMeta
@@ -58,6 +59,8 @@ ClientLifecycleHandler: TypeAlias = Callable[[str, Any], Any]
 """handler(client_id, metadata), sync or async; errors are logged."""
 
 _MISSING: Any = object()
+# Re-registering a client after Redis lost it: attempts before giving up.
+_RESTORE_ATTEMPTS = 5
 
 
 class _MessageJson(dict[str, Any]):
@@ -93,7 +96,9 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
     ``extract_metadata(stream)`` gives the registry metadata of a client (default: a
     snapshot of ``stream.meta``). Call :meth:`mesh_start` once the server is set up
     and :meth:`mesh_stop` before :meth:`close`. Other keyword arguments are
-    :class:`SrpcServer`'s (``path``, ``auth_secret``, ...).
+    :class:`SrpcServer`'s (``path``, ``auth_secret``, ``replay_protection``, ...);
+    with replay protection on (the default) a signed handshake is accepted once
+    across every node of the mesh (Redis ``SET NX PX``).
     """
 
     def __init__(
@@ -112,6 +117,12 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         **srpc_options: Any,
     ) -> None:
         super().__init__(client_message, server_message, **srpc_options)
+        self._mesh_replay_guard: RedisReplayGuard | None = None
+        settings = resolve_redis_settings(redis)
+        if self._replay_guard is not None and not settings.is_memory:
+            # Shared by all nodes: a handshake accepted here is refused everywhere.
+            self._mesh_replay_guard = RedisReplayGuard(settings, mesh_key)
+            self.set_replay_guard(self._mesh_replay_guard)
         self._mesh_client_service: MeshClientService[MetaT] = MeshClientService(
             mesh_key,
             self._mesh_invoke_local_client,
@@ -124,6 +135,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             redis=redis,
         )
         self._mesh_client_service.on_client_superseded(self._mesh_kick_superseded)
+        self._mesh_client_service.mesh.set_rejoined_callback(self._mesh_restore_registry)
         self._mesh_extract_metadata = extract_metadata
         self._mesh_connected_handlers: list[ClientLifecycleHandler] = []
         self._mesh_disconnected_handlers: list[ClientLifecycleHandler] = []
@@ -139,6 +151,11 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         # registry step of a stream is queued behind its backfill.
         self._mesh_running = False
         self._mesh_request_timeout = request_timeout
+        # Clients that left while the registry no longer knew them (unregister found
+        # nothing although no takeover closed the stream): client id -> (metadata, when).
+        # Redis may have restarted empty; the rejoin tells, and reports them then.
+        self._mesh_unsure: dict[str, tuple[Any, float]] = {}
+        self._mesh_rejoined_at = -float("inf")  # loop time of the last rejoin
         # Client requests whose handlers are running; close() lets them answer first.
         self._mesh_requests_running = 0
         self._mesh_requests_done = asyncio.Event()
@@ -202,6 +219,8 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         # them (bounded) so nothing is left pending when the caller's loop ends.
         await self._mesh_registry_steps.drain(self._mesh_request_timeout)
         await self._mesh_callback_steps.drain(self.close_timeout)
+        if self._mesh_replay_guard is not None:
+            await self._mesh_replay_guard.aclose()
 
     def register_message_handler(self, prefix: str, handler: ServerMessageHandler) -> None:
         """Handle the client's ``<prefix>Request``: handler(stream, request) -> response."""
@@ -388,7 +407,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         if isinstance(meta, StreamMeta) and self._mesh_is_our_watch(meta):
             meta.on_change = None
         # Not awaited: the disconnect handlers need not wait for Redis.
-        step = functools.partial(self._mesh_release, stream, announced)
+        step = functools.partial(self._mesh_release, stream, announced, cause)
         self._mesh_registry_steps.submit(stream.client_id, step)
 
     # --- registry steps (run in the client's registry queue) ---------------------------
@@ -444,20 +463,162 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         elif active and self._mesh_is_current(stream):
             self._mesh_announce(stream)
 
-    async def _mesh_release(self, stream: SrpcStream, announced: bool) -> None:
+    async def _mesh_release(self, stream: SrpcStream, announced: bool, cause: CloseCause) -> None:
         client_id = stream.client_id
         if self.streams_by_client_id.get(client_id) not in (None, stream):
             return  # a newer stream of the client replaced this one here
         metadata = self._mesh_metadata.pop(client_id, _MISSING)
+        unreachable = False
         try:
             removed = await self._mesh_client_service.unregister_client(client_id)
-        except Exception:
-            logger.exception("could not unregister client %s", client_id)
-            return
+        except Exception as exc:
+            logger.warning("could not unregister client %s: %s", client_id, exc)
+            # Redis is unreachable (or restarting empty, so that a later unregister would
+            # find nothing and report nothing). As far as this node knows it still owns
+            # the client: a takeover would have closed the stream with "supersede". So
+            # the client left; report it now, and retry the unregister below.
+            removed = cause != "supersede"
+            unreachable = True
+        logger.debug(
+            client_id,
+            removed,
+            announced,
+            cause,
+            metadata,
+        )
+        if not removed and announced and metadata is not _MISSING and cause != "supersede":
+            if self._mesh_rejoined_at >= self._mesh_unsure_horizon():
+                # Redis lost its data moments ago (a step queued behind a slow one may
+                # run after the rejoin): decide now.
+                await self._mesh_report_unsure_client(client_id, metadata)
+            else:
+                self._mesh_remember_unsure(client_id, metadata)
         if removed and announced and metadata is not _MISSING:
             handlers = self._mesh_disconnected_handlers
             step = functools.partial(self._mesh_run_handlers, handlers, client_id, metadata)
             self._mesh_callback_steps.submit(client_id, step)
+        if unreachable:
+            await self._mesh_retry_unregister(client_id)
+
+    async def _mesh_retry_unregister(self, client_id: str) -> None:
+        """Remove a client whose unregister failed once Redis answers again (bounded).
+
+        Runs in the client's registry queue, so a reconnect to this node (queued
+        behind it) cannot be removed by it; another node's entry is never touched.
+        """
+        delay = 0.1
+        deadline = asyncio.get_running_loop().time() + self._mesh_request_timeout
+        while self._mesh_running and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+            try:
+                await self._mesh_client_service.unregister_client(client_id)
+                return
+            except Exception:
+                continue
+        logger.warning("gave up unregistering client %s", client_id)
+
+    async def _mesh_restore_registry(self) -> None:
+        """The mesh found our entries gone (Redis restarted empty): register our streams again.
+
+        Without this, every client connected here before the restart would be missing
+        from the registry (not invocable, and takeable by a plain v2 connection).
+        """
+        if not self._mesh_running:
+            return
+        self._mesh_rejoined_at = asyncio.get_running_loop().time()
+        self._mesh_report_unsure()
+        steps: list[asyncio.Task[None]] = []
+        for stream in list(self.streams_by_id.values()):
+            if not self._mesh_is_current(stream):
+                continue
+            active = stream.id in self._mesh_gated
+            step = functools.partial(self._mesh_restore, stream, active)
+            steps.append(self._mesh_registry_steps.submit(stream.client_id, step))
+        if steps:
+            await asyncio.wait(steps)
+        logger.info("re-registered %d client(s) after the mesh rejoined", len(steps))
+
+    def _mesh_unsure_horizon(self) -> float:
+        mesh = self._mesh_client_service.mesh
+        return asyncio.get_running_loop().time() - mesh.node_ttl - 2 * mesh.heartbeat_interval
+
+    def _mesh_remember_unsure(self, client_id: str, metadata: Any) -> None:
+        unsure = self._mesh_unsure
+        unsure.pop(client_id, None)
+        unsure[client_id] = (metadata, asyncio.get_running_loop().time())
+        # Oldest first (insertion order): forget what is too old to matter, so that
+        # ordinary moves do not pile up here.
+        horizon = self._mesh_unsure_horizon()
+        for old_id, (_meta, left_at) in list(unsure.items()):
+            if left_at >= horizon:
+                break
+            del unsure[old_id]
+
+    def _mesh_report_unsure(self) -> None:
+        """Report the clients that left while the registry was empty, unless they came back.
+
+        Only recent ones count: the data was lost at most a few heartbeats before the
+        rejoin; older ones were ordinary moves to another node.
+        """
+        unsure, self._mesh_unsure = self._mesh_unsure, {}
+        horizon = self._mesh_unsure_horizon()
+        for client_id, (metadata, left_at) in unsure.items():
+            if left_at < horizon or client_id in self.streams_by_client_id:
+                continue
+            step = functools.partial(self._mesh_report_unsure_client, client_id, metadata)
+            self._mesh_registry_steps.submit(client_id, step)
+
+    async def _mesh_report_unsure_client(self, client_id: str, metadata: Any) -> None:
+        if client_id in self.streams_by_client_id:
+            return
+        try:
+            if await self._mesh_client_service.client_registry.get_client(client_id) is not None:
+                return  # it is registered elsewhere now: it moved, it did not leave
+        except Exception:
+            logger.exception("could not look up client %s", client_id)
+        handlers = self._mesh_disconnected_handlers
+        step = functools.partial(self._mesh_run_handlers, handlers, client_id, metadata)
+        self._mesh_callback_steps.submit(client_id, step)
+
+    async def _mesh_restore(self, stream: SrpcStream, active: bool) -> None:
+        # A stream that closed since this step was queued is registered all the same:
+        # its release is queued behind this step and then finds (and reports) it.
+        if self.streams_by_client_id.get(stream.client_id) not in (None, stream):
+            return  # a newer stream of the client replaced it here; it has its own steps
+        if not self._mesh_running:
+            return
+        client_id = stream.client_id
+        metadata = self._mesh_metadata.get(client_id, _MISSING)
+        if metadata is _MISSING:
+            metadata = self._mesh_take_snapshot(stream)
+        service = self._mesh_client_service
+        for attempt in range(_RESTORE_ATTEMPTS):
+            try:
+                # Never supersede here: a node that registered the client while our
+                # entry was gone holds the newer connection.
+                if active:
+                    registered = await service.register_client(
+                        client_id, metadata, allow_supersede=False
+                    )
+                else:
+                    await service.reserve_client(client_id, metadata, allow_supersede=False)
+                    registered = True
+                break
+            except ClientConflictError:
+                registered = False
+                break
+            except Exception:
+                # Right after a restart, pooled connections to the old server fail once.
+                if attempt + 1 == _RESTORE_ATTEMPTS:
+                    logger.exception("could not re-register client %s", client_id)
+                    return
+                await asyncio.sleep(0.1 * (attempt + 1))
+        if not registered and stream.is_open:
+            logger.info("client %s moved to another node meanwhile; closing it here", client_id)
+            await self.close_stream(
+                stream, CLOSE_CODES["supersede"], "supersede", "Client moved to another node"
+            )
 
     async def _mesh_write_metadata(self, stream: SrpcStream, metadata: MetaT) -> bool:
         if not self._mesh_is_current(stream) or not self._mesh_running:

@@ -1,8 +1,8 @@
 """Upgrade-time checks: required query parameters, HMAC signatures, custom authorizers.
 
 Runs before the WebSocket is accepted, so a refusal is a plain HTTP status:
-400 for missing ``id``/``cid``/``appv``, 403 for failed auth, 500 when an authorizer
-or key fetcher raises.
+400 for missing ``id``/``cid``/``appv``, 403 for failed auth (including a replayed
+signature), 500 when an authorizer, key fetcher or replay guard raises.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ import hmac
 import inspect
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 from urllib.parse import parse_qsl
 
 __all__ = [
@@ -23,8 +24,11 @@ __all__ = [
     "HandshakeRejected",
     "HandshakeRequest",
     "KeyFetcher",
+    "MemoryReplayGuard",
+    "ReplayGuard",
     "authenticate",
     "parse_query",
+    "replay_key",
     "sign",
     "verify_signature",
 ]
@@ -107,6 +111,52 @@ def verify_signature(
     return hmac.compare_digest(expected, query.get("signature", "").lower())
 
 
+class ReplayGuard(Protocol):
+    """Remembers signed handshakes, so that a captured URL cannot be used twice.
+
+    ``SrpcServer`` keeps them in memory (one process); ``MeshSrpcServer`` in Redis, so
+    a handshake accepted by one node is refused by every other node too.
+    """
+
+    async def first_use(self, key: str, ttl: float) -> bool:
+        """Record ``key`` for ``ttl`` seconds; True only if it was not recorded already."""
+        ...
+
+
+def replay_key(query: Mapping[str, str]) -> str:
+    """The identity of one signed handshake: a digest of its (cid, id, ts)."""
+    fields = "\n".join(query.get(name, "") for name in ("cid", "id", "ts"))
+    return hashlib.sha256(fields.encode()).hexdigest()
+
+
+class MemoryReplayGuard:
+    """A :class:`ReplayGuard` for one process, bounded to ``max_entries`` keys."""
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self.max_entries = max_entries
+        self._seen: OrderedDict[str, float] = OrderedDict()  # key -> expiry (monotonic)
+
+    async def first_use(self, key: str, ttl: float) -> bool:
+        """Record ``key`` for ``ttl`` seconds; True only if it was not recorded already."""
+        now = time.monotonic()
+        # Expiries are mostly in insertion order (one ttl per server): drop from the front.
+        while self._seen and next(iter(self._seen.values())) <= now:
+            self._seen.popitem(last=False)
+        expiry = self._seen.get(key)
+        if expiry is not None and expiry > now:
+            return False
+        self._seen[key] = now + ttl
+        while len(self._seen) > self.max_entries:
+            self._seen.popitem(last=False)
+        return True
+
+
+async def _first_use(
+    replay_guard: ReplayGuard | None, query: Mapping[str, str], ttl: float
+) -> bool:
+    return replay_guard is None or await replay_guard.first_use(replay_key(query), ttl)
+
+
 async def _maybe_await(value: Any) -> Any:
     if inspect.isawaitable(value):
         return await value
@@ -120,8 +170,13 @@ async def authenticate(
     clock_drift: float,
     authorizer: Authorizer | None,
     key_fetcher: KeyFetcher | None,
+    replay_guard: ReplayGuard | None = None,
 ) -> HandshakeAccepted | HandshakeRejected:
-    """Decide an upgrade. A custom authorizer replaces the signature check when set."""
+    """Decide an upgrade. A custom authorizer replaces the signature check when set.
+
+    With a ``replay_guard``, a valid signature is accepted once: the same (cid, id, ts)
+    is refused (403) while its ``ts`` could still pass the clock-drift check.
+    """
     query = request.query
     for required in ("id", "cid", "appv"):
         if not query.get(required):
@@ -150,7 +205,28 @@ async def authenticate(
             return HandshakeRejected(500, "Key fetcher failed")
         if client_secret is None or not verify_signature(query, client_secret, clock_drift):
             return HandshakeRejected(403, "Unauthorized")
-        return HandshakeAccepted(meta)
-    if secret is not None and not verify_signature(query, secret, clock_drift):
+        return await _check_replay(query, meta, replay_guard, clock_drift)
+    if secret is not None:
+        if not verify_signature(query, secret, clock_drift):
+            return HandshakeRejected(403, "Unauthorized")
+        return await _check_replay(query, meta, replay_guard, clock_drift)
+    return HandshakeAccepted(meta)
+
+
+async def _check_replay(
+    query: Mapping[str, str],
+    meta: dict[str, Any],
+    replay_guard: ReplayGuard | None,
+    clock_drift: float,
+) -> HandshakeAccepted | HandshakeRejected:
+    # A ts is accepted from now - drift to now + drift, so it stays usable until
+    # 2 x drift from now at most: remember it that long.
+    try:
+        first = await _first_use(replay_guard, query, 2 * clock_drift)
+    except Exception:
+        logger.exception("replay guard failed for %s", query.get("cid"))
+        return HandshakeRejected(500, "Replay check failed")
+    if not first:
+        logger.warning("refusing a replayed handshake of %s", query.get("cid"))
         return HandshakeRejected(403, "Unauthorized")
     return HandshakeAccepted(meta)

@@ -34,6 +34,8 @@ from .auth import (
     HandshakeRejected,
     HandshakeRequest,
     KeyFetcher,
+    MemoryReplayGuard,
+    ReplayGuard,
     authenticate,
 )
 from .frames import CallField, FrameSchema
@@ -93,6 +95,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         max_send_buffer: int = 8 * 1024 * 1024,
         close_timeout: float = 5.0,
         compression: str | None = None,
+        replay_protection: bool = True,
     ) -> None:
         self.client_schema: FrameSchema[ClientMsgT] = FrameSchema(client_message)
         self.server_schema: FrameSchema[ServerMsgT] = FrameSchema(server_message)
@@ -111,6 +114,9 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         self._disconnect_handlers: list[DisconnectHandler] = []
         self._authorizer: Authorizer | None = None
         self._key_fetcher: KeyFetcher | None = None
+        # A signed handshake URL is accepted once (per process here; MeshSrpcServer
+        # shares the guard across nodes through Redis). Off: replay_protection=False.
+        self._replay_guard: ReplayGuard | None = MemoryReplayGuard() if replay_protection else None
         self._streams: dict[str, SrpcStream] = {}
         self._streams_by_client: dict[str, SrpcStream] = {}
         self._serving: set[asyncio.Task[Any]] = set()
@@ -153,6 +159,10 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
     def set_client_key_fetcher(self, fetcher: KeyFetcher | None) -> None:
         """Verify signatures with a per-client secret: fn(client_id) -> secret | None."""
         self._key_fetcher = fetcher
+
+    def set_replay_guard(self, guard: ReplayGuard | None) -> None:
+        """Store accepted signatures in ``guard`` (None: accept a signed URL repeatedly)."""
+        self._replay_guard = guard
 
     # --- streams ---------------------------------------------------------------------
 
@@ -255,6 +265,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             clock_drift=self.clock_drift,
             authorizer=self._authorizer,
             key_fetcher=self._key_fetcher,
+            replay_guard=self._replay_guard,
         )
 
     async def _serve(

@@ -1,0 +1,127 @@
+"""A MeshSrpcServer node in its own process that reports its callbacks as JSON lines.
+
+Usage: ``python node_child.py <redis url> <key prefix> [option=value ...]``.
+Options: ``heartbeat``, ``ttl`` (node TTL), ``replay`` (1/0), ``secret``.
+
+stdout, one JSON object per line, flushed at once:
+
+- ``{"ev": "ready", "port": int, "node": int}`` once listening and in the mesh;
+- ``{"ev": "connected"|"disconnected", "cid": str, "s": str|null, "node": int, "t": float}``
+  (``s`` is the client's ``m--s`` session token, so the test can tell connections apart);
+- ``{"ev": "orphaned", "dead": int, "clients": [[cid, s], ...], "node": int, "t": float}``;
+- ``{"ev": "stopped", "node": int}`` after a graceful stop (SIGTERM: mesh_stop, then close).
+
+SIGKILL it to simulate a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from meshsrpc import LeaderOptions, MeshSrpcServer, RedisSettings, RegisteredClient
+
+from tests.generated.sgnl24.TestRpc import (
+    ClientMessage,
+    ServerMessage,
+    UEchoRequest,
+    UEchoResponse,
+    USlowRequest,
+    USlowResponse,
+)
+
+
+def emit(**fields: Any) -> None:
+    sys.stdout.write(json.dumps(fields) + "\n")
+    sys.stdout.flush()
+
+
+def _token(metadata: Any) -> Any:
+    return metadata.get("s") if isinstance(metadata, dict) else None
+
+
+async def main(url: str, prefix: str, options: dict[str, str]) -> None:
+    heartbeat = float(options.get("heartbeat", "0.2"))
+    ttl = float(options.get("ttl", "1.5"))
+    extra: dict[str, Any] = {}
+    if "secret" in options:
+        extra["auth_secret"] = options["secret"]
+    if "replay" in options:
+        extra["replay_protection"] = options["replay"] == "1"
+    node: MeshSrpcServer[ClientMessage, ServerMessage, Any] = MeshSrpcServer(
+        ClientMessage,
+        ServerMessage,
+        mesh_key="app",
+        redis=RedisSettings(url=url, prefix=prefix),
+        heartbeat_interval=heartbeat,
+        node_ttl=ttl,
+        request_timeout=3.0,
+        leader=LeaderOptions(ttl=1.0, renewal_interval=0.2, retry_delay=0.1),
+        **extra,
+    )
+
+    def on_connected(client_id: str, metadata: Any) -> None:
+        emit(
+            ev="connected",
+            cid=client_id,
+            s=_token(metadata),
+            node=node.mesh_instance_id,
+            t=time.time(),
+        )
+
+    def on_disconnected(client_id: str, metadata: Any) -> None:
+        emit(
+            ev="disconnected",
+            cid=client_id,
+            s=_token(metadata),
+            node=node.mesh_instance_id,
+            t=time.time(),
+        )
+
+    def on_orphaned(dead: int, clients: list[RegisteredClient[Any]]) -> None:
+        emit(
+            ev="orphaned",
+            dead=dead,
+            clients=[[c.client_id, _token(c.metadata)] for c in clients],
+            node=node.mesh_instance_id,
+            t=time.time(),
+        )
+
+    async def echo(_stream: Any, request: UEchoRequest) -> UEchoResponse:
+        return UEchoResponse(message=request.message)
+
+    async def slow(_stream: Any, request: USlowRequest) -> USlowResponse:
+        await asyncio.sleep(request.delay_ms / 1000)
+        return USlowResponse(message="done", actual_delay_ms=request.delay_ms)
+
+    node.on_client_connected(on_connected)
+    node.on_client_disconnected(on_disconnected)
+    node.on_node_clients_orphaned(on_orphaned)
+    node.register_message_handler("uEcho", echo)
+    node.register_message_handler("uSlow", slow)
+    await node.listen("127.0.0.1", 0)
+    await node.mesh_start()
+    emit(ev="ready", port=node.port, node=node.mesh_instance_id)
+
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    instance_id = node.mesh_instance_id
+    await node.mesh_stop()
+    await node.close()
+    emit(ev="stopped", node=instance_id)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("meshsrpc.mesh_server").setLevel(logging.INFO)
+    opts = dict(arg.split("=", 1) for arg in sys.argv[3:])
+    asyncio.run(main(sys.argv[1], sys.argv[2], opts))
