@@ -106,16 +106,20 @@ def resolve_redis_settings(
     return settings
 
 
-def create_redis_client(settings: RedisSettings, **kwargs: Any) -> Redis:
-    """Open a ``redis.asyncio`` client (hiredis parser when installed) for ``settings``."""
-    from redis.asyncio import Redis
+def create_redis_client(
+    settings: RedisSettings, *, max_connections: int = 128, **kwargs: Any
+) -> Redis:
+    """Open a ``redis.asyncio`` client (hiredis parser when installed) for ``settings``.
+
+    The pool blocks when all ``max_connections`` are busy instead of raising, as
+    redis-py's default pool does: a burst of concurrent publishes must queue, not fail.
+    """
+    from redis.asyncio import BlockingConnectionPool, Redis
     from redis.asyncio.sentinel import Sentinel
 
     if settings.is_memory:
         raise RedisConfigurationError("memory:// has no Redis client")
     common: dict[str, Any] = {"decode_responses": False, **kwargs}
-    if settings.url:
-        return Redis.from_url(settings.url, **common)
     if settings.sentinel_host:
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             [(settings.sentinel_host, settings.sentinel_port)],
@@ -126,14 +130,20 @@ def create_redis_client(settings: RedisSettings, **kwargs: Any) -> Redis:
         )
         master: Redis = sentinel.master_for(settings.sentinel_name or "mymaster")
         return master
-    return Redis(
-        host=settings.host or "127.0.0.1",
-        port=settings.port,
-        db=settings.db,
-        username=settings.username,
-        password=settings.password,
-        **common,
-    )
+    pool_options: dict[str, Any] = {"max_connections": max_connections, "timeout": 20.0}
+    if settings.url:
+        pool = BlockingConnectionPool.from_url(settings.url, **pool_options, **common)
+    else:
+        pool = BlockingConnectionPool(
+            host=settings.host or "127.0.0.1",
+            port=settings.port,
+            db=settings.db,
+            username=settings.username,
+            password=settings.password,
+            **pool_options,
+            **common,
+        )
+    return Redis.from_pool(pool)
 
 
 def _first(env: Mapping[str, str], *names: str) -> str | None:
