@@ -103,6 +103,10 @@ class _PendingRequest:
         self.instance_id = instance_id
         self.type = type
         self.timeout = timeout
+        # Whether a beat saw the target in the node list, and how many beats in a
+        # row found it missing since.
+        self.target_seen = False
+        self.target_missing = 0
         self._timer: asyncio.TimerHandle | None = None
 
     def arm(self) -> None:
@@ -409,6 +413,8 @@ class MeshService:
                 raise_if_cancelling()
                 logger.warning("mesh %s: heartbeat failed: %s", self.key, exc)
                 return
+            if self._pending:
+                await self._fail_requests_to_departed_nodes(engine)
             if not self.is_leader:
                 return
             try:
@@ -433,6 +439,29 @@ class MeshService:
                 logger.exception(
                     "mesh %s: node-cleaned-up callback for %d failed", self.key, node_id
                 )
+
+    async def _fail_requests_to_departed_nodes(self, engine: MeshEngine) -> None:
+        """Fail calls to nodes that left the mesh (e.g. crashed and were cleaned up).
+
+        Without this, a call to a dead node waits for its whole timeout, however long.
+        A target must have been listed, then be missing on two beats in a row: right
+        after Redis restarted empty, live nodes are missing until their next heartbeat
+        re-adds them. (A target never listed keeps the plain timeout.)
+        """
+        try:
+            live = await engine.list_nodes()
+        except Exception as exc:
+            raise_if_cancelling()
+            logger.debug("mesh %s: could not list nodes: %s", self.key, exc)
+            return
+        for pending in list(self._pending.values()):
+            if pending.instance_id in live:
+                pending.target_seen = True
+                pending.target_missing = 0
+                continue
+            pending.target_missing += 1
+            if pending.target_seen and pending.target_missing >= 2:
+                pending.fail(MeshRequestTimeoutError(pending.instance_id, pending.type))
 
     async def _report_rejoined(self, callback: RejoinedCallback) -> None:
         try:

@@ -128,21 +128,29 @@ async def test_unknown_instance_times_out(make_mesh: MakeMesh) -> None:
     assert (caught.value.instance_id, caught.value.type) == (99, "echo")
 
 
-async def test_per_request_timeout_overrides_the_default(make_mesh: MakeMesh) -> None:
-    a = await make_mesh(request_timeout=30.0)
-    b = await make_mesh()
-    never = asyncio.Event()
-
-    async def hang(data: Any) -> None:
-        await never.wait()
-
-    b.register_handler("hang", hang)
+async def test_per_request_timeout_overrides_the_default(
+    make_mesh: MakeMesh, backend: RedisLike
+) -> None:
+    # A long node ttl: the silent node stays listed, so only the timeout ends the calls.
+    a = await make_mesh(request_timeout=0.3, node_ttl=30.0)
+    engine = open_mesh_engine(resolve_redis_settings(backend), "k")
+    silent = await engine.allocate_instance_id()  # listed, but never answers
+    await engine.heartbeat(silent)
+    await engine.register_node(silent, "silent")
     loop = asyncio.get_running_loop()
-    started = loop.time()
-    with pytest.raises(MeshRequestTimeoutError):
-        await a.invoke(99, "hang", None, timeout=0.3)
-    # Generous bound: far below the 30 s default.
-    assert loop.time() - started < 10
+    try:
+        started = loop.time()
+        with pytest.raises(MeshRequestTimeoutError):
+            await a.invoke(silent, "echo", None)
+        default_wait = loop.time() - started
+        started = loop.time()
+        with pytest.raises(MeshRequestTimeoutError):
+            await a.invoke(silent, "echo", None, timeout=2.0)
+        override_wait = loop.time() - started
+    finally:
+        await engine.aclose()
+    assert default_wait < 1.5  # generous: the 0.3 s default, not the 2 s override
+    assert override_wait >= 1.9
 
 
 async def test_slow_handler_answers_thanks_to_request_heartbeats(make_mesh: MakeMesh) -> None:
@@ -361,3 +369,20 @@ async def test_redis_settings_url_string_works(redis_settings: RedisSettings) ->
         assert await mesh.invoke(mesh.instance_id, "echo", 3) == 3
     finally:
         await mesh.stop()
+
+
+async def test_call_to_a_node_that_left_fails_before_its_timeout(
+    make_mesh: MakeMesh, backend: RedisLike
+) -> None:
+    a = await make_mesh()
+    engine = open_mesh_engine(resolve_redis_settings(backend), "k")
+    silent = await engine.allocate_instance_id()  # joins, then goes silent
+    await engine.heartbeat(silent)
+    await engine.register_node(silent, "silent")
+    try:
+        call = asyncio.ensure_future(a.invoke(silent, "echo", None, timeout=30.0))
+        # The leader removes it after node_ttl; the call then fails, not after 30 s.
+        with pytest.raises(MeshRequestTimeoutError):
+            await asyncio.wait_for(call, 10)
+    finally:
+        await engine.aclose()

@@ -236,9 +236,10 @@ async def test_typescript_responses_and_heartbeats_are_understood(
     redis_settings: RedisSettings, client: Redis, mesh_prefix: str
 ) -> None:
     """A fake TypeScript node 2 answers our request with a heartbeat, then the reply."""
-    a = MeshService("demo", **{**FAST, "redis": redis_settings})
+    a = MeshService("demo", **{**FAST, "redis": redis_settings, "node_ttl": 30.0})
     await a.start()
     n = names(mesh_prefix)
+    await client.hset(n["nodes"], "2", "ts-node")  # node 2 is listed, as a real one would be
     try:
         async with RawSubscriber(client, n["node2"]) as raw:
             call = asyncio.ensure_future(a.invoke(2, "updateMeta", {"clientId": "c1"}, timeout=0.5))
