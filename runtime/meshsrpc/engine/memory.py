@@ -55,7 +55,14 @@ class _Subscription:
 
     def post(self, source: MessageSource, payload: bytes) -> None:
         # Scheduled, never called inline: a publisher must not run receivers re-entrantly.
-        self.loop.call_soon_threadsafe(self._deliver, source, payload)
+        try:
+            same_loop = asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            same_loop = False
+        if same_loop:
+            self.loop.call_soon(self._deliver, source, payload)
+        else:
+            self.loop.call_soon_threadsafe(self._deliver, source, payload)
 
     def _deliver(self, source: MessageSource, payload: bytes) -> None:
         if self.active:

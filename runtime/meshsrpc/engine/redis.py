@@ -169,9 +169,10 @@ class _Subscriber:
     """One dedicated pub/sub connection that stays subscribed until closed.
 
     It reads with a timeout; when nothing arrived for ``health_check_interval`` it
-    sends PING and expects the pong (or any message) within another interval, so a
-    connection that died without a FIN is detected too. On any failure it reports
-    LOST, reconnects with exponential backoff, re-subscribes, and reports RESTORED.
+    sends PING and expects the pong (or any message) within max(2 intervals, 3 s), so
+    a connection that died without a FIN (or was killed unnoticed) is detected too. On
+    any failure it reports LOST, reconnects with exponential backoff (50 ms to 1 s),
+    re-subscribes, and reports RESTORED.
     """
 
     def __init__(
