@@ -479,13 +479,11 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             # the client left; report it now, and retry the unregister below.
             removed = cause != "supersede"
             unreachable = True
-        logger.debug(
-            client_id,
-            removed,
-            announced,
-            cause,
-            metadata,
-        )
+        if not self._mesh_running and announced and cause != "supersede":
+            # The node is leaving: mesh_stop() already removed its clients from the
+            # registry (so that no node reports them orphaned). Closing the stream is
+            # the client leaving; nobody else will ever report it.
+            removed = True
         if not removed and announced and metadata is not _MISSING and cause != "supersede":
             if self._mesh_rejoined_at >= self._mesh_unsure_horizon():
                 # Redis lost its data moments ago (a step queued behind a slow one may

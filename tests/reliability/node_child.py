@@ -68,12 +68,21 @@ async def main(url: str, prefix: str, options: dict[str, str]) -> None:
         **extra,
     )
 
+    known_id = 0
+
+    def me() -> int:
+        # After mesh_stop() the instance id reads 0; callbacks of the closing streams
+        # still belong to the id this node had.
+        nonlocal known_id
+        known_id = node.mesh_instance_id or known_id
+        return known_id
+
     def on_connected(client_id: str, metadata: Any) -> None:
         emit(
             ev="connected",
             cid=client_id,
             s=_token(metadata),
-            node=node.mesh_instance_id,
+            node=me(),
             t=time.time(),
         )
 
@@ -82,7 +91,7 @@ async def main(url: str, prefix: str, options: dict[str, str]) -> None:
             ev="disconnected",
             cid=client_id,
             s=_token(metadata),
-            node=node.mesh_instance_id,
+            node=me(),
             t=time.time(),
         )
 
@@ -91,7 +100,7 @@ async def main(url: str, prefix: str, options: dict[str, str]) -> None:
             ev="orphaned",
             dead=dead,
             clients=[[c.client_id, _token(c.metadata)] for c in clients],
-            node=node.mesh_instance_id,
+            node=me(),
             t=time.time(),
         )
 
@@ -109,7 +118,7 @@ async def main(url: str, prefix: str, options: dict[str, str]) -> None:
     node.register_message_handler("uSlow", slow)
     await node.listen("127.0.0.1", 0)
     await node.mesh_start()
-    emit(ev="ready", port=node.port, node=node.mesh_instance_id)
+    emit(ev="ready", port=node.port, node=me())
 
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
