@@ -413,20 +413,23 @@ class MeshService:
                 raise_if_cancelling()
                 logger.warning("mesh %s: heartbeat failed: %s", self.key, exc)
                 return
+            if self.is_leader:
+                # Right after our own heartbeat, as the TypeScript leader does.
+                await self._clean_up_dead_nodes(engine)
             if self._pending:
                 await self._fail_requests_to_departed_nodes(engine)
-            if not self.is_leader:
-                return
-            try:
-                removed = await engine.cleanup_expired(max(1, round(self.node_ttl * 1000)))
-            except Exception as exc:
-                raise_if_cancelling()
-                logger.warning("mesh %s: cleanup failed: %s", self.key, exc)
-                return
-            if removed:
-                logger.info("mesh %s: removed dead nodes %s", self.key, removed)
-                # Not awaited here: a slow callback must not delay our own heartbeat.
-                self._spawn(self._report_cleaned_up(removed), self._cleanup_tasks)
+
+    async def _clean_up_dead_nodes(self, engine: MeshEngine) -> None:
+        try:
+            removed = await engine.cleanup_expired(max(1, round(self.node_ttl * 1000)))
+        except Exception as exc:
+            raise_if_cancelling()
+            logger.warning("mesh %s: cleanup failed: %s", self.key, exc)
+            return
+        if removed:
+            logger.info("mesh %s: removed dead nodes %s", self.key, removed)
+            # Not awaited here: a slow callback must not delay our own heartbeat.
+            self._spawn(self._report_cleaned_up(removed), self._cleanup_tasks)
 
     async def _report_cleaned_up(self, removed: list[int]) -> None:
         for node_id in removed:
@@ -436,6 +439,7 @@ class MeshService:
             try:
                 await _call(callback, node_id)
             except Exception:
+                raise_if_cancelling()
                 logger.exception(
                     "mesh %s: node-cleaned-up callback for %d failed", self.key, node_id
                 )
