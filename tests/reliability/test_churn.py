@@ -466,6 +466,8 @@ async def test_registry_tells_the_truth_under_churn_and_faults(
         invoked_ok = sum(answer is True for answer in answers)
 
         reported = len(log.events)
+        for session in churn.sessions:
+            churn.count(f"ended_{session.ended or 'live'}")
         print(
             f"\nchurn: clients={CLIENTS} connections={churn.counts.get('connections', 0)} "
             f"live={len(live)} events={reported} faults={churn.counts.get('faults', 0)} "
