@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from meshsrpc import (
     LeaderOptions,
     MeshClientRedisRegistry,
@@ -47,6 +48,8 @@ from tests.generated.sgnl24.TestRpc import (
 )
 from tests.reliability.harness import SOAK, Client, EventLog, NodeProcess
 
+# The run is bounded by DURATION; the rest is start-up, settling and the final calls.
+pytestmark = pytest.mark.timeout(600 if SOAK else 300)
 CLIENTS = 2000 if SOAK else 500
 DURATION = 120.0 if SOAK else 30.0
 HEARTBEAT = 0.2
