@@ -357,7 +357,7 @@ class Scenario:
 
 async def _until(condition: Callable[[], bool], within: float) -> None:
     deadline = time.monotonic() + within
-    while not condition() and time.monotonic() < deadline:
+    while not condition() and time.monotonic() < deadline:  # noqa: ASYNC110 - other tasks' state
         await asyncio.sleep(0.02)
 
 

@@ -28,7 +28,7 @@ async def base_url(redis_settings: RedisSettings) -> AsyncIterator[str]:
     )
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(10):
-        while not server.started:
+        while not server.started:  # noqa: ASYNC110 - uvicorn has no started event
             await asyncio.sleep(0.02)
     yield f"127.0.0.1:{port}"
     server.should_exit = True

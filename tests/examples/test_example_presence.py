@@ -51,7 +51,7 @@ async def connect() -> AsyncIterator[Callable[..., asyncio.Future[PresenceClient
 
 async def _eventually(condition: Callable[[], bool], within: float = 5.0) -> None:
     async with asyncio.timeout(within):
-        while not condition():
+        while not condition():  # noqa: ASYNC110 - polls state other tasks change
             await asyncio.sleep(0.02)
 
 
@@ -105,7 +105,7 @@ async def test_set_status_updates_the_registry_seen_from_the_other_node(nodes, c
         return client.metadata["status"] if client and client.metadata else None
 
     async with asyncio.timeout(5):
-        while await status_on_b() != "away":
+        while await status_on_b() != "away":  # noqa: ASYNC110 - polls Redis
             await asyncio.sleep(0.02)
 
     with pytest.raises(SrpcError, match="status is required"):

@@ -16,15 +16,15 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from meshsrpc import MeshClientRedisRegistry, MeshSrpcServer, RedisSettings, SrpcClient
+from meshsrpc import MeshClientRedisRegistry, MeshSrpcServer, RedisSettings, SrpcClient  # noqa: E402
 
-from tests.generated.sgnl24.TestRpc import (
+from tests.generated.sgnl24.TestRpc import (  # noqa: E402
     ClientMessage,
     DNotifyRequest,
     DNotifyResponse,
     ServerMessage,
 )
-from tests.mesh_server.mesh_server_support import (
+from tests.mesh_server.mesh_server_support import (  # noqa: E402
     FAST,
     Client,
     MakeClient,

@@ -344,7 +344,7 @@ async def inject_faults(churn: Churn, tmp_path: Path) -> None:
     churn.no_moves = True
     await at(0.5)
     quiet_deadline = time.monotonic() + 15.0
-    while churn.moves_in_flight and time.monotonic() < quiet_deadline:
+    while churn.moves_in_flight and time.monotonic() < quiet_deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     outage_start = time.monotonic()
     await asyncio.to_thread(churn.redis.restart, 0.3)

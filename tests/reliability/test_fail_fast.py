@@ -80,7 +80,7 @@ async def test_a_call_to_a_client_of_a_dying_node_fails_by_its_removal(
 
         async def removed() -> float:
             mesh = caller._mesh_client_service.mesh
-            while doomed.node_id in {n.instance_id for n in await mesh.get_nodes()}:
+            while doomed.node_id in {n.instance_id for n in await mesh.get_nodes()}:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
             return time.monotonic()
 

@@ -14,10 +14,10 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from meshsrpc import SrpcClient, SrpcServer
+from meshsrpc import SrpcClient, SrpcServer  # noqa: E402
 
-from tests.generated.sgnl24.TestRpc import ClientMessage, ServerMessage
-from tests.srpc._support import ClientFactory, ServerFactory, url_of
+from tests.generated.sgnl24.TestRpc import ClientMessage, ServerMessage  # noqa: E402
+from tests.srpc._support import ClientFactory, ServerFactory, url_of  # noqa: E402
 
 
 @pytest.fixture
