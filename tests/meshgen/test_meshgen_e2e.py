@@ -40,7 +40,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ModuleType, 
         sys.path.remove(str(root))
 
 
-async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float = 5.0) -> None:  # noqa: ASYNC109
+async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float = 5.0) -> None:
     """Wait until check() holds; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:

@@ -19,7 +19,7 @@ def url_of(server: SrpcServer[Any, Any], path: str = "/srpc") -> str:
     return f"ws://127.0.0.1:{server.port}{path}"
 
 
-async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:  # noqa: ASYNC109
+async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
     """Wait until ``predicate()`` holds (fails after ``timeout`` seconds)."""
     async with asyncio.timeout(timeout):
         while not predicate():  # noqa: ASYNC110 - polling state owned by the code under test

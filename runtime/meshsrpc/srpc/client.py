@@ -397,7 +397,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
 
     else:
 
-        async def invoke(self, prefix, request, timeout=DEFAULT_TIMEOUT):  # noqa: ASYNC109
+        async def invoke(self, prefix, request, timeout=DEFAULT_TIMEOUT):
             """Call the server: ``await client.invoke("uEcho", UEchoRequest(...))``."""
             return await self._invoke(prefix, request, timeout)
 
@@ -405,7 +405,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         self,
         prefix: str,
         request: betterproto2.Message,
-        timeout: float | None = DEFAULT_TIMEOUT,  # noqa: ASYNC109
+        timeout: float | None = DEFAULT_TIMEOUT,
     ) -> Any:
         """Typed implementation of :meth:`invoke` (None = the 30 s default timeout)."""
         session = self._session

@@ -184,7 +184,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
 
     else:
 
-        async def invoke(self, stream, prefix, request, timeout=DEFAULT_TIMEOUT):  # noqa: ASYNC109
+        async def invoke(self, stream, prefix, request, timeout=DEFAULT_TIMEOUT):
             """Call the client on ``stream``: ``await invoke(stream, "dNotify", req)``."""
             return await self._invoke_stream(stream, prefix, request, timeout)
 
@@ -193,7 +193,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         stream: SrpcStream,
         prefix: str,
         request: betterproto2.Message,
-        timeout: float | None = DEFAULT_TIMEOUT,  # noqa: ASYNC109
+        timeout: float | None = DEFAULT_TIMEOUT,
     ) -> Any:
         """Typed implementation of :meth:`invoke` (None = the 30 s default timeout).
 

@@ -285,7 +285,7 @@ class SrpcSession:
         self,
         prefix: str,
         request: betterproto2.Message,
-        timeout: float | None,  # noqa: ASYNC109
+        timeout: float | None,
     ) -> Any:
         """Call the peer and wait for its response (SrpcError on an error reply)."""
         try:
