@@ -15,20 +15,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import json
 import logging
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import Any
 
+from . import mesh_messages as messages
 from ._tasks import cancel_and_wait, raise_if_cancelling
 from .engine import MeshEngine, open_mesh_engine
 from .engine.base import MessageSource, SubscriptionEvent
 from .errors import (
     MeshError,
-    MeshHandlerError,
     MeshNoHandlerError,
     MeshNotRunningError,
     MeshRequestTimeoutError,
@@ -57,7 +56,6 @@ NodeCleanedUpCallback = Callable[[int], Awaitable[None] | None]
 #: Called after this node re-added its vanished entries (e.g. Redis restarted empty).
 RejoinedCallback = Callable[[], Awaitable[None] | None]
 
-NO_HANDLER_PREFIX = "MESH_NO_HANDLER:"
 # Heartbeats are sent every 0.75 x the caller's timeout, as the TypeScript nodes do.
 _REQUEST_HEARTBEAT_RATIO = 0.75
 # Upper bounds for each stop step, so stop() ends even when Redis is unreachable.
@@ -74,17 +72,8 @@ class MeshNode:
     self: bool
 
 
-def _encode(message: dict[str, Any]) -> bytes:
-    # Same bytes as JSON.stringify: no spaces, insertion order, non-ASCII raw, "/" unescaped.
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
-
-
 def _error_text(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
-
-
-def _is_int(value: Any) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 async def _call(handler: Callable[..., Any], *args: Any) -> Any:
@@ -319,15 +308,8 @@ class MeshService:
         if seconds <= 0:
             raise ValueError("timeout must be positive")
         request_id = str(uuid.uuid4())
-        payload = _encode(
-            {
-                "requestId": request_id,
-                "senderInstanceId": self._instance_id,
-                "type": type,
-                "data": data,
-                "timeoutMs": max(1, round(seconds * 1000)),
-            }
-        )
+        timeout_ms = max(1, round(seconds * 1000))
+        payload = messages.request(request_id, self._instance_id, type, data, timeout_ms)
         pending = _PendingRequest(instance_id, type, seconds)
         self._pending[request_id] = pending
         pending.arm()
@@ -358,9 +340,7 @@ class MeshService:
         if not self._running or engine is None:
             raise MeshNotRunningError(f"MeshService {self.key!r} is not running")
         sender = self._instance_id
-        payload = _encode(
-            {"broadcast": True, "senderInstanceId": sender, "type": type, "data": data}
-        )
+        payload = messages.broadcast(sender, type, data)
         try:
             await engine.publish_broadcast(payload)
         except Exception as exc:
@@ -492,85 +472,61 @@ class MeshService:
     def _on_message(self, source: MessageSource, payload: bytes) -> None:
         if not self._running:
             return
+        message: messages.Request | messages.Reply | messages.RequestHeartbeat | messages.Broadcast
         try:
-            message = json.loads(payload)
-        except ValueError:
-            logger.warning("mesh %s: dropping malformed message %r", self.key, payload[:200])
+            if source is MessageSource.BROADCAST:
+                message = messages.parse_broadcast(payload)
+            else:
+                message = messages.parse_inbox(payload)
+        except messages.InvalidMessage as exc:
+            logger.warning("mesh %s: dropping message (%s): %r", self.key, exc, payload[:200])
             return
-        if not isinstance(message, dict):
-            logger.warning("mesh %s: dropping non-object message %r", self.key, payload[:200])
-            return
-        if source is MessageSource.BROADCAST:
+        if isinstance(message, messages.Broadcast):
             self._on_broadcast(message)
-        elif message.get("heartbeat"):
+        elif isinstance(message, messages.RequestHeartbeat):
             self._on_request_heartbeat(message)
-        elif message.get("reply"):
-            self._on_response(message)
+        elif isinstance(message, messages.Reply):
+            self._on_reply(message)
         else:
-            self._on_request(message)
+            timeout_ms = message.timeout_ms or self.request_timeout * 1000
+            self._spawn(self._serve(message, timeout_ms / 1000), self._tasks)
 
-    def _on_request(self, message: dict[str, Any]) -> None:
-        request_id = message.get("requestId")
-        sender = message.get("senderInstanceId")
-        type = message.get("type")
-        if not isinstance(request_id, str) or not _is_int(sender) or not isinstance(type, str):
-            logger.warning("mesh %s: dropping invalid request %r", self.key, message)
-            return
-        raw_timeout = message.get("timeoutMs")
-        timeout_ms: float = self.request_timeout * 1000
-        if (_is_int(raw_timeout) or isinstance(raw_timeout, float)) and raw_timeout > 0:
-            timeout_ms = raw_timeout
-        self._spawn(
-            self._serve(request_id, sender, type, message.get("data"), timeout_ms / 1000),
-            self._tasks,
-        )
-
-    async def _serve(
-        self, request_id: str, sender: int, type: str, data: Any, caller_timeout: float
-    ) -> None:
-        handler = self._handlers.get(type)
+    async def _serve(self, request: messages.Request, caller_timeout: float) -> None:
+        handler = self._handlers.get(request.type)
         if handler is None:
-            reply: dict[str, Any] = {
-                "requestId": request_id,
-                "reply": True,
-                "error": NO_HANDLER_PREFIX + type,
-            }
+            payload = messages.no_handler_reply(request.request_id, request.type)
         else:
             beats = self._spawn(
-                self._send_request_heartbeats(sender, request_id, caller_timeout), self._tasks
+                self._send_request_heartbeats(request.sender, request.request_id, caller_timeout),
+                self._tasks,
             )
             try:
-                result = await _call(handler, data)
-                reply = {"requestId": request_id, "reply": True, "data": result}
+                result = await _call(handler, request.data)
             except Exception as exc:
                 raise_if_cancelling()
-                reply = {"requestId": request_id, "reply": True, "error": _error_text(exc)}
+                payload = messages.error_reply(request.request_id, _error_text(exc))
+            else:
+                try:
+                    payload = messages.reply(request.request_id, result)
+                except (TypeError, ValueError) as exc:
+                    text = f"mesh handler {request.type!r} returned a value that is not JSON: {exc}"
+                    payload = messages.error_reply(request.request_id, text)
             finally:
                 await cancel_and_wait({beats})
-        try:
-            payload = _encode(reply)
-        except (TypeError, ValueError) as exc:
-            payload = _encode(
-                {
-                    "requestId": request_id,
-                    "reply": True,
-                    "error": f"mesh handler {type!r} returned a value that is not JSON: {exc}",
-                }
-            )
         engine = self._engine
         if engine is None:
             return
         try:
-            await engine.publish_to_node(sender, payload)
+            await engine.publish_to_node(request.sender, payload)
         except Exception as exc:
             raise_if_cancelling()
-            logger.warning("mesh %s: could not reply to node %d: %s", self.key, sender, exc)
+            logger.warning("mesh %s: could not reply to node %d: %s", self.key, request.sender, exc)
 
     async def _send_request_heartbeats(
         self, sender: int, request_id: str, caller_timeout: float
     ) -> None:
         interval = max(caller_timeout * _REQUEST_HEARTBEAT_RATIO, 0.01)
-        payload = _encode({"requestId": request_id, "heartbeat": True})
+        payload = messages.request_heartbeat(request_id)
         while True:
             await asyncio.sleep(interval)
             engine = self._engine
@@ -582,42 +538,32 @@ class MeshService:
                 raise_if_cancelling()
                 logger.warning("mesh %s: request heartbeat failed: %s", self.key, exc)
 
-    def _on_request_heartbeat(self, message: dict[str, Any]) -> None:
-        pending = self._pending.get(str(message.get("requestId")))
+    def _on_request_heartbeat(self, message: messages.RequestHeartbeat) -> None:
+        pending = self._pending.get(message.request_id)
         if pending is None:
             logger.debug("mesh %s: heartbeat for unknown request %r", self.key, message)
             return
         pending.arm()
 
-    def _on_response(self, message: dict[str, Any]) -> None:
-        pending = self._pending.get(str(message.get("requestId")))
+    def _on_reply(self, message: messages.Reply) -> None:
+        pending = self._pending.get(message.request_id)
         if pending is None:
             logger.debug("mesh %s: reply for unknown request %r", self.key, message)
-            return
-        error = message.get("error")
-        if error is None:
-            pending.resolve(message.get("data"))
-            return
-        text = error if isinstance(error, str) else str(error)
-        if text.startswith(NO_HANDLER_PREFIX):
-            pending.fail(MeshNoHandlerError(text[len(NO_HANDLER_PREFIX) :]))
+        elif message.error is None:
+            pending.resolve(message.data)
         else:
-            pending.fail(MeshHandlerError(text))
+            pending.fail(messages.reply_error(message.error))
 
-    def _on_broadcast(self, message: dict[str, Any]) -> None:
-        sender = message.get("senderInstanceId")
-        type = message.get("type")
-        if not message.get("broadcast") or not _is_int(sender) or not isinstance(type, str):
-            logger.warning("mesh %s: dropping invalid broadcast %r", self.key, message)
-            return
-        if sender == self._instance_id:
+    def _on_broadcast(self, message: messages.Broadcast) -> None:
+        if message.sender == self._instance_id:
             return  # our own copy: delivered locally when it was sent
-        handler = self._broadcast_handlers.get(type)
+        handler = self._broadcast_handlers.get(message.type)
         if handler is None:
-            logger.debug("mesh %s: no broadcast handler for %r", self.key, type)
+            logger.debug("mesh %s: no broadcast handler for %r", self.key, message.type)
             return
         self._spawn(
-            self._run_broadcast_handler(handler, type, message.get("data"), sender), self._tasks
+            self._run_broadcast_handler(handler, message.type, message.data, message.sender),
+            self._tasks,
         )
 
     async def _run_broadcast_handler(

@@ -11,6 +11,7 @@ from meshsrpc.engine.base import SubscriptionEvent
 from meshsrpc.engine.redis import RedisMeshEngine
 from meshsrpc.redis_server import RedisServer
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 
 @pytest.fixture
@@ -112,7 +113,7 @@ async def test_subscriber_keeps_retrying_while_redis_is_down(
 async def test_subscribe_fails_when_redis_is_unreachable() -> None:
     engine = RedisMeshEngine(RedisSettings(url="redis://127.0.0.1:1/0", prefix="e"), "k")
     try:
-        with pytest.raises(Exception):  # noqa: B017 - the driver's connection error
+        with pytest.raises(RedisConnectionError):
             await engine.subscribe(1, lambda source, data: None, lambda event: None)
     finally:
         await engine.aclose()

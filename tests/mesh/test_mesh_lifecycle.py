@@ -10,6 +10,7 @@ from mesh_helpers import MakeMesh, eventually
 from meshsrpc import MeshError, MeshNode, MeshNotRunningError, MeshService
 from meshsrpc.engine import open_mesh_engine
 from meshsrpc.settings import RedisLike, resolve_redis_settings
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 
 async def test_instance_ids_are_unique_and_count_from_one(make_mesh: MakeMesh) -> None:
@@ -139,7 +140,7 @@ async def test_stop_leaves_no_tasks_behind(make_mesh: MakeMesh) -> None:
 
 async def test_failed_start_leaves_the_service_stopped() -> None:
     mesh = MeshService("k", redis="redis://127.0.0.1:1/0")
-    with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises
+    with pytest.raises(RedisConnectionError):
         await mesh.start()
     assert mesh.instance_id == 0
     assert not mesh.is_running
