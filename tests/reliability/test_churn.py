@@ -52,8 +52,10 @@ from tests.reliability.harness import SOAK, Client, EventLog, NodeProcess
 pytestmark = pytest.mark.timeout(600 if SOAK else 300)
 CLIENTS = 2000 if SOAK else 500
 DURATION = 120.0 if SOAK else 30.0
-HEARTBEAT = 0.2
-NODE_TTL = 1.5
+# The node TTL must exceed the longest event-loop stall of a loaded node, or live
+# nodes are declared dead (and their clients reported orphaned while connected).
+HEARTBEAT = 0.5 if SOAK else 0.2
+NODE_TTL = 6.0 if SOAK else 2.0
 LEAVE_TIMEOUT = 20.0  # an orphan report needs the leader lock TTL plus the node TTL
 CONNECTS_AT_ONCE = 24
 
@@ -354,7 +356,7 @@ async def inject_faults(churn: Churn, tmp_path: Path) -> None:
     # Until every node re-registered its clients, a takeover can slip through.
     churn.outage.append((outage_start, time.monotonic() + 5.0))
     await at(0.7)
-    pause_ms = int(HEARTBEAT * 5 * 1000)
+    pause_ms = int(HEARTBEAT * 5 * 1000)  # longer than a heartbeat, shorter than the TTL
     churn.timeline["pause"] = time.monotonic()
     await asyncio.to_thread(churn.redis.command, "CLIENT", "PAUSE", str(pause_ms), "ALL")
     churn.count("faults")
