@@ -31,7 +31,7 @@ async def run(url: str = "memory://single_process") -> list[str]:
         lines.append(text)
         print(text)
 
-    nodes = [PresenceServer(redis=url, heartbeat_interval=0.2, node_ttl=1.0) for _ in range(2)]
+    nodes = [PresenceServer(redis=url, heartbeat_interval=0.5, node_ttl=3.0) for _ in range(2)]
     ports = [free_port() for _ in nodes]
     clients: list[PresenceClient] = []
     try:
