@@ -479,6 +479,14 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             # the client left; report it now, and retry the unregister below.
             removed = cause != "supersede"
             unreachable = True
+        logger.debug(
+            "released %s: removed=%s announced=%s cause=%s known=%s",
+            client_id,
+            removed,
+            announced,
+            cause,
+            metadata is not _MISSING,
+        )
         if not self._mesh_running and announced and cause != "supersede":
             # The node is leaving: mesh_stop() already removed its clients from the
             # registry (so that no node reports them orphaned). Closing the stream is

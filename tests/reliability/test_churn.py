@@ -55,7 +55,7 @@ DURATION = 120.0 if SOAK else 30.0
 # The node TTL must exceed the longest event-loop stall of a loaded node, or live
 # nodes are declared dead (and their clients reported orphaned while connected).
 HEARTBEAT = 0.5 if SOAK else 0.2
-NODE_TTL = 6.0 if SOAK else 2.0
+NODE_TTL = 6.0 if SOAK else 3.0
 LEAVE_TIMEOUT = 20.0  # an orphan report needs the leader lock TTL plus the node TTL
 CONNECTS_AT_ONCE = 24
 
@@ -168,6 +168,10 @@ async def end_and_expect_leave(churn: Churn, session: Session) -> None:
     session.ended = "left"
     session.ended_at = time.monotonic()
     await session.client.disconnect()
+    if session.cause == "supersede":
+        # The server closed it as taken over just before our own close: see dropped().
+        session.ended = "unclear"
+        return
     log = churn.log
     # A connection that never got announced is never reported as gone either.
     await log.wait_for(lambda: bool(log.of(session.token, "connected")), 1.0)
@@ -392,11 +396,24 @@ def check(churn: Churn, live: list[Session], registry: dict[str, int]) -> dict[s
                     f"unexpected {session.token} {connected + leaves} live="
                     f"{session.token in live_tokens} {churn.when(session)} cause={session.cause}"
                 )
+        elif session.ended == "unclear":
+            churn.count(f"unclear_with_{len(leaves)}_leaves")
+            churn.notes.append(
+                f"unclear {session.token} {connected + leaves} {churn.when(session)} "
+                f"cause={session.cause}"
+            )
         elif session.ended == "left" and not leaves:
             problems["missing"] += 1
             churn.notes.append(
                 f"missing {session.token} on {session.node_id} {churn.when(session)}"
             )
+            for other in churn.sessions:
+                if other.cid == session.cid:
+                    churn.notes.append(
+                        f"   {other.token} on {other.node_id} ended={other.ended} "
+                        f"cause={other.cause} {churn.marks(other.started_at)} "
+                        f"{[(e.kind, e.node) for e in log.of(other.token)]}"
+                    )
 
     for token in churn.refused_tokens:
         problems["unexpected"] += bool(log.of(token))
