@@ -153,7 +153,9 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         self._mesh_request_timeout = request_timeout
         # Clients that left while the registry no longer knew them (unregister found
         # nothing although no takeover closed the stream): client id -> (metadata, when).
-        # Redis may have restarted empty; the rejoin tells, and reports them then.
+        # Redis may have restarted empty (the rejoin tells), or a node that reserved the
+        # client died before its kick arrived. Either way, once every node has had time
+        # to re-register its clients, one that nobody holds really left: report it.
         self._mesh_unsure: dict[str, tuple[Any, float]] = {}
         self._mesh_rejoined_at = -float("inf")  # loop time of the last rejoin
         # Client requests whose handlers are running; close() lets them answer first.
@@ -316,6 +318,11 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
                 f"{prefix} expects {request_call.message_cls.__name__}, "
                 f"got {type(request).__name__}"
             )
+        local = self.streams_by_client_id.get(target)
+        if local is not None and local.is_activated and self._mesh_running:
+            # The client is here: no registry round trip, no JSON. (A takeover whose
+            # kick is still on its way may route one last call to this stream.)
+            return await self._mesh_call_here(target, request_call.prefix, request, timeout)
         result = await self._mesh_client_service.invoke(
             target, request_call.prefix, _MessageJson(request), timeout
         )
@@ -333,9 +340,6 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         timeout: float | None,
     ) -> _MessageJson:
         """MeshClientService's ``client_invoke_fn``: call a client whose stream is here."""
-        stream = self.streams_by_client_id.get(client_id)
-        if stream is None or not stream.is_activated or not stream.is_open:
-            raise ClientDisconnectedError(client_id)
         if isinstance(data, _MessageJson):
             request = data.message
         else:
@@ -343,13 +347,20 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             if call is None:
                 raise ValueError(f"unknown call prefix {prefix!r}")
             request = call.message_cls.from_dict(data, ignore_unknown_fields=True)
+        return _MessageJson(await self._mesh_call_here(client_id, prefix, request, timeout))
+
+    async def _mesh_call_here(
+        self, client_id: str, prefix: str, request: betterproto2.Message, timeout: float | None
+    ) -> Any:
+        stream = self.streams_by_client_id.get(client_id)
+        if stream is None or not stream.is_activated or not stream.is_open:
+            raise ClientDisconnectedError(client_id)
         try:
-            response = await self._invoke_stream(stream, prefix, request, timeout)
+            return await self._invoke_stream(stream, prefix, request, timeout)
         except SrpcError as exc:
             if not stream.is_open:
                 raise ClientDisconnectedError(client_id) from exc
             raise
-        return _MessageJson(response)
 
     async def _mesh_kick_superseded(self, client_id: str) -> bool:
         """The client registered on another node: close our stream of it with 4002."""
@@ -552,7 +563,13 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
     def _mesh_remember_unsure(self, client_id: str, metadata: Any) -> None:
         unsure = self._mesh_unsure
         unsure.pop(client_id, None)
-        unsure[client_id] = (metadata, asyncio.get_running_loop().time())
+        loop = asyncio.get_running_loop()
+        entry = (metadata, loop.time())
+        unsure[client_id] = entry
+        # Within a node TTL every live node has heartbeated, noticed a lost registry
+        # and re-registered its clients: what is still unowned then was not restored.
+        node_ttl = self._mesh_client_service.mesh.node_ttl
+        loop.call_later(node_ttl, self._mesh_settle_unsure, client_id, entry)
         # Oldest first (insertion order): forget what is too old to matter, so that
         # ordinary moves do not pile up here.
         horizon = self._mesh_unsure_horizon()
@@ -574,6 +591,14 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
                 continue
             step = functools.partial(self._mesh_report_unsure_client, client_id, metadata)
             self._mesh_registry_steps.submit(client_id, step)
+
+    def _mesh_settle_unsure(self, client_id: str, entry: tuple[Any, float]) -> None:
+        """Report a client that left unowned, unless a rejoin already dealt with it."""
+        if self._mesh_unsure.get(client_id) is not entry or not self._mesh_running:
+            return
+        del self._mesh_unsure[client_id]
+        step = functools.partial(self._mesh_report_unsure_client, client_id, entry[0])
+        self._mesh_registry_steps.submit(client_id, step)
 
     async def _mesh_report_unsure_client(self, client_id: str, metadata: Any) -> None:
         if client_id in self.streams_by_client_id:

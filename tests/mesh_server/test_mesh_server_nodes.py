@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from meshsrpc import (
     CloseCause,
+    MeshClientRedisRegistry,
+    MeshClientRegistry,
     MeshService,
     RedisSettings,
     RegisteredClient,
@@ -212,3 +214,25 @@ async def test_a_stale_kick_does_not_close_the_clients_current_stream(
     await settle()
     assert client.is_connected
     assert (await node.invoke("c1", "dNotify", DNotifyRequest(notification="x"))).acknowledged
+
+
+async def test_a_client_left_unowned_by_a_takeover_that_never_finished_is_reported(
+    make_node: MakeNode, make_client: MakeClient, redis_settings: RedisSettings
+) -> None:
+    node = await make_node(**DEATH_FAST)
+    disconnected = Recorder()
+    node.on_client_disconnected(disconnected)
+    client = make_client(node, "c1", client_meta={"s": "one"})
+    await join(node, client)
+    # Another node took the client over, then died before its kick went out and
+    # before the client activated there: the registry holds nobody, our stream stays.
+    stranger = MeshClientRegistry(999, MeshClientRedisRegistry("_mc:app", redis=redis_settings))
+    assert await stranger.reserve("c1", {"s": "stranger"}) == node.mesh_instance_id
+    assert await stranger.cleanup_node() == []  # a reservation is never reported orphaned
+    assert await node.client_registry.get_client("c1") is None
+
+    await client.disconnect()
+    # Nobody else will ever report it: this node does, once the node TTL has passed.
+    await eventually(lambda: disconnected.events == [("c1", {"s": "one"})], timeout=5.0)
+    await settle(2 * DEATH_FAST["node_ttl"])
+    assert disconnected.events == [("c1", {"s": "one"})]

