@@ -13,9 +13,21 @@ from __future__ import annotations
 import keyword
 import re
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import betterproto2
+
+from .protowire import (
+    WIRE_I32,
+    WIRE_I64,
+    WIRE_LEN,
+    WIRE_VARINT,
+    FrameError,
+    check_wire_structure,
+    encode_varint,
+    proto_meta,
+    read_varint,
+)
 
 __all__ = [
     "BYTE_STREAM_NUMBER",
@@ -33,19 +45,17 @@ BYTE_STREAM_NUMBER = 51
 
 MsgT = TypeVar("MsgT", bound=betterproto2.Message)
 
-_WIRE_VARINT, _WIRE_I64, _WIRE_LEN, _WIRE_I32 = 0, 1, 2, 5
-_MAX_DEPTH = 64
-
-
-def proto_meta(cls: type[betterproto2.Message]) -> betterproto2.ProtoClassMetadata:
-    """betterproto2's per-class field metadata (its ``classproperty`` confuses mypy)."""
-    any_cls: Any = cls
-    meta: betterproto2.ProtoClassMetadata = any_cls._betterproto
-    return meta
-
-
-class FrameError(ValueError):
-    """A frame could not be decoded; the stream is closed with 4000 (badArg)."""
+# The envelope fields every container has (WIRE.md section 4), in declaration order:
+# attribute, field number, proto type.
+_ENVELOPE: Final = (
+    ("request_id", 1, betterproto2.TYPE_STRING),
+    ("reply", 2, betterproto2.TYPE_BOOL),
+    ("error", 3, betterproto2.TYPE_STRING),
+    ("user_error", 4, betterproto2.TYPE_BOOL),
+    ("trace", 5, betterproto2.TYPE_MESSAGE),
+)
+_REPLY_TRUE: Final = b"\x10\x01"
+_USER_ERROR: Final = {False: b"\x20\x00", True: b"\x20\x01"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,75 +85,6 @@ class Frame:
     """Attribute name of the oneof member that is set, ``""`` when none."""
     value: betterproto2.Message | None
     """The oneof member's message (may be all-default, so test ``is not None``)."""
-
-
-def _read_varint(data: bytes, pos: int, end: int) -> int:
-    """Return the position after the varint at ``pos``; raise on truncation."""
-    for i in range(pos, min(pos + 10, end)):
-        if data[i] < 0x80:
-            return i + 1
-    raise FrameError("truncated or overlong varint")
-
-
-def _varint_value(data: bytes, pos: int, end: int) -> tuple[int, int]:
-    result = shift = 0
-    for i in range(pos, min(pos + 10, end)):
-        byte = data[i]
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, i + 1
-        shift += 7
-    raise FrameError("truncated or overlong varint")
-
-
-def check_wire_structure(
-    data: bytes,
-    cls: type[betterproto2.Message] | None,
-    start: int = 0,
-    end: int | None = None,
-    depth: int = 0,
-) -> None:
-    """Walk the protobuf wire structure and raise :class:`FrameError` if it is broken.
-
-    betterproto2 silently accepts truncated input (``0a056d`` parses as
-    ``request_id='m'``) where ts-proto throws; walking the tags and lengths, and
-    descending into known message fields, restores the TypeScript behaviour.
-    """
-    if end is None:
-        end = len(data)
-    if depth > _MAX_DEPTH:
-        raise FrameError("message nested too deeply")
-    meta = proto_meta(cls) if cls is not None else None
-    pos = start
-    while pos < end:
-        key, pos = _varint_value(data, pos, end)
-        number, wire_type = key >> 3, key & 7
-        if number == 0:
-            raise FrameError("field number 0")
-        if wire_type == _WIRE_VARINT:
-            pos = _read_varint(data, pos, end)
-        elif wire_type == _WIRE_I64:
-            pos += 8
-        elif wire_type == _WIRE_I32:
-            pos += 4
-        elif wire_type == _WIRE_LEN:
-            length, pos = _varint_value(data, pos, end)
-            sub_end = pos + length
-            if sub_end > end:
-                raise FrameError("length-delimited field runs past the end")
-            if meta is not None and cls is not None:
-                name = meta.field_name_by_number.get(number)
-                if name is not None:
-                    field_meta = meta.meta_by_field_name[name]
-                    if field_meta.proto_type in (betterproto2.TYPE_MESSAGE, betterproto2.TYPE_MAP):
-                        sub_cls = meta.cls_by_field.get(name)
-                        if isinstance(sub_cls, type) and issubclass(sub_cls, betterproto2.Message):
-                            check_wire_structure(data, sub_cls, pos, sub_end, depth + 1)
-            pos = sub_end
-        else:
-            raise FrameError(f"unsupported wire type {wire_type}")
-        if pos > end:
-            raise FrameError("field runs past the end")
 
 
 def _camel(attr: str) -> str:
@@ -205,6 +146,18 @@ class FrameSchema(Generic[MsgT]):
             call = CallField(f.name, json_name, prefix, is_request, meta.cls_by_field[f.name])
             self.fields_by_attr[f.name] = call
             self._by_prefix[(prefix, is_request)] = call
+        # The envelope is encoded and decoded here rather than through betterproto2,
+        # whose generic container (de)serialisation costs several times what the
+        # inner message does. Only the container layout WIRE.md describes qualifies;
+        # any other keeps the betterproto2 path.
+        self._members_by_number: dict[int, tuple[str, type[betterproto2.Message]]] | None = None
+        self._member_keys: dict[str, bytes] = {}
+        if _has_envelope_layout(meta, self.group):
+            self._members_by_number = {}
+            for f in meta.oneof_field_by_group[self.group]:
+                number = meta.meta_by_field_name[f.name].number
+                self._members_by_number[number] = (f.name, meta.cls_by_field[f.name])
+                self._member_keys[f.name] = encode_varint(number << 3 | WIRE_LEN)
 
     def lookup(self, prefix: str, *, request: bool) -> CallField | None:
         """Find the ``<prefix>Request`` (or ``Response``) member by its proto prefix."""
@@ -226,7 +179,91 @@ class FrameSchema(Generic[MsgT]):
     # --- decoding ------------------------------------------------------------------
 
     def decode(self, data: bytes) -> Frame:
-        """Parse and validate one frame; raise :class:`FrameError` if it is malformed."""
+        """Parse and validate one frame; raise :class:`FrameError` if it is malformed.
+
+        Like ts-proto, a known field with an unexpected wire type is skipped; unlike
+        betterproto2, truncated input and two different oneof members are errors.
+        """
+        members = self._members_by_number
+        if members is None:
+            return self._decode_generic(data)
+        request_id = ""
+        reply = False
+        error: str | None = None
+        user_error: bool | None = None
+        trace_span: tuple[int, int] | None = None
+        member_number = 0
+        member_start = member_end = 0
+        end = len(data)
+        pos = 0
+        try:
+            while pos < end:
+                key = data[pos]
+                if key < 0x80:
+                    pos += 1
+                else:
+                    key, pos = read_varint(data, pos, end)
+                number, wire_type = key >> 3, key & 7
+                if wire_type == WIRE_LEN:
+                    length = data[pos] if pos < end else 0x80
+                    if length < 0x80:
+                        pos += 1
+                    else:
+                        length, pos = read_varint(data, pos, end)
+                    sub_end = pos + length
+                    if sub_end > end:
+                        raise FrameError("length-delimited field runs past the end")
+                    if number == 1:
+                        request_id = data[pos:sub_end].decode()
+                    elif number == 3:
+                        error = data[pos:sub_end].decode()
+                    elif number == 5:
+                        trace_span = (pos, sub_end)
+                    elif number in members:
+                        if member_number and member_number != number:
+                            raise FrameError("more than one oneof member")
+                        member_number, member_start, member_end = number, pos, sub_end
+                    elif number == 0:
+                        raise FrameError("field number 0")
+                    pos = sub_end
+                elif wire_type == WIRE_VARINT:
+                    value, pos = read_varint(data, pos, end)
+                    if number == 2:
+                        reply = value != 0
+                    elif number == 4:
+                        user_error = value != 0
+                    elif number == 0:
+                        raise FrameError("field number 0")
+                elif wire_type in (WIRE_I64, WIRE_I32):
+                    if number == 0:
+                        raise FrameError("field number 0")
+                    pos += 8 if wire_type == WIRE_I64 else 4
+                    if pos > end:
+                        raise FrameError("field runs past the end")
+                else:
+                    raise FrameError(f"unsupported wire type {wire_type}")
+            trace = None
+            if trace_span is not None and self.trace_cls is not None:
+                trace = self._parse_member(self.trace_cls, data, *trace_span)
+            if member_number:
+                member, cls = members[member_number]
+                value_msg = self._parse_member(cls, data, member_start, member_end)
+                return Frame(request_id, reply, error, user_error, trace, member, value_msg)
+            return Frame(request_id, reply, error, user_error, trace, "", None)
+        except UnicodeDecodeError as exc:
+            raise FrameError(f"invalid UTF-8 in a string field: {exc}") from exc
+
+    @staticmethod
+    def _parse_member(
+        cls: type[betterproto2.Message], data: bytes, start: int, end: int
+    ) -> betterproto2.Message:
+        check_wire_structure(data, cls, start, end, 1)
+        try:
+            return cls.parse(data[start:end])
+        except Exception as exc:  # betterproto2 raises assorted errors on bad input
+            raise FrameError(f"invalid message: {exc}") from exc
+
+    def _decode_generic(self, data: bytes) -> Frame:
         check_wire_structure(data, self.container)
         try:
             message = self.container.parse(data)
@@ -257,7 +294,43 @@ class FrameSchema(Generic[MsgT]):
         member: str | None = None,
         value: betterproto2.Message | None = None,
     ) -> bytes:
-        """Build and serialise one container message."""
+        """Serialise one container message (the bytes betterproto2 would write)."""
+        if self._members_by_number is None:
+            return self._encode_generic(request_id, reply, error, user_error, trace, member, value)
+        # betterproto2 (like ts-proto) writes in declaration order, skips implicit
+        # fields at their default and writes proto3 optional ones whenever set.
+        parts: list[bytes] = []
+        if request_id:
+            raw = request_id.encode()
+            parts += (b"\x0a", encode_varint(len(raw)), raw)
+        if reply:
+            parts.append(_REPLY_TRUE)
+        if error is not None:
+            raw = error.encode()
+            parts += (b"\x1a", encode_varint(len(raw)), raw)
+        if user_error is not None:
+            parts.append(_USER_ERROR[bool(user_error)])
+        if trace is not None:
+            raw = bytes(trace)
+            parts += (b"\x2a", encode_varint(len(raw)), raw)
+        if member is not None and value is not None:
+            key = self._member_keys.get(member)
+            if key is None:
+                raise TypeError(f"{self.container.__name__} has no oneof member {member!r}")
+            raw = bytes(value)
+            parts += (key, encode_varint(len(raw)), raw)
+        return b"".join(parts)
+
+    def _encode_generic(
+        self,
+        request_id: str,
+        reply: bool,
+        error: str | None,
+        user_error: bool | None,
+        trace: betterproto2.Message | None,
+        member: str | None,
+        value: betterproto2.Message | None,
+    ) -> bytes:
         kwargs: dict[str, Any] = {"request_id": request_id, "reply": reply}
         if error is not None:
             kwargs["error"] = error
@@ -272,3 +345,25 @@ class FrameSchema(Generic[MsgT]):
     def ping(self) -> bytes:
         """The ``{pingPong: {}}`` frame."""
         return self.encode(member=self.ping_attr, value=self.ping_cls())
+
+
+def _has_envelope_layout(meta: betterproto2.ProtoClassMetadata, group: str) -> bool:
+    """True if the container is exactly the five envelope fields, then message oneof members."""
+    names = list(meta.meta_by_field_name)
+    head = names[: len(_ENVELOPE)]
+    if head != [name for name, _, _ in _ENVELOPE]:
+        return False
+    for name, number, proto_type in _ENVELOPE:
+        field_meta = meta.meta_by_field_name[name]
+        if field_meta.number != number or field_meta.proto_type != proto_type:
+            return False
+        if field_meta.repeated:
+            return False
+    oneof = {f.name for f in meta.oneof_field_by_group[group]}
+    for name in names[len(_ENVELOPE) :]:
+        field_meta = meta.meta_by_field_name[name]
+        if name not in oneof or field_meta.proto_type != betterproto2.TYPE_MESSAGE:
+            return False
+        if field_meta.repeated or field_meta.number in range(1, 6):
+            return False
+    return True
