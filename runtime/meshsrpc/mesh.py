@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import socket
@@ -122,6 +123,26 @@ class _PendingRequest:
     def _expire(self) -> None:
         self._timer = None
         self.fail(MeshRequestTimeoutError(self.instance_id, self.type))
+
+
+class _Repeating:
+    """Calls ``callback()`` every ``interval`` seconds until stopped (a timer, no task)."""
+
+    def __init__(self, interval: float, callback: Callable[[], None]) -> None:
+        self._interval = interval
+        self._callback = callback
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(interval, self._fire)
+
+    def stop(self) -> None:
+        """Cancel the next call; idempotent."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _fire(self) -> None:
+        self._timer = self._loop.call_later(self._interval, self._fire)
+        self._callback()
 
 
 class MeshService:
@@ -496,9 +517,10 @@ class MeshService:
         if handler is None:
             payload = messages.no_handler_reply(request.request_id, request.type)
         else:
-            beats = self._spawn(
-                self._send_request_heartbeats(request.sender, request.request_id, caller_timeout),
-                self._tasks,
+            # A timer, not a task: most handlers answer long before the first beat is due.
+            beats = _Repeating(
+                max(caller_timeout * _REQUEST_HEARTBEAT_RATIO, 0.01),
+                functools.partial(self._beat_request, request.sender, request.request_id),
             )
             try:
                 result = await _call(handler, request.data)
@@ -512,7 +534,7 @@ class MeshService:
                     text = f"mesh handler {request.type!r} returned a value that is not JSON: {exc}"
                     payload = messages.error_reply(request.request_id, text)
             finally:
-                await cancel_and_wait({beats})
+                beats.stop()
         engine = self._engine
         if engine is None:
             return
@@ -522,21 +544,20 @@ class MeshService:
             raise_if_cancelling()
             logger.warning("mesh %s: could not reply to node %d: %s", self.key, request.sender, exc)
 
-    async def _send_request_heartbeats(
-        self, sender: int, request_id: str, caller_timeout: float
-    ) -> None:
-        interval = max(caller_timeout * _REQUEST_HEARTBEAT_RATIO, 0.01)
+    def _beat_request(self, sender: int, request_id: str) -> None:
+        # Not awaited: a slow publish must not delay the next beat.
         payload = messages.request_heartbeat(request_id)
-        while True:
-            await asyncio.sleep(interval)
-            engine = self._engine
-            if engine is None:
-                return
-            try:
-                await engine.publish_to_node(sender, payload)
-            except Exception as exc:
-                raise_if_cancelling()
-                logger.warning("mesh %s: request heartbeat failed: %s", self.key, exc)
+        self._spawn(self._send_request_heartbeat(sender, payload), self._tasks)
+
+    async def _send_request_heartbeat(self, sender: int, payload: bytes) -> None:
+        engine = self._engine
+        if engine is None:
+            return
+        try:
+            await engine.publish_to_node(sender, payload)
+        except Exception as exc:
+            raise_if_cancelling()
+            logger.warning("mesh %s: request heartbeat failed: %s", self.key, exc)
 
     def _on_request_heartbeat(self, message: messages.RequestHeartbeat) -> None:
         pending = self._pending.get(message.request_id)
