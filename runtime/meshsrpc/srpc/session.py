@@ -70,30 +70,43 @@ class SrpcSession:
         self.close_timeout = close_timeout
         self.close_cause: CloseCause | None = None
         """Set once the stream is closing; the first cause wins."""
-        self.byte_streams = ByteStreamManager(self, first_byte_stream_id)
+        self._first_byte_stream_id = first_byte_stream_id
+        self._byte_streams: ByteStreamManager | None = None
         self._dispatch = dispatch
         self._on_ping = on_ping
         self._futures: dict[str, asyncio.Future[betterproto2.Message]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._queue: deque[bytes | object] = deque()
+        self._request_task_name = f"{label}-request"
+        # Frames go straight to the transport while it can take them without waiting;
+        # the queue and the writer task exist only while something has to wait (a
+        # slow peer, a close). Idle connections then hold no task and no queue.
+        self._queue: deque[bytes | object] | None = None
         self._buffered = 0
-        self._wakeup = asyncio.Event()
-        self._drained = asyncio.Event()
-        self._drained.set()
-        self._closed = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
+        self._send_failed = False
+        self._close_args: tuple[int, str] = (CLOSE_CODES["disconnect"], "")
+        self._finished = False
+        # Created only when someone waits (most connections never do).
+        self._drained: asyncio.Event | None = None
+        self._closed: asyncio.Event | None = None
         self._close_task: asyncio.Task[None] | None = None
+
+    @property
+    def byte_streams(self) -> ByteStreamManager:
+        """The byte-stream multiplexer (created on first use)."""
+        if self._byte_streams is None:
+            self._byte_streams = ByteStreamManager(self, self._first_byte_stream_id)
+        return self._byte_streams
 
     # --- lifecycle -------------------------------------------------------------------
 
     @property
     def is_open(self) -> bool:
         """True until the session starts closing."""
-        return self.close_cause is None and not self._closed.is_set()
+        return self.close_cause is None and not self._finished
 
     async def run(self) -> CloseCause:
         """Receive until the connection ends; clean up; return the close cause."""
-        self._writer_task = asyncio.create_task(self._write_loop(), name=f"{self.label}-writer")
         try:
             while True:
                 data = await self.transport.recv()
@@ -120,14 +133,17 @@ class SrpcSession:
     async def _cleanup(self) -> None:
         if self.close_cause is None:
             self.close_cause = cause_for_close_code(self.transport.close_code)
-        self._closed.set()
-        self._wakeup.set()
-        self._drained.set()
+        self._finished = True
+        if self._closed is not None:
+            self._closed.set()
+        if self._drained is not None:
+            self._drained.set()
         for fut in self._futures.values():
             if not fut.done():
                 fut.set_exception(SrpcError(f"stream closed ({self.close_cause})"))
         self._futures.clear()
-        self.byte_streams.fail_all(f"stream closed ({self.close_cause})")
+        if self._byte_streams is not None:
+            self._byte_streams.fail_all(f"stream closed ({self.close_cause})")
         tasks = [*self._tasks, *(t for t in (self._writer_task,) if t is not None)]
         for task in tasks:
             task.cancel()
@@ -141,24 +157,27 @@ class SrpcSession:
 
     async def wait_closed(self) -> None:
         """Wait until the receive loop has ended and the session is cleaned up."""
+        if self._finished:
+            return
+        if self._closed is None:
+            self._closed = asyncio.Event()
         await self._closed.wait()
 
     async def close(self, cause: CloseCause, reason: str = "", *, code: int | None = None) -> None:
         """Close with the cause's code (or ``code``); frames already queued go first."""
-        if self.close_cause is not None or self._closed.is_set():
+        if self.close_cause is not None or self._finished:
             return
         self.close_cause = cause
         close_code = code if code is not None else CLOSE_CODES[cause]
         logger.debug("%s: closing with %s (%s) %s", self.label, close_code, cause, reason)
-        self._queue.append(_CLOSE)
         self._close_args = (close_code, truncate_reason(reason))
-        self._wakeup.set()
+        self._enqueue(_CLOSE)
         self._close_task = asyncio.create_task(self._close_watchdog(), name=f"{self.label}-close")
 
     async def _close_watchdog(self) -> None:
         # A peer that stopped reading never lets the close frame out: abort after a bound.
         try:
-            await asyncio.wait_for(self._closed.wait(), self.close_timeout)
+            await asyncio.wait_for(self.wait_closed(), self.close_timeout)
         except TimeoutError:
             logger.info("%s: peer did not finish closing; aborting", self.label)
             self.transport.abort()
@@ -166,17 +185,31 @@ class SrpcSession:
     # --- sending ---------------------------------------------------------------------
 
     def send(self, data: bytes) -> None:
-        """Queue one frame; a peer that lets the buffer exceed the limit is dropped."""
-        if not self.is_open:
+        """Send one frame, or queue it; a peer that lets the buffer exceed the limit is dropped."""
+        if self.close_cause is not None or self._finished or self._send_failed:
             return
-        self._queue.append(data)
-        self._buffered += len(data)
-        self._wakeup.set()
+        if self._writer_task is None:
+            try:
+                sent = self.transport.send_nowait(data)
+            except Exception:
+                logger.debug("%s: send failed; connection is gone", self.label)
+                self._send_failed = True
+                return
+        else:
+            sent = False
+        if not sent:
+            self._buffered += len(data)
+            self._enqueue(data)
         if self.max_send_buffer is not None and self.send_buffer_size > self.max_send_buffer:
             logger.warning("%s: peer is not reading (send buffer full); dropping it", self.label)
             self._drop_slow_peer()
-        elif self._buffered > self._low_water:
-            self._drained.clear()
+
+    def _enqueue(self, item: bytes | object) -> None:
+        if self._queue is None:
+            self._queue = deque()
+        self._queue.append(item)
+        if self._writer_task is None:
+            self._writer_task = asyncio.create_task(self._write_loop(), name=f"{self.label}-writer")
 
     @property
     def _low_water(self) -> int:
@@ -189,37 +222,44 @@ class SrpcSession:
 
     async def drain(self) -> None:
         """Wait until the send buffer is low again (byte-stream writers use this)."""
-        while not self._drained.is_set() and self.is_open:
+        while self._buffered > self._low_water and self.is_open:
+            if self._drained is None:
+                self._drained = asyncio.Event()
+            self._drained.clear()
             await self._drained.wait()
         if not self.is_open:
             raise SrpcError(f"stream closed ({self.close_cause})")
 
     def _drop_slow_peer(self) -> None:
         self.close_cause = "timeout"
-        self._queue.clear()
+        if self._queue is not None:
+            self._queue.clear()
         self._buffered = 0
         self.transport.abort()
 
     async def _write_loop(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._queue:
-                item = self._queue.popleft()
+        queue = self._queue
+        assert queue is not None
+        try:
+            while queue:
+                item = queue.popleft()
                 if item is _CLOSE:
                     code, reason = self._close_args
                     with contextlib.suppress(Exception):
                         await self.transport.close(code, reason)
                     return
                 assert isinstance(item, bytes)
-                try:
-                    await self.transport.send(item)
-                except Exception:
-                    logger.debug("%s: send failed; connection is gone", self.label)
-                    return
+                if not self._send_failed:
+                    try:
+                        await self.transport.send(item)
+                    except Exception:
+                        logger.debug("%s: send failed; connection is gone", self.label)
+                        self._send_failed = True
                 self._buffered -= len(item)
-                if self._buffered <= self._low_water:
+                if self._drained is not None and self._buffered <= self._low_water:
                     self._drained.set()
+        finally:
+            self._writer_task = None
 
     # --- events ----------------------------------------------------------------------
 
@@ -240,7 +280,7 @@ class SrpcSession:
         """Run one incoming request in its own task (so a slow handler blocks nothing)."""
         if not self.is_open:
             return
-        task = asyncio.create_task(self._run_request(event), name=f"{self.label}-request")
+        task = asyncio.create_task(self._run_request(event), name=self._request_task_name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

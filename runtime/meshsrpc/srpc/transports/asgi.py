@@ -90,6 +90,10 @@ class AsgiTransport:
     async def send(self, data: bytes) -> None:
         await self._send({"type": "websocket.send", "bytes": data})
 
+    def send_nowait(self, data: bytes) -> bool:
+        # An ASGI send is a coroutine of the server's; it cannot be run without awaiting.
+        return False
+
     async def close(self, code: int, reason: str) -> None:
         if self._closed:
             return

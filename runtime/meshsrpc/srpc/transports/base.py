@@ -31,6 +31,13 @@ class Transport(Protocol):
         """Send one binary message; may wait while the peer is slow to read."""
         ...
 
+    def send_nowait(self, data: bytes) -> bool:
+        """Send one binary message if that needs no waiting; False (nothing sent) otherwise.
+
+        The caller then uses :meth:`send`. Adapters that cannot tell return False.
+        """
+        ...
+
     async def close(self, code: int, reason: str) -> None:
         """Start (and briefly wait for) the closing handshake."""
         ...

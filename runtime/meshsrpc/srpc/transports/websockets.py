@@ -14,6 +14,7 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from ..auth import HandshakeAccepted, HandshakeRejected, HandshakeRequest, parse_query
 
@@ -37,6 +38,11 @@ class WebsocketsTransport:
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
+        # send_nowait replays the synchronous part of Connection.send; it needs these
+        # websockets internals (present from 14.0) and falls back to send() without.
+        self._can_send_directly = all(
+            hasattr(connection, name) for name in ("send_in_progress", "paused", "send_data")
+        )
 
     @property
     def remote_address(self) -> str:
@@ -58,6 +64,23 @@ class WebsocketsTransport:
 
     async def send(self, data: bytes) -> None:
         await self.connection.send(data)
+
+    def send_nowait(self, data: bytes) -> bool:
+        # Connection.send suspends only while a fragmented message is going out, the
+        # transport is paused (peer slow to read) or the connection is closing; in
+        # any other state it is this, and the writer task and its wakeups are saved.
+        connection = self.connection
+        if (
+            not self._can_send_directly
+            or connection.send_in_progress is not None
+            or connection.paused
+            or connection.protocol.state is not State.OPEN
+            or connection.transport.is_closing()
+        ):
+            return False
+        connection.protocol.send_binary(data)
+        connection.send_data()
+        return True
 
     async def close(self, code: int, reason: str) -> None:
         await self.connection.close(code, reason)
