@@ -17,6 +17,8 @@ can extend):
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
 import os
 import time
@@ -110,6 +112,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         self.close_timeout = close_timeout
         self.compression = compression
         self._handlers: dict[str, ServerMessageHandler] = {}
+        self._response_classes: dict[str, type[betterproto2.Message]] = {}
         self._connection_handlers: list[ConnectionHandler] = []
         self._disconnect_handlers: list[DisconnectHandler] = []
         self._authorizer: Authorizer | None = None
@@ -323,7 +326,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         session = SrpcSession(
             protocol,
             transport,
-            dispatch=lambda call, value: self._dispatch(stream, call, value),
+            dispatch=functools.partial(self._dispatch, stream),
             on_ping=on_ping,
             first_byte_stream_id=2,
             max_in_flight=self.max_in_flight,
@@ -447,14 +450,19 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         handler = self._handlers.get(call.prefix)
         if handler is None:
             raise SrpcError(f"No handler for {call.prefix}")
-        response = await call_maybe_async(handler, stream, request)
-        expected = self.server_schema.lookup(call.prefix, request=False)
+        response = handler(stream, request)
+        if inspect.isawaitable(response):
+            response = await response
+        expected = self._response_classes.get(call.prefix)
         if expected is None:
-            raise SrpcError(f"{call.prefix} has no response message")
-        if not isinstance(response, expected.message_cls):
+            found = self.server_schema.lookup(call.prefix, request=False)
+            if found is None:
+                raise SrpcError(f"{call.prefix} has no response message")
+            expected = self._response_classes[call.prefix] = found.message_cls
+        if not isinstance(response, expected):
             raise TypeError(
                 f"handler for {call.prefix} returned {type(response).__name__}, "
-                f"expected {expected.message_cls.__name__}"
+                f"expected {expected.__name__}"
             )
         return response
 

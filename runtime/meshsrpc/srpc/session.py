@@ -112,13 +112,16 @@ class SrpcSession:
                 data = await self.transport.recv()
                 if data is None:
                     break
-                events = self.protocol.receive(data)
-                for event in events:
-                    await self._handle_event(event)
+                for event in self.protocol.receive(data):
+                    # Requests are the hot path: no coroutine per event for them.
+                    if isinstance(event, RequestReceived):
+                        self.start_request(event)
+                    else:
+                        await self._handle_event(event)
                 if (
                     self.max_in_flight is not None
-                    and self.is_open
                     and len(self._tasks) + self.protocol.queued_requests > self.max_in_flight
+                    and self.is_open
                 ):
                     await self.close("badArg", f"More than {self.max_in_flight} requests in flight")
         except Exception:
@@ -290,8 +293,11 @@ class SrpcSession:
             if call is None or value is None:
                 what = event.member or "empty request"
                 raise SrpcError(f"No handler for {what}")
-            with _tracing.remote_parent(event.trace):
+            if event.trace is None:
                 response = await self._dispatch(call, value)
+            else:
+                with _tracing.remote_parent(event.trace):
+                    response = await self._dispatch(call, value)
             frame = self.protocol.reply(event.request_id, call, response)
         except asyncio.CancelledError:
             raise
