@@ -142,8 +142,13 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         # What the registry holds (or is about to) per client: compared to skip
         # redundant writes, and handed to the connected/disconnected callbacks.
         self._mesh_metadata: dict[str, MetaT] = {}
+        self._mesh_stream_metadata: dict[str, MetaT] = {}  # the same, by stream id
         self._mesh_gated: set[str] = set()  # ids of streams past the activation snapshot
         self._mesh_announced: set[str] = set()  # ids of streams on_client_connected ran for
+        # A stream that replaced an announced one here, before being announced itself:
+        # stream id -> the replaced stream's metadata. Should it close unannounced, the
+        # client left, and that leave is reported with this metadata.
+        self._mesh_owed: dict[str, Any] = {}
         self._mesh_sync_scheduled: set[str] = set()
         self._mesh_registry_steps = KeyedSerialQueue()
         self._mesh_callback_steps = KeyedSerialQueue()
@@ -413,12 +418,17 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
     async def _on_stream_closed(self, stream: SrpcStream, cause: CloseCause) -> None:
         announced = stream.id in self._mesh_announced
         self._mesh_announced.discard(stream.id)
+        # Per stream: a stream replacing this one here has its own metadata already.
+        metadata = self._mesh_stream_metadata.pop(stream.id, _MISSING)
+        owed = self._mesh_owed.pop(stream.id, _MISSING)
+        if not announced and owed is not _MISSING:
+            announced, metadata = True, owed
         self._mesh_gated.discard(stream.id)
         meta = stream.meta
         if isinstance(meta, StreamMeta) and self._mesh_is_our_watch(meta):
             meta.on_change = None
         # Not awaited: the disconnect handlers need not wait for Redis.
-        step = functools.partial(self._mesh_release, stream, announced, cause)
+        step = functools.partial(self._mesh_release, stream, announced, cause, metadata)
         self._mesh_registry_steps.submit(stream.client_id, step)
 
     # --- registry steps (run in the client's registry queue) ---------------------------
@@ -474,11 +484,18 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         elif active and self._mesh_is_current(stream):
             self._mesh_announce(stream)
 
-    async def _mesh_release(self, stream: SrpcStream, announced: bool, cause: CloseCause) -> None:
+    async def _mesh_release(
+        self, stream: SrpcStream, announced: bool, cause: CloseCause, metadata: Any
+    ) -> None:
         client_id = stream.client_id
-        if self.streams_by_client_id.get(client_id) not in (None, stream):
-            return  # a newer stream of the client replaced this one here
-        metadata = self._mesh_metadata.pop(client_id, _MISSING)
+        newer = self.streams_by_client_id.get(client_id)
+        if newer is not None and newer is not stream:
+            # The client reconnected here: the newer stream owns its entry now.
+            if announced and metadata is not _MISSING and newer.id not in self._mesh_announced:
+                self._mesh_owed[newer.id] = metadata
+            logger.debug("released %s: a newer stream replaced it here", client_id)
+            return
+        self._mesh_metadata.pop(client_id, None)
         unreachable = False
         try:
             removed = await self._mesh_client_service.unregister_client(client_id)
@@ -605,9 +622,11 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             return
         try:
             if await self._mesh_client_service.client_registry.get_client(client_id) is not None:
+                logger.debug("unsure %s: registered elsewhere, not reported", client_id)
                 return  # it is registered elsewhere now: it moved, it did not leave
         except Exception:
             logger.exception("could not look up client %s", client_id)
+        logger.debug("unsure %s: held by nobody, reported as disconnected", client_id)
         handlers = self._mesh_disconnected_handlers
         step = functools.partial(self._mesh_run_handlers, handlers, client_id, metadata)
         self._mesh_callback_steps.submit(client_id, step)
@@ -668,6 +687,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             if metadata is _MISSING:
                 return
             self._mesh_announced.add(stream.id)
+            self._mesh_owed.pop(stream.id, None)
             await self._mesh_run_handlers(self._mesh_connected_handlers, stream.client_id, metadata)
 
         self._mesh_callback_steps.submit(stream.client_id, announce)
@@ -688,8 +708,12 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
     def _mesh_take_snapshot(self, stream: SrpcStream) -> MetaT:
         """Extract the stream's registry metadata and remember it as the client's."""
         metadata = self._mesh_extract(stream)
-        self._mesh_metadata[stream.client_id] = metadata
+        self._mesh_remember(stream, metadata)
         return metadata
+
+    def _mesh_remember(self, stream: SrpcStream, metadata: MetaT) -> None:
+        self._mesh_metadata[stream.client_id] = metadata
+        self._mesh_stream_metadata[stream.id] = metadata
 
     def _mesh_extract(self, stream: SrpcStream) -> MetaT:
         if self._mesh_extract_metadata is None:
@@ -725,7 +749,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         known = self._mesh_metadata.get(client_id, _MISSING)
         if known is not _MISSING and not _differs(known, metadata):
             return
-        self._mesh_metadata[client_id] = metadata
+        self._mesh_remember(stream, metadata)
         # Before activation the reservation/activation itself carries the metadata.
         if stream.id in self._mesh_gated and self._mesh_running:
             step = functools.partial(self._mesh_write_metadata_logged, stream, metadata)
@@ -750,7 +774,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             snapshot = self._mesh_take_snapshot(stream)
         else:
             snapshot = cast(MetaT, _snapshot(metadata))
-            self._mesh_metadata[client_id] = snapshot
+            self._mesh_remember(stream, snapshot)
         step = functools.partial(self._mesh_write_metadata, stream, snapshot)
         try:
             updated = await asyncio.shield(self._mesh_registry_steps.submit(client_id, step))
@@ -760,8 +784,9 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         if not updated and self._mesh_metadata.get(client_id, _MISSING) is snapshot:
             if previous is _MISSING:
                 self._mesh_metadata.pop(client_id, None)
+                self._mesh_stream_metadata.pop(stream.id, None)
             else:
-                self._mesh_metadata[client_id] = previous
+                self._mesh_remember(stream, previous)
         return updated
 
     # --- helpers -----------------------------------------------------------------------

@@ -233,6 +233,38 @@ async def test_no_disconnect_callback_when_the_client_reconnected_to_this_node(
     assert response == DNotifyResponse(acknowledged=True)
 
 
+async def test_a_reconnect_here_that_never_activates_reports_the_client_left(
+    make_node: MakeNode, make_client: MakeClient
+) -> None:
+    node = await make_node()
+
+    def refuse_the_second(stream: SrpcStream) -> None:
+        if stream.meta.get("s") == "two":
+            raise RuntimeError("not this one")
+
+    node.register_connection_handler(refuse_the_second)
+    connected, disconnected = Recorder(), Recorder()
+    node.on_client_connected(connected)
+    node.on_client_disconnected(disconnected)
+    first = make_client(
+        node, "c1", protocol_version=1, client_meta={"s": "one"}, enable_reconnect=False
+    )
+    await first.connect()
+    await eventually(lambda: connected.ids() == ["c1"])
+
+    second = make_client(
+        node, "c1", protocol_version=1, client_meta={"s": "two"}, enable_reconnect=False
+    )
+    await second.connect()  # takes over from the first stream, then is refused
+    await eventually(lambda: not first.is_connected and not second.is_connected)
+
+    await eventually(lambda: disconnected.events == [("c1", {"s": "one"})])
+    await settle()
+    assert disconnected.events == [("c1", {"s": "one"})]
+    assert connected.events == [("c1", {"s": "one"})]
+    assert await node.client_registry.list_clients() == []
+
+
 async def test_a_reconnect_does_not_wait_for_earlier_callbacks(
     make_node: MakeNode, make_client: MakeClient
 ) -> None:

@@ -413,6 +413,10 @@ def check(churn: Churn, live: list[Session], registry: dict[str, int]) -> dict[s
             # Known limit: the kick of a move made while Redis was restarting empty can
             # be lost with its data, and then the old node reports the leave: at most one.
             session.ended = "unclear"
+        if session.ended == "left" and session.cause == "supersede":
+            # The node closed it as taken over while the test was closing it (the close
+            # cause arrived after disconnect() returned): a move, or a leave.
+            session.ended = "unclear"
         if session.token in live_tokens or session.ended == "superseded" or not connected:
             problems["unexpected"] += bool(leaves)
             if leaves:
