@@ -141,8 +141,10 @@ class SrpcProtocol:
         """Monotonic time of the last frame received, for inactivity checks."""
         self.pings_received = 0
         self._pending: dict[str, CallField] = {}
-        self._expired: OrderedDict[str, None] = OrderedDict()
-        self._queued: deque[RequestReceived] = deque()
+        # Created on first use: most connections never time out a call and see no
+        # request before activation, and an idle server holds thousands of these.
+        self._expired: OrderedDict[str, None] | None = None
+        self._queued: deque[RequestReceived] | None = None
         self.violated = False
 
     # --- inbound ---------------------------------------------------------------------
@@ -150,7 +152,7 @@ class SrpcProtocol:
     @property
     def queued_requests(self) -> int:
         """Requests held back until activation."""
-        return len(self._queued)
+        return len(self._queued) if self._queued is not None else 0
 
     def receive(self, data: bytes | str) -> list[Event]:
         """Decode one WebSocket message; return what happened."""
@@ -179,7 +181,7 @@ class SrpcProtocol:
                 return self._violation("Reply without requestId")
             expected = self._pending.pop(frame.request_id, None)
             if expected is None:
-                if frame.request_id in self._expired:
+                if self._expired is not None and frame.request_id in self._expired:
                     del self._expired[frame.request_id]
                     return []  # a late reply to a call that timed out: not the peer's fault
                 return self._violation(f"Reply to unknown requestId {frame.request_id}")
@@ -198,6 +200,8 @@ class SrpcProtocol:
             call = None
         event = RequestReceived(frame.request_id, call, frame.member, frame.value, frame.trace)
         if not self.is_activated:
+            if self._queued is None:
+                self._queued = deque()
             self._queued.append(event)
             return []
         return [event]
@@ -209,9 +213,8 @@ class SrpcProtocol:
     def activate(self) -> list[RequestReceived]:
         """Mark the stream active; return the requests queued so far, oldest first."""
         self.is_activated = True
-        queued = list(self._queued)
-        self._queued.clear()
-        return queued
+        queued, self._queued = self._queued, None
+        return list(queued) if queued is not None else []
 
     # --- outbound --------------------------------------------------------------------
 
@@ -244,6 +247,8 @@ class SrpcProtocol:
         other reply to an id we are not waiting for closes the stream with 4000.
         """
         if self._pending.pop(request_id, None) is not None and expired:
+            if self._expired is None:
+                self._expired = OrderedDict()
             self._expired[request_id] = None
             while len(self._expired) > _EXPIRED_IDS:
                 self._expired.popitem(last=False)

@@ -313,7 +313,8 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             self.server_schema,
             max_frame_size=self.max_frame_size,
         )
-        established = asyncio.Event()
+        # A bare future, not an Event: it lives as long as the stream does.
+        established: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         activation: list[asyncio.Task[None]] = []
 
         def on_ping() -> None:
@@ -342,7 +343,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         try:
             announced = await self._establish(stream, session)
             if announced:
-                established.set()
+                established.set_result(None)
             await asyncio.shield(run)
         except BaseException:
             # Cancelled (server shutting down) or a bug in a hook: end the session too.
@@ -363,7 +364,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             try:
                 await self._run_close_hooks(stream, cause, announced)
             finally:
-                stream._closed.set()
+                stream._mark_cleaned_up()
 
     async def _run_close_hooks(
         self, stream: SrpcStream, cause: CloseCause, announced: bool
@@ -417,8 +418,8 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             return False
         return True
 
-    async def _activate(self, stream: SrpcStream, established: asyncio.Event) -> None:
-        await established.wait()
+    async def _activate(self, stream: SrpcStream, established: asyncio.Future[None]) -> None:
+        await asyncio.shield(established)
         session = stream.session
         assert session is not None
         for handler in list(self._connection_handlers):

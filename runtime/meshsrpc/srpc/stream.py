@@ -118,7 +118,8 @@ class SrpcStream:
         self.is_activated = False
         """True once activated; stays True after close (tells whether it ever was)."""
         self.session: SrpcSession | None = None
-        self._closed = asyncio.Event()
+        self._cleaned_up = False
+        self._closed: asyncio.Event | None = None  # only once someone waits
 
     @property
     def last_ping_at(self) -> int | None:
@@ -137,7 +138,17 @@ class SrpcStream:
 
     async def wait_closed(self) -> None:
         """Wait until the stream is closed and the server's cleanup (hooks, handlers) ran."""
+        if self._cleaned_up:
+            return
+        if self._closed is None:
+            self._closed = asyncio.Event()
         await self._closed.wait()
+
+    def _mark_cleaned_up(self) -> None:
+        """Called by the server once its cleanup of this stream has run."""
+        self._cleaned_up = True
+        if self._closed is not None:
+            self._closed.set()
 
     def create_byte_stream(self) -> ByteStreamWriter:
         """Open a byte stream to the client (ids 2, 4, 6, ...); pass its ``stream_id`` in a call."""
