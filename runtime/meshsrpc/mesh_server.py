@@ -163,6 +163,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         # to re-register its clients, one that nobody holds really left: report it.
         self._mesh_unsure: dict[str, tuple[Any, float]] = {}
         self._mesh_rejoined_at = -float("inf")  # loop time of the last rejoin
+        self._mesh_reconciler: asyncio.Task[None] | None = None
         # Client requests whose handlers are running; close() lets them answer first.
         self._mesh_requests_running = 0
         self._mesh_requests_done = asyncio.Event()
@@ -195,6 +196,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             backfill.append(self._mesh_registry_steps.submit(stream.client_id, step))
         if backfill:
             await asyncio.wait(backfill)
+        self._mesh_reconciler = asyncio.create_task(self._mesh_reconcile_loop())
 
     async def mesh_stop(self) -> None:
         """Remove this node's clients from the registry and leave the mesh.
@@ -203,6 +205,9 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         orphans for this node.
         """
         self._mesh_running = False
+        if self._mesh_reconciler is not None:
+            await cancel_and_wait([self._mesh_reconciler])
+            self._mesh_reconciler = None
         # A reservation still in flight could land after the cleanup; let it finish.
         await self._mesh_registry_steps.drain(self._mesh_request_timeout)
         await self._mesh_client_service.stop()
@@ -572,6 +577,40 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         if steps:
             await asyncio.wait(steps)
         logger.info("re-registered %d client(s) after the mesh rejoined", len(steps))
+
+    async def _mesh_reconcile_loop(self) -> None:
+        """Every node TTL, register again the clients held here that the registry lost.
+
+        A node that reserved one of our clients (a move) and died before its kick
+        arrived leaves our stream open and the client owned by nobody; nothing else
+        would repair that.
+        """
+        interval = self._mesh_client_service.mesh.node_ttl
+        while self._mesh_running:
+            await asyncio.sleep(interval)
+            try:
+                await self._mesh_reconcile()
+            except Exception as exc:
+                raise_if_cancelling()
+                logger.warning("could not check the registry entries of this node: %s", exc)
+
+    async def _mesh_reconcile(self) -> None:
+        # Announced streams only: their activation was written before the listing.
+        held = [
+            stream
+            for stream in list(self.streams_by_id.values())
+            if stream.id in self._mesh_announced and self._mesh_is_current(stream)
+        ]
+        if not held:
+            return
+        listed = await self.client_registry.list_clients_for_node()
+        registered = {client.client_id for client in listed}
+        for stream in held:
+            if stream.client_id in registered or not self._mesh_is_current(stream):
+                continue
+            logger.info("client %s is held here but unregistered; registering it", stream.client_id)
+            step = functools.partial(self._mesh_restore, stream, True)
+            self._mesh_registry_steps.submit(stream.client_id, step)
 
     def _mesh_unsure_horizon(self) -> float:
         mesh = self._mesh_client_service.mesh

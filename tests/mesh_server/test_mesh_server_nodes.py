@@ -236,3 +236,23 @@ async def test_a_client_left_unowned_by_a_takeover_that_never_finished_is_report
     await eventually(lambda: disconnected.events == [("c1", {"s": "one"})], timeout=5.0)
     await settle(2 * DEATH_FAST["node_ttl"])
     assert disconnected.events == [("c1", {"s": "one"})]
+
+
+async def test_a_client_a_lost_takeover_left_unowned_is_registered_again(
+    make_node: MakeNode, make_client: MakeClient, redis_settings: RedisSettings
+) -> None:
+    node = await make_node(**DEATH_FAST)
+    client = make_client(node, "c1", client_meta={"s": "one"})
+    await join(node, client)
+    stranger = MeshClientRegistry(999, MeshClientRedisRegistry("_mc:app", redis=redis_settings))
+    await stranger.reserve("c1", {"s": "stranger"})
+    await stranger.cleanup_node()  # the stranger died before its kick went out
+
+    async def registered_here() -> bool:
+        entry = await node.client_registry.get_client("c1")
+        return entry is not None and entry.node_id == node.mesh_instance_id
+
+    # Within a node TTL or two, the node notices and registers its client again.
+    await eventually(registered_here, timeout=5.0)
+    assert client.is_connected
+    assert (await node.invoke("c1", "dNotify", DNotifyRequest(notification="x"))).acknowledged
