@@ -43,9 +43,10 @@ async def bulk_register(redis_url: str, size: int, others: int) -> None:
         for n in range(start, min(start + BATCH, size + others)):
             node = NODE_ID if n < size else OTHER_NODE_ID
             client_id = f"scale-{n}"
+            # Key order as register.lua and the TypeScript nodes write it.
             values[client_id] = json.dumps(
-                {"nodeId": node, "connectedAt": connected_at, "state": "active",
-                 "hasMetadata": True, "metadata": METADATA},
+                {"state": "active", "nodeId": node, "connectedAt": connected_at,
+                 "metadata": METADATA, "hasMetadata": True},
                 separators=(",", ":"),
             )  # fmt: skip
             members[node].append(client_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, cast
 
 from .._lua import lua_source
@@ -45,25 +45,53 @@ def parse_client_value(client_id: str, raw: bytes | str) -> RegisteredClient[Any
     Accepts what TypeScript nodes write (cjson escapes like ``\\/``, numbers such as
     ``1.2345678901235e+16``, a missing ``state`` meaning active).
     """
-    try:
-        entry = json.loads(raw)
-    except ValueError:
-        logger.warning("skipping unparsable registry value for client %r", client_id)
-        return None
+    entry = _decode(raw)
     if not isinstance(entry, dict):
+        if entry is _UNPARSABLE:
+            logger.warning("skipping unparsable registry value for client %r", client_id)
         return None
     if entry.get("state", "active") != "active":
         return None
-    node_id = _as_int(entry.get("nodeId"))
-    connected_at = _as_int(entry.get("connectedAt"))
-    if node_id is None or connected_at is None:
-        logger.warning("skipping registry value without nodeId/connectedAt for %r", client_id)
-        return None
+    node_id = entry.get("nodeId")
+    connected_at = entry.get("connectedAt")
+    # Fast path for what every writer puts there; _as_int for the rest.
+    if type(node_id) is not int or type(connected_at) is not int:
+        node_id, connected_at = _as_int(node_id), _as_int(connected_at)
+        if node_id is None or connected_at is None:
+            logger.warning("skipping registry value without nodeId/connectedAt for %r", client_id)
+            return None
     # hasMetadata=false means "no metadata" (None); a writer that omits the flag
     # is taken at its word that ``metadata`` is the value.
-    has_metadata = entry.get("hasMetadata", entry.get("metadata") is not None)
-    metadata = entry.get("metadata") if has_metadata else None
+    metadata = entry.get("metadata")
+    if not entry.get("hasMetadata", metadata is not None):
+        metadata = None
     return RegisteredClient(client_id, node_id, connected_at, metadata)
+
+
+_UNPARSABLE: Any = object()
+# The decoder's C scanner (an instance attribute typeshed does not declare).
+_scan_json = cast("Callable[[str, int], tuple[Any, int]]", vars(json.JSONDecoder())["scan_once"])
+
+
+def _decode(raw: bytes | str) -> Any:
+    """One JSON value; _UNPARSABLE if it is not exactly one.
+
+    The C scanner directly: a registry listing parses thousands of values, and
+    ``json.loads`` spends about half its time on encoding detection and checks.
+    """
+    try:
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        value, end = _scan_json(text, 0)
+    except UnicodeDecodeError:
+        return _UNPARSABLE
+    except (StopIteration, ValueError):
+        value, end = _UNPARSABLE, -1
+    if end == len(text):
+        return value
+    try:  # surrounding whitespace, or garbage: the strict path decides
+        return json.loads(text)
+    except ValueError:
+        return _UNPARSABLE
 
 
 def _as_int(value: object) -> int | None:
