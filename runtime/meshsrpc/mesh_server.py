@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, cast
 
 import betterproto2
 
+from ._proto_json import message_from_json, message_to_json
 from ._serial import KeyedSerialQueue
 from .client_service import MeshClientService, NodeClientsOrphanedCallback
 from .errors import (
@@ -73,7 +74,7 @@ class _MessageJson(dict[str, Any]):
     __slots__ = ("message",)
 
     def __init__(self, message: betterproto2.Message) -> None:
-        super().__init__(message.to_dict())
+        super().__init__(message_to_json(message))
         self.message = message
 
 
@@ -340,7 +341,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             return result.message
         if not isinstance(result, dict):
             raise ClientInvocationError(f"{prefix}: the client's node sent no response message")
-        return response_call.message_cls.from_dict(result, ignore_unknown_fields=True)
+        return message_from_json(response_call.message_cls, result)
 
     async def _mesh_invoke_local_client(
         self,
@@ -356,7 +357,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             call = self.server_schema.lookup(prefix, request=True)
             if call is None:
                 raise ValueError(f"unknown call prefix {prefix!r}")
-            request = call.message_cls.from_dict(data, ignore_unknown_fields=True)
+            request = message_from_json(call.message_cls, data)
         return _MessageJson(await self._mesh_call_here(client_id, prefix, request, timeout))
 
     async def _mesh_call_here(
