@@ -130,6 +130,7 @@ class FrameSchema(Generic[MsgT]):
         self.trace_cls: type[betterproto2.Message] | None = (
             meta.cls_by_field[trace_attr] if trace_attr else None
         )
+        self._ping_frame: bytes | None = None  # always the same bytes
         self.fields_by_attr: dict[str, CallField] = {}
         self._by_prefix: dict[tuple[str, bool], CallField] = {}
         for f in meta.oneof_field_by_group[self.group]:
@@ -344,7 +345,9 @@ class FrameSchema(Generic[MsgT]):
 
     def ping(self) -> bytes:
         """The ``{pingPong: {}}`` frame."""
-        return self.encode(member=self.ping_attr, value=self.ping_cls())
+        if self._ping_frame is None:
+            self._ping_frame = self.encode(member=self.ping_attr, value=self.ping_cls())
+        return self._ping_frame
 
 
 def _has_envelope_layout(meta: betterproto2.ProtoClassMetadata, group: str) -> bool:

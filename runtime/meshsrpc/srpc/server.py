@@ -279,14 +279,16 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         if task is not None:
             self._serving.add(task)
         try:
-            await self._serve_stream(transport, request, accepted)
+            # Nothing needs the handshake (headers and all) once the stream exists; not
+            # holding it keeps it out of every idle connection's memory.
+            stream = self._new_stream(request, accepted)
+            del request, accepted
+            await self._serve_stream(transport, stream)
         finally:
             if task is not None:
                 self._serving.discard(task)
 
-    async def _serve_stream(
-        self, transport: Transport, request: HandshakeRequest, accepted: HandshakeAccepted
-    ) -> None:
+    def _new_stream(self, request: HandshakeRequest, accepted: HandshakeAccepted) -> SrpcStream:
         query = request.query
         try:
             protocol_version = int(query.get("_v", "1") or "1")
@@ -296,7 +298,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             configure_ts: int | None = int(query["ts"]) if query.get("ts") else None
         except ValueError:
             configure_ts = None
-        stream = SrpcStream(
+        return SrpcStream(
             id=uuid7(),
             client_stream_id=query["id"],
             client_id=query["cid"],
@@ -308,6 +310,8 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             meta=StreamMeta(accepted.meta),
             connected_at=int(time.time() * 1000),
         )
+
+    async def _serve_stream(self, transport: Transport, stream: SrpcStream) -> None:
         protocol = SrpcProtocol(
             self.client_schema,
             self.server_schema,
@@ -315,14 +319,21 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         )
         # A bare future, not an Event: it lives as long as the stream does.
         established: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        activation: list[asyncio.Task[None]] = []
+        # The activation task, while it runs (a finished one is not kept for the
+        # lifetime of the stream).
+        activation: set[asyncio.Task[None]] = set()
+        activation_started = False
 
         def on_ping() -> None:
+            nonlocal activation_started
             session.send(protocol.ping())
-            if not activation:
-                activation.append(
-                    asyncio.create_task(self._activate(stream, established), name="srpc-activate")
+            if not activation_started:
+                activation_started = True
+                task = asyncio.create_task(
+                    self._activate(stream, established), name="srpc-activate"
                 )
+                activation.add(task)
+                task.add_done_callback(activation.discard)
 
         session = SrpcSession(
             protocol,
@@ -353,7 +364,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             await asyncio.gather(run, return_exceptions=True)
             raise
         finally:
-            for task in activation:
+            for task in list(activation):
                 task.cancel()
             await asyncio.gather(*activation, return_exceptions=True)
             self._streams.pop(stream.id, None)

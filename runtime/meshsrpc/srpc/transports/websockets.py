@@ -132,8 +132,8 @@ async def serve(
         return None
 
     async def handler(connection: ServerConnection) -> None:
-        handshake, accepted = decisions.pop(connection)
-        await server._serve(WebsocketsTransport(connection), handshake, accepted)
+        # No locals: this frame lives as long as the connection.
+        await server._serve(WebsocketsTransport(connection), *decisions.pop(connection))
 
     return await ws_serve(
         handler,
