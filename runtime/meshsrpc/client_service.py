@@ -1,8 +1,9 @@
 """MeshClientService: call any client from any node (registry lookup + ``forward`` over the mesh).
 
 Every node runs one. A node registers the clients whose streams it holds; ``invoke``
-looks the client up (one HGET) and calls it directly when it is local, or asks the
-owning node over the mesh (WIRE.md §3: ``forward``, ``kickClient``, ``updateMeta``).
+looks the client up (one HGET, its answer reused for a moment) and calls it directly
+when it is local, or asks the owning node over the mesh (WIRE.md §3: ``forward``,
+``kickClient``, ``updateMeta``).
 The leader removes the clients of dead nodes and reports them once.
 """
 
@@ -52,12 +53,63 @@ NodeClientsOrphanedCallback = Callable[[int, list[RegisteredClient[Any]]], Any]
 #: there was nothing to kick. Sync or async.
 ClientSupersededCallback = Callable[[str], Any]
 
+# How long a client's owner, once looked up, is trusted without asking the registry
+# again. Short: a client that moved meanwhile is found by the retry below, but one
+# whose node died would send calls to the dead node until then.
+_ROUTE_TTL = 0.25
+# Routes remembered at most (oldest dropped first): callers of many clients must not
+# grow it without bound.
+_MAX_ROUTES = 10_000
+
 FORWARD = "forward"
 KICK_CLIENT = "kickClient"
 UPDATE_META = "updateMeta"
 
 # Errors that must never be turned into a reply: they stop the task or the process.
 _NOT_REPLIED = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+class _Routes:
+    """Client id -> the node that owned it moments ago, so that most invokes of a busy
+    client skip the registry lookup (one Redis round trip each).
+
+    A route is only a hint: the owner re-checks that it holds the client and answers
+    ClientDisconnectedError otherwise, and the caller then looks it up again.
+    """
+
+    def __init__(self) -> None:
+        self._routes: dict[str, tuple[int, float]] = {}
+
+    def get(self, client_id: str, now: float) -> int | None:
+        """The node, if remembered less than ``_ROUTE_TTL`` ago."""
+        route = self._routes.get(client_id)
+        if route is None:
+            return None
+        if route[1] <= now:
+            del self._routes[client_id]
+            return None
+        return route[0]
+
+    def remember(self, client_id: str, node_id: int, now: float) -> None:
+        """Trust ``node_id`` as the owner for the next ``_ROUTE_TTL`` seconds."""
+        routes = self._routes
+        routes.pop(client_id, None)
+        if len(routes) >= _MAX_ROUTES:
+            del routes[next(iter(routes))]
+        routes[client_id] = (node_id, now + _ROUTE_TTL)
+
+    def forget(self, client_id: str) -> None:
+        """Look the client up again next time."""
+        self._routes.pop(client_id, None)
+
+    def forget_node(self, node_id: int) -> None:
+        """Drop every route to ``node_id`` (it left the mesh)."""
+        for client_id in [c for c, (n, _) in self._routes.items() if n == node_id]:
+            del self._routes[client_id]
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._routes.clear()
 
 
 class MeshClientService(Generic[TMeta]):
@@ -109,6 +161,7 @@ class MeshClientService(Generic[TMeta]):
         self._orphaned_callbacks: list[NodeClientsOrphanedCallback] = []
         self._superseded_callbacks: list[ClientSupersededCallback] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._routes = _Routes()
         self._running = False
         self._lifecycle = asyncio.Lock()
         self._mesh.register_handler(FORWARD, self._serve_forward)
@@ -157,6 +210,7 @@ class MeshClientService(Generic[TMeta]):
         async with self._lifecycle:
             if self._running:
                 self._running = False
+                self._routes.clear()
                 try:
                     await self._registry.cleanup_node()
                 except Exception:
@@ -198,6 +252,7 @@ class MeshClientService(Generic[TMeta]):
         """
         if not self._running:
             return True
+        self._routes.forget(client_id)
         try:
             old = await self._registry.register(
                 client_id, metadata, allow_supersede=allow_supersede
@@ -217,6 +272,7 @@ class MeshClientService(Generic[TMeta]):
         """
         if not self._running:
             return None
+        self._routes.forget(client_id)
         old = await self._registry.reserve(client_id, metadata, allow_supersede=allow_supersede)
         self._kick_old_owner(client_id, old)
         return old
@@ -229,6 +285,7 @@ class MeshClientService(Generic[TMeta]):
         """
         if not self._running:
             return True
+        self._routes.forget(client_id)
         if self._registry.supports_reservation:
             return await self._registry.activate(client_id, metadata)
         old = await self._registry.register_reserved(client_id, metadata)
@@ -274,12 +331,41 @@ class MeshClientService(Generic[TMeta]):
         """
         if not self._running:
             raise ClientNotFoundError(client_id)
+        now = asyncio.get_running_loop().time()
+        node_id = self._routes.get(client_id, now)
+        if node_id is not None:
+            try:
+                return await self._forward(node_id, client_id, type, data, timeout)
+            except ClientDisconnectedError as exc:
+                # The route may be stale (the client moved or left): answer as a fresh
+                # lookup would have, trying once more if the client is elsewhere now.
+                self._routes.forget(client_id)
+                client = await self._registry.get_client(client_id)
+                if client is None:
+                    raise ClientNotFoundError(client_id) from exc
+                if client.node_id == node_id:
+                    raise
+                return await self._deliver(client.node_id, client_id, type, data, timeout)
+            except BaseException:
+                self._routes.forget(client_id)
+                raise
         client = await self._registry.get_client(client_id)
         if client is None:
             raise ClientNotFoundError(client_id)
-        if client.node_id == self.instance_id:
+        return await self._deliver(client.node_id, client_id, type, data, timeout)
+
+    async def _deliver(
+        self, node_id: int, client_id: str, type: str, data: Any, timeout: float | None
+    ) -> Any:
+        """Call the client on ``node_id`` (just read from the registry), here or remotely."""
+        if node_id == self.instance_id:
             return await self._client_invoke_fn(client_id, type, data, timeout)
-        return await self._forward(client.node_id, client_id, type, data, timeout)
+        self._routes.remember(client_id, node_id, asyncio.get_running_loop().time())
+        try:
+            return await self._forward(node_id, client_id, type, data, timeout)
+        except BaseException:
+            self._routes.forget(client_id)
+            raise
 
     # --- broadcasts -------------------------------------------------------------------
 
@@ -383,6 +469,7 @@ class MeshClientService(Generic[TMeta]):
     # --- the leader's side: orphans ---------------------------------------------------
 
     async def _on_node_cleaned_up(self, node_id: int) -> None:
+        self._routes.forget_node(node_id)
         try:
             # Atomic: of concurrent cleanups of one node, only one gets its clients.
             clients = await self._registry.cleanup_node(node_id)
