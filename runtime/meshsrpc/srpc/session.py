@@ -75,7 +75,7 @@ class SrpcSession:
         self._dispatch = dispatch
         self._on_ping = on_ping
         self._futures: dict[str, asyncio.Future[betterproto2.Message]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._request_task_name = f"{label}-request"
         # Frames go straight to the transport while it can take them without waiting;
         # the queue and the writer task exist only while something has to wait (a
@@ -152,11 +152,12 @@ class SrpcSession:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()  # a task cancelled before it started never removed itself
 
     async def wait_idle(self) -> None:
         """Wait until no incoming request is being handled."""
-        while self._tasks:
-            await asyncio.wait(list(self._tasks))
+        while running := [task for task in self._tasks if not task.done()]:
+            await asyncio.wait(running)
 
     async def wait_closed(self) -> None:
         """Wait until the receive loop has ended and the session is cleaned up."""
@@ -284,8 +285,9 @@ class SrpcSession:
         if not self.is_open:
             return
         task = asyncio.create_task(self._run_request(event), name=self._request_task_name)
+        # _run_request removes itself when it ends: a done callback would cost one
+        # more event-loop iteration per request.
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _run_request(self, event: RequestReceived) -> None:
         call, value = event.call, event.value
@@ -300,6 +302,7 @@ class SrpcSession:
                     response = await self._dispatch(call, value)
             frame = self.protocol.reply(event.request_id, call, response)
         except asyncio.CancelledError:
+            self._forget_current_task()
             raise
         except SrpcError as exc:
             frame = self.protocol.error_reply(
@@ -309,7 +312,13 @@ class SrpcSession:
             prefix = call.prefix if call is not None else event.member
             logger.exception("%s: handler for %s failed", self.label, prefix)
             frame = self.protocol.error_reply(event.request_id, str(exc), user_error=False)
+        self._forget_current_task()
         self.send(frame)
+
+    def _forget_current_task(self) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.discard(task)
 
     def _resolve(self, event: ReplyReceived) -> None:
         fut = self._futures.pop(event.request_id, None)
