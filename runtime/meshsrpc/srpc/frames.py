@@ -6,6 +6,10 @@ A container (the app's ``ClientMessage`` or ``ServerMessage``) has the framework
 ``<prefix>Response`` fields. Python code talks about calls by *prefix* (the proto field
 name without ``Request``/``Response``, e.g. ``"uEcho"``); betterproto2 names the
 attribute ``u_echo_request``. :class:`FrameSchema` maps between the two.
+
+The container itself is encoded and decoded here (the five envelope fields and the
+oneof member's tag and length); the member's message, and the trace, go through
+betterproto2. The bytes are the ones betterproto2 writes for the whole container.
 """
 
 from __future__ import annotations
@@ -182,8 +186,9 @@ class FrameSchema(Generic[MsgT]):
     def decode(self, data: bytes) -> Frame:
         """Parse and validate one frame; raise :class:`FrameError` if it is malformed.
 
-        Like ts-proto, a known field with an unexpected wire type is skipped; unlike
-        betterproto2, truncated input and two different oneof members are errors.
+        Like ts-proto, a known field with an unexpected wire type is skipped, and
+        truncated input (which betterproto2 accepts) is an error; so are two
+        different oneof members.
         """
         members = self._members_by_number
         if members is None:
@@ -206,6 +211,7 @@ class FrameSchema(Generic[MsgT]):
                     key, pos = read_varint(data, pos, end)
                 number, wire_type = key >> 3, key & 7
                 if wire_type == WIRE_LEN:
+                    # 0x80 sends a missing length to read_varint, which reports it.
                     length = data[pos] if pos < end else 0x80
                     if length < 0x80:
                         pos += 1

@@ -1,8 +1,9 @@
 """The asyncio side of one SRPC connection, shared by the server's streams and the client.
 
 A :class:`SrpcSession` drives a :class:`~.protocol.SrpcProtocol` over a
-:class:`~.transports.base.Transport`: a receive loop, a writer with a bounded send
-buffer, one task per incoming request (bounded by ``max_in_flight``), reply futures
+:class:`~.transports.base.Transport`: a receive loop, sending with a bounded send
+buffer (straight to the transport, or through a writer task while the transport makes
+us wait), one task per incoming request (bounded by ``max_in_flight``), reply futures
 for outgoing calls, and the byte-stream multiplexer.
 """
 
