@@ -117,3 +117,54 @@ async def test_subscribe_fails_when_redis_is_unreachable() -> None:
             await engine.subscribe(1, lambda source, data: None, lambda event: None)
     finally:
         await engine.aclose()
+
+
+async def test_concurrent_publishes_all_arrive_in_publish_order(engine: RedisMeshEngine) -> None:
+    got: list[bytes] = []
+    await engine.subscribe(1, lambda source, data: got.append(data), lambda event: None)
+    payloads = [str(i).encode() for i in range(300)]
+    await asyncio.gather(*(engine.publish_to_node(1, p) for p in payloads))
+    await engine.publish_broadcast(b"last")
+    for _ in range(200):
+        if len(got) == len(payloads) + 1:
+            break
+        await asyncio.sleep(0.02)
+    assert got == [*payloads, b"last"]
+
+
+async def test_publish_after_its_connection_was_killed_succeeds(
+    redis_server_factory: type[RedisServer],
+) -> None:
+    server = redis_server_factory()
+    engine = RedisMeshEngine(RedisSettings(url=server.url, prefix="e"), "k")
+    got: list[bytes] = []
+    await engine.subscribe(1, lambda source, data: got.append(data), lambda event: None)
+    try:
+        await engine.publish_to_node(1, b"before")
+        server.command("CLIENT", "KILL", "TYPE", "normal")
+        await engine.publish_to_node(1, b"after")
+        for _ in range(100):
+            if len(got) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert got == [b"before", b"after"]
+    finally:
+        await engine.aclose()
+
+
+async def test_publish_fails_while_redis_is_down_and_works_once_it_is_back(
+    redis_server_factory: type[RedisServer],
+) -> None:
+    server = redis_server_factory()
+    engine = RedisMeshEngine(RedisSettings(url=server.url, prefix="e"), "k")
+    try:
+        await engine.publish_to_node(1, b"up")
+        server.kill()
+        results = await asyncio.gather(
+            *(engine.publish_to_node(1, b"down") for _ in range(5)), return_exceptions=True
+        )
+        assert all(isinstance(r, RedisConnectionError) for r in results), results
+        server.start()
+        await engine.publish_to_node(1, b"up again")
+    finally:
+        await engine.aclose()
