@@ -30,6 +30,7 @@ import betterproto2
 
 from ._proto_json import message_from_json, message_to_json
 from ._serial import KeyedSerialQueue
+from ._tasks import cancel_and_wait, raise_if_cancelling
 from .client_service import MeshClientService, NodeClientsOrphanedCallback
 from .errors import (
     ClientConflictError,
