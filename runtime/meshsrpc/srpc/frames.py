@@ -9,7 +9,8 @@ attribute ``u_echo_request``. :class:`FrameSchema` maps between the two.
 
 The container itself is encoded and decoded here (the five envelope fields and the
 oneof member's tag and length); the member's message, and the trace, go through
-betterproto2. The bytes are the ones betterproto2 writes for the whole container.
+``messagecodec`` (a table-driven codec for simple classes, betterproto2 for the rest).
+The bytes are the ones betterproto2 writes for the whole container.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import betterproto2
 
+from .messagecodec import encode_message, parse_message
 from .protowire import (
     WIRE_I32,
     WIRE_I64,
@@ -264,11 +266,7 @@ class FrameSchema(Generic[MsgT]):
     def _parse_member(
         cls: type[betterproto2.Message], data: bytes, start: int, end: int
     ) -> betterproto2.Message:
-        check_wire_structure(data, cls, start, end, 1)
-        try:
-            return cls.parse(data[start:end])
-        except Exception as exc:  # betterproto2 raises assorted errors on bad input
-            raise FrameError(f"invalid message: {exc}") from exc
+        return parse_message(cls, data, start, end)
 
     def _decode_generic(self, data: bytes) -> Frame:
         check_wire_structure(data, self.container)
@@ -318,13 +316,13 @@ class FrameSchema(Generic[MsgT]):
         if user_error is not None:
             parts.append(_USER_ERROR[bool(user_error)])
         if trace is not None:
-            raw = bytes(trace)
+            raw = encode_message(trace)
             parts += (b"\x2a", encode_varint(len(raw)), raw)
         if member is not None and value is not None:
             key = self._member_keys.get(member)
             if key is None:
                 raise TypeError(f"{self.container.__name__} has no oneof member {member!r}")
-            raw = bytes(value)
+            raw = encode_message(value)
             parts += (key, encode_varint(len(raw)), raw)
         return b"".join(parts)
 
