@@ -76,7 +76,9 @@ class SrpcSession:
         self._dispatch = dispatch
         self._on_ping = on_ping
         self._futures: dict[str, asyncio.Future[betterproto2.Message]] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        # Request tasks by id() of their RequestReceived event: a task finds its own
+        # entry from the event it holds, without asyncio.current_task().
+        self._tasks: dict[int, asyncio.Task[Any]] = {}
         self._request_task_name = f"{label}-request"
         # Frames go straight to the transport while it can take them without waiting;
         # the queue and the writer task exist only while something has to wait (a
@@ -148,7 +150,7 @@ class SrpcSession:
         self._futures.clear()
         if self._byte_streams is not None:
             self._byte_streams.fail_all(f"stream closed ({self.close_cause})")
-        tasks = [*self._tasks, *(t for t in (self._writer_task,) if t is not None)]
+        tasks = [*self._tasks.values(), *(t for t in (self._writer_task,) if t is not None)]
         for task in tasks:
             task.cancel()
         if tasks:
@@ -157,7 +159,7 @@ class SrpcSession:
 
     async def wait_idle(self) -> None:
         """Wait until no incoming request is being handled."""
-        while running := [task for task in self._tasks if not task.done()]:
+        while running := [task for task in self._tasks.values() if not task.done()]:
             await asyncio.wait(running)
 
     async def wait_closed(self) -> None:
@@ -288,7 +290,7 @@ class SrpcSession:
         task = asyncio.create_task(self._run_request(event), name=self._request_task_name)
         # _run_request removes itself when it ends: a done callback would cost one
         # more event-loop iteration per request.
-        self._tasks.add(task)
+        self._tasks[id(event)] = task
 
     async def _run_request(self, event: RequestReceived) -> None:
         call, value = event.call, event.value
@@ -303,7 +305,7 @@ class SrpcSession:
                     response = await self._dispatch(call, value)
             frame = self.protocol.reply(event.request_id, call, response)
         except asyncio.CancelledError:
-            self._forget_current_task()
+            self._tasks.pop(id(event), None)
             raise
         except SrpcError as exc:
             frame = self.protocol.error_reply(
@@ -313,13 +315,8 @@ class SrpcSession:
             prefix = call.prefix if call is not None else event.member
             logger.exception("%s: handler for %s failed", self.label, prefix)
             frame = self.protocol.error_reply(event.request_id, str(exc), user_error=False)
-        self._forget_current_task()
+        self._tasks.pop(id(event), None)
         self.send(frame)
-
-    def _forget_current_task(self) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.discard(task)
 
     def _resolve(self, event: ReplyReceived) -> None:
         fut = self._futures.pop(event.request_id, None)
