@@ -209,6 +209,10 @@ class FrameSchema(Generic[MsgT]):
                 key = data[pos]
                 if key < 0x80:
                     pos += 1
+                elif pos + 1 < end and data[pos + 1] < 0x80:
+                    # Two bytes: the key of every app member (field numbers 16..2047).
+                    key = (key & 0x7F) | data[pos + 1] << 7
+                    pos += 2
                 else:
                     key, pos = read_varint(data, pos, end)
                 number, wire_type = key >> 3, key & 7
@@ -253,20 +257,14 @@ class FrameSchema(Generic[MsgT]):
                     raise FrameError(f"unsupported wire type {wire_type}")
             trace = None
             if trace_span is not None and self.trace_cls is not None:
-                trace = self._parse_member(self.trace_cls, data, *trace_span)
+                trace = parse_message(self.trace_cls, data, *trace_span)
             if member_number:
                 member, cls = members[member_number]
-                value_msg = self._parse_member(cls, data, member_start, member_end)
+                value_msg = parse_message(cls, data, member_start, member_end)
                 return Frame(request_id, reply, error, user_error, trace, member, value_msg)
             return Frame(request_id, reply, error, user_error, trace, "", None)
         except UnicodeDecodeError as exc:
             raise FrameError(f"invalid UTF-8 in a string field: {exc}") from exc
-
-    @staticmethod
-    def _parse_member(
-        cls: type[betterproto2.Message], data: bytes, start: int, end: int
-    ) -> betterproto2.Message:
-        return parse_message(cls, data, start, end)
 
     def _decode_generic(self, data: bytes) -> Frame:
         check_wire_structure(data, self.container)

@@ -341,6 +341,9 @@ def parse_message(
     Raises :class:`FrameError` for anything either of them rejects.
     """
     try:
+        codec = _CODECS.get(cls)  # the common case without _parse's extra call
+        if codec is not None:
+            return codec.parse(data, start, end, depth)
         return _parse(cls, data, start, end, depth)
     except FrameError:
         raise
