@@ -187,3 +187,20 @@ def test_two_different_members_are_rejected(hex_frame: str) -> None:
 def test_broken_envelope_fields_are_rejected(hex_frame: str) -> None:
     with pytest.raises(FrameError):
         FrameSchema(ClientMessage).decode(bytes.fromhex(hex_frame))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["ClientMessage", "ServerMessage"]), st.text(max_size=40), st.data())
+def test_encode_reply_writes_what_encode_does(name: str, request_id: str, data: Any) -> None:
+    container = CONTAINERS[name]
+    members = CLIENT_MEMBERS if name == "ClientMessage" else SERVER_MEMBERS
+    member = data.draw(st.sampled_from(sorted(members)))
+    value = data.draw(st.sampled_from(members[member]))
+    for schema in (FrameSchema(container), _generic(container)):
+        expected = schema.encode(request_id=request_id, reply=True, member=member, value=value)
+        assert schema.encode_reply(request_id, member, value) == expected
+
+
+def test_encode_reply_refuses_an_unknown_member_like_encode() -> None:
+    with pytest.raises(TypeError):
+        FrameSchema(ServerMessage).encode_reply("1", "no_such_member", UEchoResponse())

@@ -324,6 +324,22 @@ class FrameSchema(Generic[MsgT]):
             parts += (key, encode_varint(len(raw)), raw)
         return b"".join(parts)
 
+    def encode_reply(self, request_id: str, member: str, value: betterproto2.Message) -> bytes:
+        """``encode(request_id=..., reply=True, member=..., value=...)``: a response frame.
+
+        The hot path of every answered call, without encode's optional fields.
+        """
+        key = self._member_keys.get(member)
+        if key is None:  # the betterproto2 layout, or no such member (encode raises)
+            return self.encode(request_id=request_id, reply=True, member=member, value=value)
+        raw = encode_message(value)
+        if not request_id:
+            return b"".join((_REPLY_TRUE, key, encode_varint(len(raw)), raw))
+        rid = request_id.encode()
+        return b"".join(
+            (b"\x0a", encode_varint(len(rid)), rid, _REPLY_TRUE, key, encode_varint(len(raw)), raw)
+        )
+
     def _encode_generic(
         self,
         request_id: str,

@@ -263,9 +263,7 @@ class SrpcProtocol:
         response = self.outgoing.lookup(call.prefix, request=False)
         if response is None:
             raise KeyError(call.prefix)
-        return self.outgoing.encode(
-            request_id=request_id, reply=True, member=response.attr, value=value
-        )
+        return self.outgoing.encode_reply(request_id, response.attr, value)
 
     def error_reply(self, request_id: str, message: str, *, user_error: bool) -> bytes:
         """The frame answering ``request_id`` with an error."""
