@@ -124,6 +124,16 @@ class _PendingRequest:
         self._timer = None
         self.fail(MeshRequestTimeoutError(self.instance_id, self.type))
 
+    def on_sent(self, sent: asyncio.Future[None]) -> None:
+        """The publish of the request ended: fail the call if it could not be sent."""
+        exc = None if sent.cancelled() else sent.exception()
+        if exc is not None and not self.future.done():
+            error = MeshError(
+                f"could not send mesh request {self.type!r} to node {self.instance_id}: {exc}"
+            )
+            error.__cause__ = exc
+            self.fail(error)
+
 
 class _Repeating:
     """Calls ``callback()`` every ``interval`` seconds until stopped (a timer, no task)."""
@@ -334,18 +344,10 @@ class MeshService:
         pending = _PendingRequest(instance_id, type, seconds)
         self._pending[request_id] = pending
         pending.arm()
+        # Not awaited: the reply (or the timer, if the publish hangs) ends the wait, so
+        # the caller wakes once per invoke; a failed publish fails it through on_sent.
+        engine.send_to_node(instance_id, payload).add_done_callback(pending.on_sent)
         try:
-            try:
-                async with asyncio.timeout(seconds):
-                    await engine.publish_to_node(instance_id, payload)
-            except TimeoutError:
-                pending.fail(MeshRequestTimeoutError(instance_id, type))
-            except Exception as exc:
-                raise_if_cancelling()
-                if not pending.future.done():
-                    raise MeshError(
-                        f"could not send mesh request {type!r} to node {instance_id}: {exc}"
-                    ) from exc
             return await pending.future
         finally:
             pending.disarm()
@@ -538,11 +540,14 @@ class MeshService:
         engine = self._engine
         if engine is None:
             return
-        try:
-            await engine.publish_to_node(request.sender, payload)
-        except Exception as exc:
-            raise_if_cancelling()
-            logger.warning("mesh %s: could not reply to node %d: %s", self.key, request.sender, exc)
+        # Not awaited: this task is done once the reply is queued (one wake-up less).
+        sent = engine.send_to_node(request.sender, payload)
+        sent.add_done_callback(functools.partial(self._log_reply_failure, request.sender))
+
+    def _log_reply_failure(self, sender: int, sent: asyncio.Future[None]) -> None:
+        exc = None if sent.cancelled() else sent.exception()
+        if exc is not None:
+            logger.warning("mesh %s: could not reply to node %d: %s", self.key, sender, exc)
 
     def _beat_request(self, sender: int, request_id: str) -> None:
         # Not awaited: a slow publish must not delay the next beat.

@@ -73,10 +73,15 @@ class Broadcast:
     data: Any
 
 
+# Built once: json.dumps/json.loads with options build a new encoder on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_DECODER = json.JSONDecoder()
+
+
 def encode(message: dict[str, Any]) -> bytes:
     """JSON as ``JSON.stringify`` writes it: no spaces, insertion order, non-ASCII raw,
     "/" unescaped. Raises TypeError/ValueError for values JSON cannot carry."""
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return _ENCODER.encode(message).encode()
 
 
 def request(request_id: str, sender: int, type: str, data: Any, timeout_ms: int) -> bytes:
@@ -160,7 +165,11 @@ def parse_broadcast(payload: bytes) -> Broadcast:
 
 def _decode(payload: bytes) -> dict[str, Any]:
     try:
-        message = json.loads(payload)
+        if payload[:1] == b"{" and payload[1:2] != b"\x00":
+            # What json.loads(bytes) does for this (the usual) case, minus its checks.
+            message = _DECODER.decode(payload.decode("utf-8", "surrogatepass"))
+        else:  # BOMs, UTF-16/32, leading white space: as json.loads has it
+            message = json.loads(payload)
     except ValueError:  # also bytes that are not UTF-8
         raise InvalidMessage("not JSON") from None
     if not isinstance(message, dict):

@@ -104,6 +104,21 @@ async def test_inbox_and_broadcast_delivery(open_engine: OpenEngine) -> None:
     ]
 
 
+async def test_send_to_node_queues_in_order_and_reports_when_sent(
+    open_engine: OpenEngine,
+) -> None:
+    engine, sender = open_engine(), open_engine()
+    got: list[bytes] = []
+    await engine.subscribe(1, lambda source, data: got.append(data), ignore_events)
+    sent = [sender.send_to_node(1, str(n).encode()) for n in range(20)]
+    await asyncio.gather(*sent)
+    for _ in range(100):
+        if len(got) == 20:
+            break
+        await asyncio.sleep(0.02)
+    assert got == [str(n).encode() for n in range(20)]
+
+
 async def test_no_delivery_after_unsubscribe(open_engine: OpenEngine) -> None:
     engine, sender = open_engine(), open_engine()
     got: list[bytes] = []

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from mesh_helpers import MakeMesh, eventually
 from meshsrpc import (
+    MeshError,
     MeshHandlerError,
     MeshNoHandlerError,
     MeshRequestTimeoutError,
@@ -386,3 +387,19 @@ async def test_call_to_a_node_that_left_fails_before_its_timeout(
             await asyncio.wait_for(call, 10)
     finally:
         await engine.aclose()
+
+
+async def test_request_that_cannot_be_sent_fails_with_mesh_error(make_mesh: MakeMesh) -> None:
+    a = await make_mesh()
+    b = await make_mesh()
+    engine = a._engine
+    assert engine is not None
+
+    def broken_send(instance_id: int, payload: bytes) -> asyncio.Future[None]:
+        failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        failed.set_exception(ConnectionError("redis is gone"))
+        return failed
+
+    engine.send_to_node = broken_send  # type: ignore[method-assign]
+    with pytest.raises(MeshError, match=r"could not send mesh request 'echo'.*redis is gone"):
+        await a.invoke(b.instance_id, "echo", 1, timeout=5)

@@ -8,6 +8,7 @@ see only these methods. Key and channel names are part of the wire contract
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -128,6 +129,11 @@ class MeshEngine(Protocol):
 
     async def publish_to_node(self, instance_id: int, payload: bytes) -> None:
         """Publish to a node's inbox (nobody listening is not an error)."""
+        ...
+
+    def send_to_node(self, instance_id: int, payload: bytes) -> asyncio.Future[None]:
+        """:meth:`publish_to_node` without waiting: the returned future ends once the
+        message was published (or with the error). Keeps the order of publishes."""
         ...
 
     async def publish_broadcast(self, payload: bytes) -> None:

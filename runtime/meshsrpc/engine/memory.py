@@ -160,6 +160,15 @@ class MemoryMeshEngine:
         if subscription is not None:
             subscription.post(MessageSource.INBOX, payload)
 
+    def send_to_node(self, instance_id: int, payload: bytes) -> asyncio.Future[None]:
+        """:meth:`publish_to_node`, already done."""
+        subscription = self._state.inboxes.get(instance_id)
+        if subscription is not None:
+            subscription.post(MessageSource.INBOX, payload)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
     async def publish_broadcast(self, payload: bytes) -> None:
         """Deliver to every subscribed node, the sender included."""
         for subscription in list(self._state.listeners):

@@ -128,6 +128,10 @@ class RedisMeshEngine:
         """PUBLISH to ``node:<id>``."""
         await self._publisher.publish(self.keys.inbox(instance_id), payload)
 
+    def send_to_node(self, instance_id: int, payload: bytes) -> asyncio.Future[None]:
+        """Queue a PUBLISH to ``node:<id>``; the future ends when Redis confirmed it."""
+        return self._publisher.send(self.keys.inbox(instance_id), payload)
+
     async def publish_broadcast(self, payload: bytes) -> None:
         """PUBLISH to ``broadcast``."""
         await self._publisher.publish(self.keys.broadcast, payload)
@@ -189,6 +193,10 @@ class _Publisher:
 
     async def publish(self, channel: str, payload: bytes) -> None:
         """PUBLISH ``payload`` to ``channel``; returns once Redis confirmed it."""
+        await self.send(channel, payload)
+
+    def send(self, channel: str, payload: bytes) -> asyncio.Future[None]:
+        """Queue a PUBLISH; the future ends when Redis confirmed it (or with the error)."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         self._queue.append((channel, payload, done))
@@ -196,7 +204,7 @@ class _Publisher:
             self._task = loop.create_task(self._run(), name="meshsrpc-publisher")
         elif self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
-        await done
+        return done
 
     async def aclose(self) -> None:
         """Stop writing; queued messages fail with a connection error."""
