@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from meshsrpc import RedisSettings
 from meshsrpc.engine.base import SubscriptionEvent
-from meshsrpc.engine.redis import RedisMeshEngine
+from meshsrpc.engine.redis import RedisMeshEngine, _buffered_replies
 from meshsrpc.redis_server import RedisServer
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -168,3 +168,24 @@ async def test_publish_fails_while_redis_is_down_and_works_once_it_is_back(
         await engine.publish_to_node(1, b"up again")
     finally:
         await engine.aclose()
+
+
+async def test_subscriber_dispatches_every_message_one_read_brought_in_order(
+    engine: RedisMeshEngine, client: Redis
+) -> None:
+    got: list[bytes] = []
+    await engine.subscribe(1, lambda source, data: got.append(data), lambda event: None)
+    payloads = [str(i).encode() for i in range(500)]
+    # One pipeline: the subscriber reads many messages per socket read.
+    async with client.pipeline(transaction=False) as pipe:
+        for payload in payloads:
+            pipe.publish(engine.keys.inbox(1), payload)
+        await pipe.execute()
+    for _ in range(200):
+        if len(got) == len(payloads):
+            break
+        await asyncio.sleep(0.02)
+    assert got == payloads
+    subscriber = engine._subscriber
+    assert subscriber is not None and subscriber._connection is not None
+    assert _buffered_replies(subscriber._connection) is not None

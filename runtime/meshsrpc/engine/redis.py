@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio.retry import Retry
@@ -30,6 +32,13 @@ from .base import (
     SubscriptionEvent,
     SubscriptionEventCallback,
 )
+
+try:  # redis-py's hiredis parser and its "incomplete reply" marker (not public)
+    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
+    from redis._parsers.hiredis import _AsyncHiredisParser as _HiredisParser
+except ImportError:  # pragma: no cover - other redis-py versions: one read per message
+    _NOT_ENOUGH_DATA = object()
+    _HiredisParser = None  # type: ignore[assignment,misc]
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -258,9 +267,19 @@ async def _send_publishes(connection: AbstractConnection, batch: list[_Queued]) 
     """One write with every PUBLISH of ``batch``, then their replies, in order."""
     commands = [("PUBLISH", channel, payload) for channel, payload, _ in batch]
     await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+    # One deadline for the batch (its replies arrive together), not one timer per reply.
+    # A timeout cancels the read, and redis-py then drops the connection.
+    try:
+        async with asyncio.timeout(_SOCKET_TIMEOUT):
+            await _read_publish_replies(connection, batch)
+    except TimeoutError:
+        raise RedisTimeoutError("timeout reading PUBLISH replies from Redis") from None
+
+
+async def _read_publish_replies(connection: AbstractConnection, batch: list[_Queued]) -> None:
     for _, _, done in batch:
         try:
-            await connection.read_response()
+            await connection.read_response(timeout=math.inf)
         except ResponseError as exc:
             if not done.done():
                 done.set_exception(exc)
@@ -395,6 +414,8 @@ class _Subscriber:
     async def _read_loop(self, connection: AbstractConnection) -> None:
         loop = asyncio.get_running_loop()
         ping_sent_at: float | None = None
+        # After the connection's (re)connect, which gives its parser a new reader.
+        buffered = _buffered_replies(connection)
         while True:
             reply = await connection.read_response(timeout=self._interval, push_request=True)
             if reply is None:
@@ -406,9 +427,23 @@ class _Subscriber:
                 continue
             # Any reply proves the connection is alive.
             ping_sent_at = None
-            if self._closing and _kind(reply) == b"unsubscribe" and reply[2] == 0:
+            if self._handle(reply):
                 return
-            self._dispatch(reply)
+            if buffered is not None:
+                # The rest of what that read brought, without a timer and an await
+                # per message (many messages per wake-up under load).
+                while (reply := buffered()) is not _NOT_ENOUGH_DATA:
+                    if isinstance(reply, Exception):
+                        raise reply
+                    if self._handle(reply):
+                        return
+
+    def _handle(self, reply: Any) -> bool:
+        """Dispatch one reply; True when it confirms the unsubscribe of close()."""
+        if self._closing and _kind(reply) == b"unsubscribe" and reply[2] == 0:
+            return True
+        self._dispatch(reply)
+        return False
 
     def _dispatch(self, reply: Any) -> None:
         if _kind(reply) != b"message" or len(reply) < 3:
@@ -425,6 +460,17 @@ class _Subscriber:
             self._on_event(event)
         except Exception:
             logger.exception("mesh subscription callback failed")
+
+
+def _buffered_replies(connection: AbstractConnection) -> Callable[[], Any] | None:
+    """The hiredis reader's ``gets`` of ``connection``: the next reply already read from
+    the socket, or ``_NOT_ENOUGH_DATA``; None with another parser."""
+    parser = getattr(connection, "_parser", None)
+    if _HiredisParser is None or not isinstance(parser, _HiredisParser):
+        return None
+    reader = getattr(parser, "_reader", None)
+    gets = getattr(reader, "gets", None)
+    return gets if callable(gets) else None
 
 
 def _kind(reply: Any) -> bytes | None:
