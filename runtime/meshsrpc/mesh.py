@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import itertools
 import logging
 import socket
 import uuid
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import mesh_messages as messages
+from ._deadlines import Deadlines
 from ._tasks import cancel_and_wait, raise_if_cancelling
 from .engine import MeshEngine, open_mesh_engine
 from .engine.base import MessageSource, SubscriptionEvent
@@ -85,11 +87,29 @@ async def _call(handler: Callable[..., Any], *args: Any) -> Any:
 
 
 class _PendingRequest:
-    """A remote invoke waiting for its reply; its timer restarts on each request heartbeat."""
+    """A remote invoke waiting for its reply; its timeout restarts on each request heartbeat."""
 
-    def __init__(self, instance_id: int, type: str, timeout: float) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.future: asyncio.Future[Any] = self.loop.create_future()
+    __slots__ = (
+        "_timeouts",
+        "future",
+        "instance_id",
+        "loop",
+        "target_missing",
+        "target_seen",
+        "timeout",
+        "type",
+    )
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        timeouts: Deadlines[_PendingRequest],
+        instance_id: int,
+        type: str,
+        timeout: float,
+    ) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
         self.instance_id = instance_id
         self.type = type
         self.timeout = timeout
@@ -97,18 +117,15 @@ class _PendingRequest:
         # row found it missing since.
         self.target_seen = False
         self.target_missing = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self._timeouts = timeouts
 
     def arm(self) -> None:
         """(Re)start the timeout from now."""
-        self.disarm()
         if not self.future.done():
-            self._timer = self.loop.call_later(self.timeout, self._expire)
+            self._timeouts.set(self, self.loop.time() + self.timeout)
 
     def disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timeouts.discard(self)
 
     def resolve(self, value: Any) -> None:
         if not self.future.done():
@@ -120,8 +137,8 @@ class _PendingRequest:
             self.future.set_exception(exc)
         self.disarm()
 
-    def _expire(self) -> None:
-        self._timer = None
+    def expire(self) -> None:
+        """The timeout passed without a reply or a request heartbeat."""
         self.fail(MeshRequestTimeoutError(self.instance_id, self.type))
 
     def on_sent(self, sent: asyncio.Future[None]) -> None:
@@ -135,24 +152,34 @@ class _PendingRequest:
             self.fail(error)
 
 
-class _Repeating:
-    """Calls ``callback()`` every ``interval`` seconds until stopped (a timer, no task)."""
+class _Serving:
+    """A request whose handler runs here: the caller gets a heartbeat every ``interval``."""
 
-    def __init__(self, interval: float, callback: Callable[[], None]) -> None:
-        self._interval = interval
-        self._callback = callback
-        self._loop = asyncio.get_running_loop()
-        self._timer: asyncio.TimerHandle | None = self._loop.call_later(interval, self._fire)
+    __slots__ = ("interval", "request_id", "sender")
 
-    def stop(self) -> None:
-        """Cancel the next call; idempotent."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    def __init__(self, sender: int, request_id: str, interval: float) -> None:
+        self.sender = sender
+        self.request_id = request_id
+        self.interval = interval
 
-    def _fire(self) -> None:
-        self._timer = self._loop.call_later(self._interval, self._fire)
-        self._callback()
+
+class _RequestIds:
+    """Request ids in the uuid4 format: a random prefix per process and a counter.
+
+    Unique per process like uuid4 (no late reply can match a newer request), unique
+    across processes by the prefix's 74 random bits, and a fraction of uuid4's cost.
+    """
+
+    def __init__(self) -> None:
+        self._prefix = str(uuid.uuid4())[:24]
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        """The next id."""
+        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFF:012x}"
+
+
+_request_ids = _RequestIds()
 
 
 class MeshService:
@@ -187,6 +214,8 @@ class MeshService:
         self._on_rejoined: RejoinedCallback | None = None
         self._rejoin_pending = False
         self._pending: dict[str, _PendingRequest] = {}
+        self._timeouts: Deadlines[_PendingRequest] = Deadlines(_PendingRequest.expire)
+        self._beats: Deadlines[_Serving] = Deadlines(self._beat_request)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._cleanup_tasks: set[asyncio.Task[Any]] = set()
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -299,6 +328,8 @@ class MeshService:
             for pending in list(self._pending.values()):
                 pending.fail(stopped)
             self._pending.clear()
+            self._timeouts.clear()
+            self._beats.clear()
             current = asyncio.current_task()
             await cancel_and_wait({t for t in self._tasks if t is not current})
             if self._cleanup_tasks:
@@ -338,10 +369,12 @@ class MeshService:
         seconds = self.request_timeout if timeout is None else timeout
         if seconds <= 0:
             raise ValueError("timeout must be positive")
-        request_id = str(uuid.uuid4())
+        request_id = _request_ids.next()
         timeout_ms = max(1, round(seconds * 1000))
         payload = messages.request(request_id, self._instance_id, type, data, timeout_ms)
-        pending = _PendingRequest(instance_id, type, seconds)
+        pending = _PendingRequest(
+            asyncio.get_running_loop(), self._timeouts, instance_id, type, seconds
+        )
         self._pending[request_id] = pending
         pending.arm()
         # Not awaited: the reply (or the timer, if the publish hangs) ends the wait, so
@@ -519,11 +552,11 @@ class MeshService:
         if handler is None:
             payload = messages.no_handler_reply(request.request_id, request.type)
         else:
-            # A timer, not a task: most handlers answer long before the first beat is due.
-            beats = _Repeating(
-                max(caller_timeout * _REQUEST_HEARTBEAT_RATIO, 0.01),
-                functools.partial(self._beat_request, request.sender, request.request_id),
-            )
+            # A deadline, not a task or a timer each: most handlers answer long before
+            # the first beat is due.
+            interval = max(caller_timeout * _REQUEST_HEARTBEAT_RATIO, 0.01)
+            serving = _Serving(request.sender, request.request_id, interval)
+            self._beats.set(serving, asyncio.get_running_loop().time() + interval)
             try:
                 result = await _call(handler, request.data)
             except Exception as exc:
@@ -536,7 +569,7 @@ class MeshService:
                     text = f"mesh handler {request.type!r} returned a value that is not JSON: {exc}"
                     payload = messages.error_reply(request.request_id, text)
             finally:
-                beats.stop()
+                self._beats.discard(serving)
         engine = self._engine
         if engine is None:
             return
@@ -549,10 +582,11 @@ class MeshService:
         if exc is not None:
             logger.warning("mesh %s: could not reply to node %d: %s", self.key, sender, exc)
 
-    def _beat_request(self, sender: int, request_id: str) -> None:
+    def _beat_request(self, serving: _Serving) -> None:
+        self._beats.set(serving, asyncio.get_running_loop().time() + serving.interval)
         # Not awaited: a slow publish must not delay the next beat.
-        payload = messages.request_heartbeat(request_id)
-        self._spawn(self._send_request_heartbeat(sender, payload), self._tasks)
+        payload = messages.request_heartbeat(serving.request_id)
+        self._spawn(self._send_request_heartbeat(serving.sender, payload), self._tasks)
 
     async def _send_request_heartbeat(self, sender: int, payload: bytes) -> None:
         engine = self._engine
