@@ -301,3 +301,17 @@ async def test_many_clients_leave_nothing_behind(
     await eventually(lambda: server.streams_by_id == {} and server.streams_by_client_id == {})
     # Only the server's inactivity sweeper may remain.
     await eventually(lambda: len(asyncio.all_tasks()) <= baseline + 1)
+
+
+async def test_frames_sent_in_one_loop_iteration_share_a_write_and_all_arrive(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    server = await make_server()
+    server.register_message_handler("uEcho", echo)
+    client = make_client(server)
+    await client.connect()
+    # Sent in one iteration: the first frame leaves at once, the rest in one write.
+    results = await asyncio.gather(
+        *(client.invoke("uEcho", UEchoRequest(message=str(i))) for i in range(50))
+    )
+    assert [r.message for r in results] == [f"Echo: {i}" for i in range(50)]

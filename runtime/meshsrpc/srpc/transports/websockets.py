@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl as ssl_module
 import weakref
@@ -25,6 +26,21 @@ __all__ = ["WebsocketsTransport", "serve"]
 
 logger = logging.getLogger(__name__)
 
+# Bytes of small frames held back until the end of an event-loop iteration, at most.
+_CORK_LIMIT = 64 * 1024
+
+
+def _half_close(connection: Connection) -> None:
+    # As websockets' Connection.send_data does for the end-of-stream marker.
+    transport = connection.transport
+    if transport.can_write_eof():
+        try:
+            transport.write_eof()
+        except Exception:  # pragma: no cover - as websockets: any error means closed
+            pass
+    else:  # pragma: no cover - TLS
+        transport.close()
+
 
 def _format_address(address: Any) -> str:
     if isinstance(address, tuple) and len(address) >= 2:
@@ -43,6 +59,10 @@ class WebsocketsTransport:
         self._can_send_directly = all(
             hasattr(connection, name) for name in ("send_in_progress", "paused", "send_data")
         )
+        # True from a direct send until the end of that event-loop iteration: frames
+        # sent meanwhile wait in the protocol and leave together in one write.
+        self._corked = False
+        self._corked_bytes = 0
 
     @property
     def remote_address(self) -> str:
@@ -79,8 +99,39 @@ class WebsocketsTransport:
         ):
             return False
         connection.protocol.send_binary(data)
-        connection.send_data()
+        if not self._corked:
+            # The first frame of an iteration leaves at once (no added latency); the
+            # ones after it, e.g. replies of requests that arrived together, share a
+            # system call.
+            connection.send_data()
+            self._corked = True
+            asyncio.get_running_loop().call_soon(self._uncork)
+        elif self._corked_bytes + len(data) <= _CORK_LIMIT:
+            self._corked_bytes += len(data)
+        else:
+            # Big frames go to the transport now, so that its flow control sees them.
+            self._write_corked()
         return True
+
+    def _uncork(self) -> None:
+        self._corked = False
+        self._write_corked()
+
+    def _write_corked(self) -> None:
+        self._corked_bytes = 0
+        connection = self.connection
+        chunks = connection.protocol.data_to_send()
+        if not chunks:
+            return
+        if len(chunks) > 1 and all(chunks):
+            connection.transport.write(b"".join(chunks))
+            return
+        # One frame, or an end-of-stream marker among them: as websockets writes them.
+        for chunk in chunks:
+            if chunk:
+                connection.transport.write(chunk)
+            else:
+                _half_close(connection)
 
     async def close(self, code: int, reason: str) -> None:
         await self.connection.close(code, reason)
@@ -89,7 +140,7 @@ class WebsocketsTransport:
         self.connection.transport.abort()
 
     def buffered_amount(self) -> int:
-        return self.connection.transport.get_write_buffer_size()
+        return self.connection.transport.get_write_buffer_size() + self._corked_bytes
 
 
 def handshake_request(request: Request, remote_address: Any) -> HandshakeRequest:
