@@ -217,6 +217,9 @@ class MeshService:
         self._timeouts: Deadlines[_PendingRequest] = Deadlines(_PendingRequest.expire)
         self._beats: Deadlines[_Serving] = Deadlines(self._beat_request)
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Handlers of requests from other nodes, by id() of their request: each leaves
+        # itself when done (no done callback, one loop iteration less per request).
+        self._serving: dict[int, asyncio.Task[None]] = {}
         self._cleanup_tasks: set[asyncio.Task[Any]] = set()
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._lifecycle = asyncio.Lock()
@@ -331,7 +334,11 @@ class MeshService:
             self._timeouts.clear()
             self._beats.clear()
             current = asyncio.current_task()
-            await cancel_and_wait({t for t in self._tasks if t is not current})
+            await cancel_and_wait(
+                {t for t in (*self._tasks, *self._serving.values()) if t is not current}
+            )
+            # A handler cancelled before it started never removed itself.
+            self._serving.clear()
             if self._cleanup_tasks:
                 # Dead nodes are already gone from Redis: give their callbacks a chance.
                 await asyncio.wait(set(self._cleanup_tasks), timeout=_CLEANUP_CALLBACK_GRACE)
@@ -545,37 +552,44 @@ class MeshService:
             self._on_reply(message)
         else:
             timeout_ms = message.timeout_ms or self.request_timeout * 1000
-            self._spawn(self._serve(message, timeout_ms / 1000), self._tasks)
+            task = asyncio.get_running_loop().create_task(self._serve(message, timeout_ms / 1000))
+            self._serving[id(message)] = task
 
     async def _serve(self, request: messages.Request, caller_timeout: float) -> None:
-        handler = self._handlers.get(request.type)
-        if handler is None:
-            payload = messages.no_handler_reply(request.request_id, request.type)
-        else:
-            # A deadline, not a task or a timer each: most handlers answer long before
-            # the first beat is due.
-            interval = max(caller_timeout * _REQUEST_HEARTBEAT_RATIO, 0.01)
-            serving = _Serving(request.sender, request.request_id, interval)
-            self._beats.set(serving, asyncio.get_running_loop().time() + interval)
-            try:
-                result = await _call(handler, request.data)
-            except Exception as exc:
-                raise_if_cancelling()
-                payload = messages.error_reply(request.request_id, _error_text(exc))
+        try:
+            handler = self._handlers.get(request.type)
+            if handler is None:
+                payload = messages.no_handler_reply(request.request_id, request.type)
             else:
+                # A deadline, not a task or a timer each: most handlers answer long before
+                # the first beat is due.
+                interval = max(caller_timeout * _REQUEST_HEARTBEAT_RATIO, 0.01)
+                serving = _Serving(request.sender, request.request_id, interval)
+                self._beats.set(serving, asyncio.get_running_loop().time() + interval)
                 try:
-                    payload = messages.reply(request.request_id, result)
-                except (TypeError, ValueError) as exc:
-                    text = f"mesh handler {request.type!r} returned a value that is not JSON: {exc}"
-                    payload = messages.error_reply(request.request_id, text)
-            finally:
-                self._beats.discard(serving)
-        engine = self._engine
-        if engine is None:
-            return
-        # Not awaited: this task is done once the reply is queued (one wake-up less).
-        sent = engine.send_to_node(request.sender, payload)
-        sent.add_done_callback(functools.partial(self._log_reply_failure, request.sender))
+                    result = await _call(handler, request.data)
+                except Exception as exc:
+                    raise_if_cancelling()
+                    payload = messages.error_reply(request.request_id, _error_text(exc))
+                else:
+                    try:
+                        payload = messages.reply(request.request_id, result)
+                    except (TypeError, ValueError) as exc:
+                        text = (
+                            f"mesh handler {request.type!r} returned a value that is not JSON:"
+                            f" {exc}"
+                        )
+                        payload = messages.error_reply(request.request_id, text)
+                finally:
+                    self._beats.discard(serving)
+            engine = self._engine
+            if engine is None:
+                return
+            # Not awaited: this task is done once the reply is queued (one wake-up less).
+            sent = engine.send_to_node(request.sender, payload)
+            sent.add_done_callback(functools.partial(self._log_reply_failure, request.sender))
+        finally:
+            self._serving.pop(id(request), None)
 
     def _log_reply_failure(self, sender: int, sent: asyncio.Future[None]) -> None:
         exc = None if sent.cancelled() else sent.exception()

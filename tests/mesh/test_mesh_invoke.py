@@ -403,3 +403,26 @@ async def test_request_that_cannot_be_sent_fails_with_mesh_error(make_mesh: Make
     engine.send_to_node = broken_send  # type: ignore[method-assign]
     with pytest.raises(MeshError, match=r"could not send mesh request 'echo'.*redis is gone"):
         await a.invoke(b.instance_id, "echo", 1, timeout=5)
+
+
+async def test_stop_cancels_handlers_still_serving_other_nodes(make_mesh: MakeMesh) -> None:
+    a = await make_mesh()
+    b = await make_mesh()
+    started = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def forever(data: Any) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    b.register_handler("forever", forever)
+    call = asyncio.create_task(a.invoke(b.instance_id, "forever", None, timeout=30))
+    await asyncio.wait_for(started.wait(), 5)
+    await b.stop()
+    assert cancelled.is_set()
+    assert b._serving == {}
+    call.cancel()
