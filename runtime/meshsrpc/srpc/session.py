@@ -18,6 +18,7 @@ from typing import Any
 
 import betterproto2
 
+from .._deadlines import Deadlines
 from ..errors import SrpcError
 from . import _tracing
 from .bytestream import ByteStreamManager
@@ -76,6 +77,9 @@ class SrpcSession:
         self._dispatch = dispatch
         self._on_ping = on_ping
         self._futures: dict[str, asyncio.Future[betterproto2.Message]] = {}
+        # Timeouts of our calls to the peer, by (request id, prefix, seconds): one timer
+        # for all of them, not one per call.
+        self._timeouts: Deadlines[tuple[str, str, float]] = Deadlines(self._expire)
         # Request tasks by id() of their RequestReceived event: a task finds its own
         # entry from the event it holds, without asyncio.current_task().
         self._tasks: dict[int, asyncio.Task[Any]] = {}
@@ -149,6 +153,7 @@ class SrpcSession:
             if not fut.done():
                 fut.set_exception(SrpcError(f"stream closed ({self.close_cause})"))
         self._futures.clear()
+        self._timeouts.clear()
         if self._byte_streams is not None:
             self._byte_streams.fail_all(f"stream closed ({self.close_cause})")
         tasks = [*self._tasks.values(), *(t for t in (self._writer_task,) if t is not None)]
@@ -340,6 +345,12 @@ class SrpcSession:
 
     # --- calling the peer ------------------------------------------------------------
 
+    def _expire(self, deadline: tuple[str, str, float]) -> None:
+        request_id, prefix, timeout = deadline
+        fut = self._futures.get(request_id)
+        if fut is not None and not fut.done():
+            fut.set_exception(TimeoutError(f"{prefix} got no reply within {timeout} s"))
+
     async def invoke(
         self,
         prefix: str,
@@ -363,17 +374,14 @@ class SrpcSession:
         fut: asyncio.Future[betterproto2.Message] = loop.create_future()
         self._futures[request_id] = fut
         self.send(frame)
-        # A timer that fails the future: cheaper than an asyncio.timeout() context.
-        timer = None if timeout is None else loop.call_later(timeout, _expire, fut, prefix, timeout)
+        # A deadline that fails the future: cheaper than an asyncio.timeout() context.
+        deadline = None if timeout is None else (request_id, prefix, timeout)
+        if deadline is not None:
+            self._timeouts.set(deadline, loop.time() + deadline[2])
         try:
             return await fut
         finally:
-            if timer is not None:
-                timer.cancel()
+            if deadline is not None:
+                self._timeouts.discard(deadline)
             self._futures.pop(request_id, None)
             self.protocol.forget(request_id, expired=True)
-
-
-def _expire(fut: asyncio.Future[Any], prefix: str, timeout: float) -> None:
-    if not fut.done():
-        fut.set_exception(TimeoutError(f"{prefix} got no reply within {timeout} s"))
