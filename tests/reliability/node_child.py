@@ -132,6 +132,5 @@ async def main(url: str, prefix: str, options: dict[str, str]) -> None:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("meshsrpc.mesh_server").setLevel(logging.DEBUG)
-    logging.getLogger("meshsrpc.srpc.server").setLevel(logging.DEBUG)
     opts = dict(arg.split("=", 1) for arg in sys.argv[3:])
     asyncio.run(main(sys.argv[1], sys.argv[2], opts))
