@@ -585,35 +585,31 @@ class MeshService:
                         payload = messages.error_reply(request.request_id, text)
                 finally:
                     self._beats.discard(serving)
-            engine = self._engine
-            if engine is None:
-                return
             # Not awaited: this task is done once the reply is queued (one wake-up less).
-            sent = engine.send_to_node(request.sender, payload)
-            sent.add_done_callback(functools.partial(self._log_reply_failure, request.sender))
+            self._send_to_node(request.sender, payload, "reply")
         finally:
             self._serving.pop(id(request), None)
-
-    def _log_reply_failure(self, sender: int, sent: asyncio.Future[None]) -> None:
-        exc = None if sent.cancelled() else sent.exception()
-        if exc is not None:
-            logger.warning("mesh %s: could not reply to node %d: %s", self.key, sender, exc)
 
     def _beat_request(self, serving: _Serving) -> None:
         self._beats.set(serving, asyncio.get_running_loop().time() + serving.interval)
         # Not awaited: a slow publish must not delay the next beat.
         payload = messages.request_heartbeat(serving.request_id)
-        self._spawn(self._send_request_heartbeat(serving.sender, payload), self._tasks)
+        self._send_to_node(serving.sender, payload, "request heartbeat")
 
-    async def _send_request_heartbeat(self, sender: int, payload: bytes) -> None:
+    def _send_to_node(self, instance_id: int, payload: bytes, what: str) -> None:
+        """Queue a publish to a node; a failure is logged, nobody waits for it."""
         engine = self._engine
         if engine is None:
             return
-        try:
-            await engine.publish_to_node(sender, payload)
-        except Exception as exc:
-            raise_if_cancelling()
-            logger.warning("mesh %s: request heartbeat failed: %s", self.key, exc)
+        sent = engine.send_to_node(instance_id, payload)
+        sent.add_done_callback(functools.partial(self._log_unsent, instance_id, what))
+
+    def _log_unsent(self, instance_id: int, what: str, sent: asyncio.Future[None]) -> None:
+        exc = None if sent.cancelled() else sent.exception()
+        if exc is not None:
+            logger.warning(
+                "mesh %s: could not send a %s to node %d: %s", self.key, what, instance_id, exc
+            )
 
     def _on_request_heartbeat(self, message: messages.RequestHeartbeat) -> None:
         pending = self._pending.get(message.request_id)
