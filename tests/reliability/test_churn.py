@@ -406,10 +406,13 @@ def check(churn: Churn, live: list[Session], registry: dict[str, int]) -> dict[s
             problems["wrong_node"] += 1
         if not connected and leaves and session.node not in churn.live_nodes():
             continue  # its node died between activation and the connected callback
-        if session.ended == "superseded" and churn.in_outage(session.ended_at):
-            # Known limit: a move made while Redis was restarting empty can lose its kick
-            # with the data, or the newer connection can fail to register and close;
-            # then the old node reports the leave: at most one.
+        if (
+            session.ended == "superseded"
+            and session.cause != "supersede"
+            and churn.in_outage(session.ended_at)
+        ):
+            # Known limit: the kick of a move made while Redis was restarting empty can
+            # be lost with its data, and then the old node reports the leave: at most one.
             session.ended = "unclear"
         if session.ended == "superseded" and churn.ended_as_its_node_died(session):
             # Known limit: a takeover the dying node was still processing (a reconnect
