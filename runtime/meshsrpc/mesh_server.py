@@ -92,6 +92,16 @@ def _differs(old: Any, new: Any) -> bool:
     return type(old) is not type(new) or old != new
 
 
+class _Presence:
+    """The connection of a client reported connected on this node, with its latest metadata."""
+
+    __slots__ = ("metadata", "stream_id")
+
+    def __init__(self, stream_id: str, metadata: Any) -> None:
+        self.stream_id = stream_id
+        self.metadata = metadata
+
+
 class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
     """An :class:`SrpcServer` that tracks its clients in the mesh ``_mc:<mesh_key>``.
 
@@ -144,13 +154,17 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         # What the registry holds (or is about to) per client: compared to skip
         # redundant writes, and handed to the connected/disconnected callbacks.
         self._mesh_metadata: dict[str, MetaT] = {}
-        self._mesh_stream_metadata: dict[str, MetaT] = {}  # the same, by stream id
         self._mesh_gated: set[str] = set()  # ids of streams past the activation snapshot
         self._mesh_announced: set[str] = set()  # ids of streams on_client_connected ran for
-        # A stream that replaced an announced one here, before being announced itself:
-        # stream id -> the replaced stream's metadata. Should it close unannounced, the
-        # client left, and that leave is reported with this metadata.
-        self._mesh_owed: dict[str, Any] = {}
+        # The registry knows nodes, not streams. Per client, the stream this node's
+        # registry entry stands for: only its release may remove the entry. (A stream
+        # refused here, or one a newer stream here took over from, must not: it would
+        # remove the entry of the stream that holds the client.)
+        self._mesh_holders: dict[str, SrpcStream] = {}
+        # Per client, the connection on_client_connected last reported here and not yet
+        # reported gone. A newer stream here replaces it silently once announced (the
+        # client did not leave); the holder's release reports it if the client left.
+        self._mesh_present: dict[str, _Presence] = {}
         self._mesh_sync_scheduled: set[str] = set()
         self._mesh_registry_steps = KeyedSerialQueue()
         self._mesh_callback_steps = KeyedSerialQueue()
@@ -423,19 +437,13 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             self._mesh_announce(stream)
 
     async def _on_stream_closed(self, stream: SrpcStream, cause: CloseCause) -> None:
-        announced = stream.id in self._mesh_announced
         self._mesh_announced.discard(stream.id)
-        # Per stream: a stream replacing this one here has its own metadata already.
-        metadata = self._mesh_stream_metadata.pop(stream.id, _MISSING)
-        owed = self._mesh_owed.pop(stream.id, _MISSING)
-        if not announced and owed is not _MISSING:
-            announced, metadata = True, owed
         self._mesh_gated.discard(stream.id)
         meta = stream.meta
         if isinstance(meta, StreamMeta) and self._mesh_is_our_watch(meta):
             meta.on_change = None
         # Not awaited: the disconnect handlers need not wait for Redis.
-        step = functools.partial(self._mesh_release, stream, announced, cause, metadata)
+        step = functools.partial(self._mesh_release, stream, cause)
         self._mesh_registry_steps.submit(stream.client_id, step)
 
     # --- registry steps (run in the client's registry queue) ---------------------------
@@ -443,17 +451,36 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
     async def _mesh_reserve(self, stream: SrpcStream, metadata: MetaT) -> None:
         if not self._mesh_is_current(stream):
             return
+        previous = self._mesh_take_hold(stream)
         try:
             await self._mesh_client_service.reserve_client(
                 stream.client_id, metadata, allow_supersede=_allows_supersede(stream)
             )
         except ClientConflictError as exc:
+            self._mesh_give_up_hold(stream, previous)
             logger.info(
                 "refusing %s: connected to node %d (protocol v2)",
                 stream.client_id,
                 exc.owner_node_id,
             )
             raise SrpcConflictError("Client ID already connected on another node") from exc
+
+    def _mesh_take_hold(self, stream: SrpcStream) -> SrpcStream | None:
+        """Make ``stream`` the holder of its client's entry before writing it; returns the
+        previous holder. Before, not after: a write whose reply is lost may still have
+        happened, and then this stream's release must remove it."""
+        previous = self._mesh_holders.get(stream.client_id)
+        self._mesh_holders[stream.client_id] = stream
+        return previous
+
+    def _mesh_give_up_hold(self, stream: SrpcStream, previous: SrpcStream | None) -> None:
+        """The write was refused (nothing written): the previous holder, if any, stays."""
+        if self._mesh_holders.get(stream.client_id) is not stream:
+            return
+        if previous is None:
+            del self._mesh_holders[stream.client_id]
+        else:
+            self._mesh_holders[stream.client_id] = previous
 
     async def _mesh_activate(self, stream: SrpcStream, metadata: MetaT) -> bool:
         if not self._mesh_is_current(stream):
@@ -468,6 +495,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             return
         client_id = stream.client_id
         allow_supersede = _allows_supersede(stream)
+        previous = self._mesh_take_hold(stream)
         try:
             if active:
                 registered = await self._mesh_client_service.register_client(
@@ -484,25 +512,30 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             logger.exception("could not register client %s at mesh start", client_id)
             return
         if not registered:
+            self._mesh_give_up_hold(stream, previous)
             logger.info("closing %s: it is connected to another node", client_id)
             await self.close_stream(
                 stream, CLOSE_CODES["conflict"], "conflict", "Client ID already connected"
             )
-        elif active and self._mesh_is_current(stream):
+            return
+        if active and self._mesh_is_current(stream):
             self._mesh_announce(stream)
 
-    async def _mesh_release(
-        self, stream: SrpcStream, announced: bool, cause: CloseCause, metadata: Any
-    ) -> None:
+    async def _mesh_release(self, stream: SrpcStream, cause: CloseCause) -> None:
         client_id = stream.client_id
-        newer = self.streams_by_client_id.get(client_id)
-        if newer is not None and newer is not stream:
-            # The client reconnected here: the newer stream owns its entry now.
-            if announced and metadata is not _MISSING and newer.id not in self._mesh_announced:
-                self._mesh_owed[newer.id] = metadata
-            logger.debug("released %s: a newer stream replaced it here", client_id)
+        if self._mesh_holders.get(client_id) is not stream:
+            # Refused, closed before its reservation, or taken over by a newer stream
+            # here: the entry (if any) is another stream's to remove.
+            logger.debug("released %s: the stream held no registry entry", client_id)
             return
-        self._mesh_metadata.pop(client_id, None)
+        del self._mesh_holders[client_id]
+        if client_id not in self.streams_by_client_id:
+            self._mesh_metadata.pop(client_id, None)
+        # The client's connection reported here: this stream's, or that of an older
+        # stream here it took over from before being announced itself.
+        presence = self._mesh_present.pop(client_id, None)
+        announced = presence is not None
+        metadata = presence.metadata if presence is not None else _MISSING
         unreachable = False
         try:
             removed = await self._mesh_client_service.unregister_client(client_id)
@@ -515,26 +548,25 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             removed = cause != "supersede"
             unreachable = True
         logger.debug(
-            "released %s: removed=%s announced=%s cause=%s known=%s",
+            "released %s: removed=%s announced=%s cause=%s",
             client_id,
             removed,
             announced,
             cause,
-            metadata is not _MISSING,
         )
         if not self._mesh_running and announced and cause != "supersede":
             # The node is leaving: mesh_stop() already removed its clients from the
             # registry (so that no node reports them orphaned). Closing the stream is
             # the client leaving; nobody else will ever report it.
             removed = True
-        if not removed and announced and metadata is not _MISSING and cause != "supersede":
+        if not removed and announced and cause != "supersede":
             if self._mesh_rejoined_at >= self._mesh_unsure_horizon():
                 # Redis lost its data moments ago (a step queued behind a slow one may
                 # run after the rejoin): decide now.
                 await self._mesh_report_unsure_client(client_id, metadata)
             else:
                 self._mesh_remember_unsure(client_id, metadata)
-        if removed and announced and metadata is not _MISSING:
+        if removed and announced:
             handlers = self._mesh_disconnected_handlers
             step = functools.partial(self._mesh_run_handlers, handlers, client_id, metadata)
             self._mesh_callback_steps.submit(client_id, step)
@@ -675,8 +707,8 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
     async def _mesh_restore(self, stream: SrpcStream, active: bool) -> None:
         # A stream that closed since this step was queued is registered all the same:
         # its release is queued behind this step and then finds (and reports) it.
-        if self.streams_by_client_id.get(stream.client_id) not in (None, stream):
-            return  # a newer stream of the client replaced it here; it has its own steps
+        if self._mesh_holders.get(stream.client_id) is not stream:
+            return  # not reserved yet (its reservation follows), or replaced here
         if not self._mesh_running:
             return
         client_id = stream.client_id
@@ -728,7 +760,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             if metadata is _MISSING:
                 return
             self._mesh_announced.add(stream.id)
-            self._mesh_owed.pop(stream.id, None)
+            self._mesh_present[stream.client_id] = _Presence(stream.id, metadata)
             await self._mesh_run_handlers(self._mesh_connected_handlers, stream.client_id, metadata)
 
         self._mesh_callback_steps.submit(stream.client_id, announce)
@@ -754,7 +786,9 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
 
     def _mesh_remember(self, stream: SrpcStream, metadata: MetaT) -> None:
         self._mesh_metadata[stream.client_id] = metadata
-        self._mesh_stream_metadata[stream.id] = metadata
+        presence = self._mesh_present.get(stream.client_id)
+        if presence is not None and presence.stream_id == stream.id:
+            presence.metadata = metadata
 
     def _mesh_extract(self, stream: SrpcStream) -> MetaT:
         if self._mesh_extract_metadata is None:
@@ -825,7 +859,6 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         if not updated and self._mesh_metadata.get(client_id, _MISSING) is snapshot:
             if previous is _MISSING:
                 self._mesh_metadata.pop(client_id, None)
-                self._mesh_stream_metadata.pop(stream.id, None)
             else:
                 self._mesh_remember(stream, previous)
         return updated

@@ -363,3 +363,68 @@ async def test_mesh_start_and_stop(make_node: MakeNode, make_client: MakeClient)
     await node.mesh_start()  # a restart registers the streams again
     response = await node.invoke("c1", "dNotify", DNotifyRequest(notification="x"))
     assert response.acknowledged
+
+
+async def test_a_refused_stream_never_removes_the_entry_of_the_stream_holding_the_client(
+    make_node: MakeNode, make_client: MakeClient, make_probe: MakeProbe
+) -> None:
+    # The refused stream's release runs after the holder has closed (its queue was busy):
+    # it must still leave the entry to the holder, whose release reports the leave. A
+    # long node TTL keeps the "left unowned" fallback from reporting it instead.
+    probe = make_probe()
+    node = await make_node(registry_backend=probe, node_ttl=30.0)
+    disconnected = Recorder()
+    node.on_client_disconnected(disconnected)
+    holder = make_client(node, "c1", client_meta={"s": "one"}, enable_reconnect=False)
+    await holder.connect()
+    await eventually(lambda: probe.count("activate", "c1") == 1)
+    probe.hold("update_metadata")
+    update = asyncio.create_task(node.update_client_metadata("c1", {"s": "one", "x": 1}))
+    await probe.entered["update_metadata"].wait()
+
+    with pytest.raises(SrpcConflictError):
+        await make_client(node, "c1", client_meta={"s": "two"}).connect()
+    await holder.disconnect()
+    await eventually(lambda: not node.streams_by_id)
+    probe.release("update_metadata")
+    await update
+
+    await eventually(lambda: disconnected.events == [("c1", {"s": "one", "x": 1})])
+    assert await node.client_registry.list_clients() == []
+
+
+async def test_a_stream_kicked_by_another_node_is_owed_to_no_stream_refused_after_it(
+    make_node: MakeNode, make_client: MakeClient, make_probe: MakeProbe
+) -> None:
+    # The client moved to node b; a stranger then tried node a. The kicked stream's
+    # release runs while the stranger is a's newest stream: the client did not leave a,
+    # and when it leaves b later, b alone reports it.
+    probe = make_probe()
+    a = await make_node(registry_backend=probe, node_ttl=1.0)
+    b = await make_node()
+    a_disconnected, b_connected, b_disconnected = Recorder(), Recorder(), Recorder()
+    a.on_client_disconnected(a_disconnected)
+    b.on_client_connected(b_connected)
+    b.on_client_disconnected(b_disconnected)
+    first = make_client(a, "c1", client_meta={"s": "one"}, enable_reconnect=False)
+    await first.connect()
+    await eventually(lambda: probe.count("activate", "c1") == 1)
+    probe.hold("update_metadata")
+    update = asyncio.create_task(a.update_client_metadata("c1", {"s": "one", "x": 1}))
+    await probe.entered["update_metadata"].wait()
+
+    mover = make_client(b, "c1", client_meta={"s": "two"}, protocol_version=1)
+    await mover.connect()
+    await eventually(lambda: not first.is_connected)
+    stranger = asyncio.create_task(make_client(a, "c1", client_meta={"s": "three"}).connect())
+    await eventually(lambda: "c1" in a.streams_by_client_id)  # it waits behind the update
+    probe.release("update_metadata")
+    await update
+    with pytest.raises(SrpcConflictError):
+        await stranger
+
+    await eventually(lambda: b_connected.ids() == ["c1"])
+    await mover.disconnect()  # the client leaves b: b reports it, and only b
+    await eventually(lambda: b_disconnected.ids() == ["c1"])
+    await asyncio.sleep(1.5)  # past a's node TTL: a's "left unowned" check has run
+    assert a_disconnected.events == []

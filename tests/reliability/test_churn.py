@@ -84,6 +84,7 @@ class Session:
     cause: str | None = None  # the close cause the client saw
     started_at: float = field(default_factory=time.monotonic)
     ended_at: float = 0.0
+    superseded_by: Session | None = None  # the connection that took over from this one
 
 
 @dataclass
@@ -198,9 +199,10 @@ async def end_and_expect_leave(churn: Churn, session: Session) -> None:
         )
 
 
-def superseded(old: Session) -> None:
+def superseded(old: Session, new: Session) -> None:
     """A newer connection of the client took over from ``old`` (no leave expected)."""
     old.ended_at = time.monotonic()
+    old.superseded_by = new
     if old.dropped.is_set() and old.cause != "supersede":
         # It had dropped on its own before (its node died): whether the newer
         # connection registered before the leader reported it orphaned is a race.
@@ -231,7 +233,7 @@ async def move_or_probe(
                 await old.client.disconnect()
                 current = None
             return current
-        superseded(old)
+        superseded(old, new)
         churn.count("moves")
         try:
             async with asyncio.timeout(3.0):
@@ -263,7 +265,7 @@ async def move_or_probe(
             f"{churn.log.by_token.get(current.token)} dropped={current.dropped.is_set()}"
         )
         old = current
-        superseded(old)
+        superseded(old, probe)
         try:
             async with asyncio.timeout(3.0):
                 await old.dropped.wait()
@@ -413,6 +415,16 @@ def check(churn: Churn, live: list[Session], registry: dict[str, int]) -> dict[s
         ):
             # Known limit: the kick of a move made while Redis was restarting empty can
             # be lost with its data, and then the old node reports the leave: at most one.
+            session.ended = "unclear"
+        newer = session.superseded_by
+        if (
+            session.ended == "superseded"
+            and newer is not None
+            and newer.node_id == session.node_id
+            and not log.of(newer.token, "connected")
+        ):
+            # Taken over here by a connection that closed before it was announced: the
+            # client left, and its node reports the connection it had announced.
             session.ended = "unclear"
         if session.ended == "superseded" and churn.ended_as_its_node_died(session):
             # Known limit: a takeover the dying node was still processing (a reconnect
