@@ -398,6 +398,17 @@ def check(churn: Churn, live: list[Session], registry: dict[str, int]) -> dict[s
     for cid in set(expected_registry) | set(registry):
         if expected_registry.get(cid) != registry.get(cid):
             problems["registry_mismatch"] += 1
+            churn.notes.append(
+                f"mismatch {cid}: live on {expected_registry.get(cid)}, "
+                f"registered on {registry.get(cid)}"
+            )
+            for other in churn.sessions:
+                if other.cid == cid:
+                    churn.notes.append(
+                        f"   {other.token} on {other.node_id} ended={other.ended} "
+                        f"cause={other.cause} {churn.marks(other.started_at)} "
+                        f"{[(e.kind, e.node) for e in churn.log.of(other.token)]}"
+                    )
     live_tokens = {s.token for s in live}
     log = churn.log
     for session in churn.sessions:
