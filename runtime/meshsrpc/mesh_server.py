@@ -3,14 +3,16 @@
 This is the only place where SRPC and the mesh meet. Per stream:
 
 - WebSocket accepted → the client is *reserved* in the registry (hidden, not yet
-  invocable). Protocol v1, or v2 with ``_supersede=1``, takes the client over from
-  another node (which is told to close its stream with 4002); plain v2 is refused
-  with 4001 while another node holds the client.
-- connection handlers done → the reservation is *activated* (now invocable through
-  the mesh), then ``on_client_connected`` runs.
-- stream closed → the client is unregistered (ownership-safe: a no-op when it has
-  already moved), and ``on_client_disconnected`` runs only if this node still owned
-  it, i.e. the client really left.
+  invocable), unless another node holds it: then plain v2 is refused with 4001, and
+  protocol v1, or v2 with ``_supersede=1``, waits to take it over at activation.
+- connection handlers done → the reservation is *activated*, or the takeover written
+  (the other node is told to close its stream with 4002): now invocable through the
+  mesh; then ``on_client_connected`` runs. A takeover that fails before this point
+  leaves the client on its node, undisturbed.
+- stream closed → if this stream holds the client's entry, the client is
+  unregistered (ownership-safe: a no-op when it has already moved), and
+  ``on_client_disconnected`` runs only if this node still owned it, i.e. the client
+  really left.
 
 Registry writes for one client run strictly in order (a per-client queue); the
 connected/disconnected callbacks run in a second per-client queue, so a slow
@@ -165,6 +167,10 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         # reported gone. A newer stream here replaces it silently once announced (the
         # client did not leave); the holder's release reports it if the client left.
         self._mesh_present: dict[str, _Presence] = {}
+        # Ids of streams taking their client over from another node: the takeover is
+        # written (and the other node told to close its stream) at activation, so that a
+        # connection that fails before it leaves the client where it was.
+        self._mesh_takeovers: set[str] = set()
         self._mesh_sync_scheduled: set[str] = set()
         self._mesh_registry_steps = KeyedSerialQueue()
         self._mesh_callback_steps = KeyedSerialQueue()
@@ -439,6 +445,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
     async def _on_stream_closed(self, stream: SrpcStream, cause: CloseCause) -> None:
         self._mesh_announced.discard(stream.id)
         self._mesh_gated.discard(stream.id)
+        self._mesh_takeovers.discard(stream.id)
         meta = stream.meta
         if isinstance(meta, StreamMeta) and self._mesh_is_our_watch(meta):
             meta.on_change = None
@@ -453,11 +460,15 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             return
         previous = self._mesh_take_hold(stream)
         try:
+            # Never supersede here: another node's entry stays until activation.
             await self._mesh_client_service.reserve_client(
-                stream.client_id, metadata, allow_supersede=_allows_supersede(stream)
+                stream.client_id, metadata, allow_supersede=False
             )
         except ClientConflictError as exc:
             self._mesh_give_up_hold(stream, previous)
+            if _allows_supersede(stream):
+                self._mesh_takeovers.add(stream.id)
+                return
             logger.info(
                 "refusing %s: connected to node %d (protocol v2)",
                 stream.client_id,
@@ -485,8 +496,14 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
     async def _mesh_activate(self, stream: SrpcStream, metadata: MetaT) -> bool:
         if not self._mesh_is_current(stream):
             return False
+        service = self._mesh_client_service
+        if stream.id in self._mesh_takeovers:
+            self._mesh_takeovers.discard(stream.id)
+            self._mesh_take_hold(stream)
+            # Supersedes the other node, which is told to close its stream.
+            return await service.register_client(stream.client_id, metadata, allow_supersede=True)
         try:
-            return await self._mesh_client_service.activate_client(stream.client_id, metadata)
+            return await service.activate_client(stream.client_id, metadata)
         except ClientConflictError:
             return False
 

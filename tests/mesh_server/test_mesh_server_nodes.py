@@ -82,6 +82,38 @@ async def test_protocol_v1_takes_over_from_another_node(
     assert registered is not None and registered.node_id == b.mesh_instance_id
 
 
+async def test_a_move_that_fails_before_activation_leaves_the_client_where_it_was(
+    make_node: MakeNode, make_client: MakeClient
+) -> None:
+    a = await make_node()
+    b = await make_node()
+
+    def refuse(stream: SrpcStream) -> None:
+        raise RuntimeError("not here")
+
+    b.register_connection_handler(refuse)
+    a_disconnected, b_events = Recorder(), Recorder()
+    a.on_client_disconnected(a_disconnected)
+    b.on_client_connected(b_events)
+    b.on_client_disconnected(b_events)
+    old = make_client(a, "c1", client_meta={"via": "a"})
+    old_causes = record_causes(old)
+    await join(a, old)
+
+    new = make_client(b, "c1", client_meta={"via": "b"}, enable_reconnect=False)
+    new_causes = record_causes(new)
+    await new.connect(supersede=True)  # connected, then refused by the handler
+    await eventually(lambda: new_causes != [])
+    await eventually(lambda: not b.streams_by_id)
+    await settle()
+    # The takeover is written at activation: the old connection never noticed.
+    assert old.is_connected and old_causes == []
+    registered = await b.client_registry.get_client("c1")
+    assert registered is not None and registered.node_id == a.mesh_instance_id
+    assert (await b.invoke("c1", "dNotify", DNotifyRequest(notification="x"))).acknowledged
+    assert a_disconnected.events == [] and b_events.events == []
+
+
 async def test_protocol_v2_is_refused_while_live_on_another_node(
     make_node: MakeNode, make_client: MakeClient, make_probe: Any
 ) -> None:

@@ -233,6 +233,20 @@ async def move_or_probe(
                 await old.client.disconnect()
                 current = None
             return current
+        new_dropped = new.dropped.is_set()
+        if new_dropped:
+            await dropped(churn, new)
+            if not churn.log.of(new.token, "connected"):
+                # It closed before activation: a move to another node never happened
+                # (the takeover is written at activation). One here had closed the old
+                # connection already: then the client left (at most one leave).
+                churn.count("move_failed")
+                if not old.dropped.is_set():
+                    return old
+                old.ended = "unclear"
+                old.ended_at = time.monotonic()
+                await old.client.disconnect()
+                return None
         superseded(old, new)
         churn.count("moves")
         try:
@@ -241,7 +255,7 @@ async def move_or_probe(
         except TimeoutError:
             churn.count("kick_not_seen")
         await old.client.disconnect()
-        current = new
+        current = None if new_dropped else new
     else:
         # A stranger with the same client id, v2 without supersede: must be refused.
         attempt_at = time.monotonic()
