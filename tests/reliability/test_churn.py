@@ -225,8 +225,17 @@ async def move_or_probe(
         # Move: connect again (v1 always takes over, v2 with _supersede=1).
         version = rng.choice((1, 2))
         old = current
-        new = await open_session(churn, cid, serial, rng.choice(nodes), version, True)
+        target = rng.choice(nodes)
+        new = await open_session(churn, cid, serial, target, version, True)
         if new is None:
+            if target is old.node:
+                # Its handshake may have got through and closed the old connection
+                # here before it failed: then the close is on its way.
+                try:
+                    async with asyncio.timeout(3.0):
+                        await old.dropped.wait()
+                except TimeoutError:
+                    pass
             if old.dropped.is_set():
                 old.ended = "unclear"  # kicked by a reservation that then failed
                 old.ended_at = time.monotonic()
