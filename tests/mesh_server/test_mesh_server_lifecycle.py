@@ -365,6 +365,20 @@ async def test_mesh_start_and_stop(make_node: MakeNode, make_client: MakeClient)
     assert response.acknowledged
 
 
+async def stall_registry_steps(
+    node: Any, probe: ProbeBackend, client_id: str, metadata: Any
+) -> asyncio.Task[bool]:
+    """Hold the client's registry queue on a metadata update, once it is activated.
+
+    Steps queued for the client meanwhile wait until ``probe.release("update_metadata")``.
+    """
+    await eventually(lambda: probe.count("activate", client_id) == 1)
+    probe.hold("update_metadata")
+    update = asyncio.create_task(node.update_client_metadata(client_id, metadata))
+    await probe.entered["update_metadata"].wait()
+    return update
+
+
 async def test_a_refused_stream_never_removes_the_entry_of_the_stream_holding_the_client(
     make_node: MakeNode, make_client: MakeClient, make_probe: MakeProbe
 ) -> None:
@@ -377,10 +391,7 @@ async def test_a_refused_stream_never_removes_the_entry_of_the_stream_holding_th
     node.on_client_disconnected(disconnected)
     holder = make_client(node, "c1", client_meta={"s": "one"}, enable_reconnect=False)
     await holder.connect()
-    await eventually(lambda: probe.count("activate", "c1") == 1)
-    probe.hold("update_metadata")
-    update = asyncio.create_task(node.update_client_metadata("c1", {"s": "one", "x": 1}))
-    await probe.entered["update_metadata"].wait()
+    update = await stall_registry_steps(node, probe, "c1", {"s": "one", "x": 1})
 
     with pytest.raises(SrpcConflictError):
         await make_client(node, "c1", client_meta={"s": "two"}).connect()
@@ -408,10 +419,7 @@ async def test_a_stream_kicked_by_another_node_is_owed_to_no_stream_refused_afte
     b.on_client_disconnected(b_disconnected)
     first = make_client(a, "c1", client_meta={"s": "one"}, enable_reconnect=False)
     await first.connect()
-    await eventually(lambda: probe.count("activate", "c1") == 1)
-    probe.hold("update_metadata")
-    update = asyncio.create_task(a.update_client_metadata("c1", {"s": "one", "x": 1}))
-    await probe.entered["update_metadata"].wait()
+    update = await stall_registry_steps(a, probe, "c1", {"s": "one", "x": 1})
 
     mover = make_client(b, "c1", client_meta={"s": "two"}, protocol_version=1)
     await mover.connect()
