@@ -237,7 +237,9 @@ async def move_or_probe(
                 except TimeoutError:
                     pass
             if old.dropped.is_set():
-                old.ended = "unclear"  # kicked by a reservation that then failed
+                # Closed by the failed connection's handshake here, or it dropped
+                # meanwhile (its node died): at most one leave.
+                old.ended = "unclear"
                 old.ended_at = time.monotonic()
                 await old.client.disconnect()
                 current = None
@@ -408,6 +410,17 @@ async def inject_faults(churn: Churn, tmp_path: Path) -> None:
     churn.count("faults")
 
 
+def note_history(churn: Churn, cid: str) -> None:
+    """Add every connection of ``cid`` and what the nodes reported of it to the notes."""
+    for session in churn.sessions:
+        if session.cid == cid:
+            churn.notes.append(
+                f"   {session.token} on {session.node_id} ended={session.ended} "
+                f"cause={session.cause} {churn.marks(session.started_at)} "
+                f"{[(e.kind, e.node) for e in churn.log.of(session.token)]}"
+            )
+
+
 def check(churn: Churn, live: list[Session], registry: dict[str, int]) -> dict[str, int]:
     """Compare what the nodes reported with what the test did; counts of each problem."""
     problems = {
@@ -425,13 +438,7 @@ def check(churn: Churn, live: list[Session], registry: dict[str, int]) -> dict[s
                 f"mismatch {cid}: live on {expected_registry.get(cid)}, "
                 f"registered on {registry.get(cid)}"
             )
-            for other in churn.sessions:
-                if other.cid == cid:
-                    churn.notes.append(
-                        f"   {other.token} on {other.node_id} ended={other.ended} "
-                        f"cause={other.cause} {churn.marks(other.started_at)} "
-                        f"{[(e.kind, e.node) for e in churn.log.of(other.token)]}"
-                    )
+            note_history(churn, cid)
     live_tokens = {s.token for s in live}
     log = churn.log
     for session in churn.sessions:
@@ -488,13 +495,7 @@ def check(churn: Churn, live: list[Session], registry: dict[str, int]) -> dict[s
             churn.notes.append(
                 f"missing {session.token} on {session.node_id} {churn.when(session)}"
             )
-            for other in churn.sessions:
-                if other.cid == session.cid:
-                    churn.notes.append(
-                        f"   {other.token} on {other.node_id} ended={other.ended} "
-                        f"cause={other.cause} {churn.marks(other.started_at)} "
-                        f"{[(e.kind, e.node) for e in log.of(other.token)]}"
-                    )
+            note_history(churn, session.cid)
 
     for token in churn.refused_tokens:
         problems["unexpected"] += bool(log.of(token))
