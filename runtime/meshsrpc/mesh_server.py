@@ -157,7 +157,6 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         # redundant writes, and handed to the connected/disconnected callbacks.
         self._mesh_metadata: dict[str, MetaT] = {}
         self._mesh_gated: set[str] = set()  # ids of streams past the activation snapshot
-        self._mesh_announced: set[str] = set()  # ids of streams on_client_connected ran for
         # The registry knows nodes, not streams. Per client, the stream this node's
         # registry entry stands for: only its release may remove the entry. (A stream
         # refused here, or one a newer stream here took over from, must not: it would
@@ -443,7 +442,6 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             self._mesh_announce(stream)
 
     async def _on_stream_closed(self, stream: SrpcStream, cause: CloseCause) -> None:
-        self._mesh_announced.discard(stream.id)
         self._mesh_gated.discard(stream.id)
         self._mesh_takeovers.discard(stream.id)
         meta = stream.meta
@@ -650,7 +648,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         held = [
             stream
             for stream in list(self.streams_by_id.values())
-            if stream.id in self._mesh_announced and self._mesh_is_current(stream)
+            if self._mesh_is_announced(stream) and self._mesh_is_current(stream)
         ]
         if not held:
             return
@@ -771,12 +769,11 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
 
     def _mesh_announce(self, stream: SrpcStream) -> None:
         async def announce() -> None:
-            if stream.id in self._mesh_announced or not self._mesh_is_current(stream):
+            if self._mesh_is_announced(stream) or not self._mesh_is_current(stream):
                 return
             metadata = self._mesh_metadata.get(stream.client_id, _MISSING)
             if metadata is _MISSING:
                 return
-            self._mesh_announced.add(stream.id)
             self._mesh_present[stream.client_id] = _Presence(stream.id, metadata)
             await self._mesh_run_handlers(self._mesh_connected_handlers, stream.client_id, metadata)
 
@@ -881,6 +878,11 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         return updated
 
     # --- helpers -----------------------------------------------------------------------
+
+    def _mesh_is_announced(self, stream: SrpcStream) -> bool:
+        """True once on_client_connected ran for ``stream`` (until its client is reported gone)."""
+        presence = self._mesh_present.get(stream.client_id)
+        return presence is not None and presence.stream_id == stream.id
 
     def _mesh_is_current(self, stream: SrpcStream) -> bool:
         """True while ``stream`` is open and the newest stream of its client here."""
