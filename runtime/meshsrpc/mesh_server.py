@@ -538,14 +538,15 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
 
     async def _mesh_release(self, stream: SrpcStream, cause: CloseCause) -> None:
         client_id = stream.client_id
+        if client_id not in self.streams_by_client_id:
+            # No stream of the client here any more (refused ones too took a snapshot).
+            self._mesh_metadata.pop(client_id, None)
         if self._mesh_holders.get(client_id) is not stream:
             # Refused, closed before its reservation, or taken over by a newer stream
             # here: the entry (if any) is another stream's to remove.
             logger.debug("released %s: the stream held no registry entry", client_id)
             return
         del self._mesh_holders[client_id]
-        if client_id not in self.streams_by_client_id:
-            self._mesh_metadata.pop(client_id, None)
         # The client's connection reported here: this stream's, or that of an older
         # stream here it took over from before being announced itself.
         presence = self._mesh_present.pop(client_id, None)

@@ -133,9 +133,25 @@ async def test_protocol_v2_is_refused_while_live_on_another_node(
     assert first.is_connected
     await settle()
     assert b_connected.events == [] and b_disconnected.events == []
-    # Unlike the TypeScript node, the refused stream does not even try an unregister: it
-    # never wrote the entry, and on a node that does hold the client it would remove it.
+    # The refused stream does not even try an unregister: it never wrote the entry, and
+    # on a node that does hold the client it would remove it.
     assert probe.count("unregister", "c1") == 0
+
+
+async def test_a_refused_client_leaves_nothing_behind_on_the_node(
+    make_node: MakeNode, make_client: MakeClient
+) -> None:
+    a = await make_node()
+    b = await make_node()
+    await join(a, make_client(a, "c1"))
+    for _ in range(3):
+        with pytest.raises(SrpcConflictError):
+            await make_client(b, "c1").connect()
+    await eventually(lambda: not b.streams_by_id)
+    await settle()
+    # Memory stays bounded however many strangers a node refuses.
+    assert (b._mesh_metadata, b._mesh_holders, b._mesh_present) == ({}, {}, {})
+    assert b._mesh_takeovers == set() and b._mesh_gated == set()
 
 
 async def test_the_leader_reports_the_clients_of_a_killed_node(
