@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic
 
@@ -60,6 +61,10 @@ _ROUTE_TTL = 0.25
 # Routes remembered at most (oldest dropped first): callers of many clients must not
 # grow it without bound.
 _MAX_ROUTES = 10_000
+
+#: The holding node's bound on a forwarded call (seconds): the caller times out on its
+#: own; this only keeps a client that never answers from pinning the call forever.
+DEFAULT_FORWARD_SAFETY_TIMEOUT = 300.0
 
 FORWARD = "forward"
 KICK_CLIENT = "kickClient"
@@ -132,8 +137,14 @@ class MeshClientService(Generic[TMeta]):
         request_timeout: float = 10.0,
         leader: LeaderOptions | None = None,
         redis: RedisLike = None,
+        forward_safety_timeout: float = DEFAULT_FORWARD_SAFETY_TIMEOUT,
     ) -> None:
+        if not forward_safety_timeout > 0:
+            raise ValueError("forward_safety_timeout must be positive")
         self.key = key
+        #: Longest a call forwarded here may wait for the client (seconds), unless the
+        #: caller's own timeout is longer.
+        self.forward_safety_timeout = forward_safety_timeout
         self.mesh_key = f"_mc:{key}"
         settings = resolve_redis_settings(redis)
         self._mesh = MeshService(
@@ -419,15 +430,20 @@ class MeshClientService(Generic[TMeta]):
             or not isinstance(data.get("type"), str)
         ):
             return {"error": "malformed forward request", "errorName": "Error"}
+        # The caller alone applies its timeout (as TypeScript nodes do): our request
+        # heartbeats keep it waiting while the client works. The holder's own bound
+        # only stops a silent client from pinning the call forever.
+        limit = self.forward_safety_timeout
         raw_timeout = data.get("timeoutMs")
-        timeout = (
-            raw_timeout / 1000
-            if isinstance(raw_timeout, int | float) and not isinstance(raw_timeout, bool)
-            else None
-        )
+        if (
+            isinstance(raw_timeout, int | float)
+            and not isinstance(raw_timeout, bool)
+            and math.isfinite(raw_timeout)
+        ):
+            limit = max(limit, raw_timeout / 1000)
         try:
             result = await self._client_invoke_fn(
-                data["clientId"], data["type"], data.get("data"), timeout
+                data["clientId"], data["type"], data.get("data"), limit
             )
         except _NOT_REPLIED:
             raise

@@ -30,10 +30,14 @@ from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, cast
 
 import betterproto2
 
-from ._proto_json import message_from_json, message_to_json
 from ._serial import KeyedSerialQueue
 from ._tasks import cancel_and_wait, raise_if_cancelling
-from .client_service import MeshClientService, NodeClientsOrphanedCallback
+from ._tsproto_json import message_from_object, message_to_object
+from .client_service import (
+    DEFAULT_FORWARD_SAFETY_TIMEOUT,
+    MeshClientService,
+    NodeClientsOrphanedCallback,
+)
 from .errors import (
     ClientConflictError,
     ClientDisconnectedError,
@@ -68,7 +72,7 @@ _RESTORE_ATTEMPTS = 5
 
 
 class _MessageJson(dict[str, Any]):
-    """A message's canonical JSON that still carries the message object.
+    """A message's JSON (the ts-proto object shape, WIRE.md §3) that still carries the message.
 
     MeshClientService hands ``data`` to a local client unchanged and JSON-encodes it
     only for another node, so the local path skips the decode/encode round trip.
@@ -77,7 +81,7 @@ class _MessageJson(dict[str, Any]):
     __slots__ = ("message",)
 
     def __init__(self, message: betterproto2.Message) -> None:
-        super().__init__(message_to_json(message))
+        super().__init__(message_to_object(message))
         self.message = message
 
 
@@ -128,6 +132,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         request_timeout: float = 10.0,
         leader: LeaderOptions | None = None,
         redis: RedisLike = None,
+        forward_safety_timeout: float = DEFAULT_FORWARD_SAFETY_TIMEOUT,
         **srpc_options: Any,
     ) -> None:
         super().__init__(client_message, server_message, **srpc_options)
@@ -147,6 +152,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             request_timeout=request_timeout,
             leader=leader,
             redis=redis,
+            forward_safety_timeout=forward_safety_timeout,
         )
         self._mesh_client_service.on_client_superseded(self._mesh_kick_superseded)
         self._mesh_client_service.mesh.set_rejoined_callback(self._mesh_restore_registry)
@@ -361,7 +367,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             return result.message
         if not isinstance(result, dict):
             raise ClientInvocationError(f"{prefix}: the client's node sent no response message")
-        return message_from_json(response_call.message_cls, result)
+        return message_from_object(response_call.message_cls, result)
 
     async def _mesh_invoke_local_client(
         self,
@@ -377,7 +383,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             call = self.server_schema.lookup(prefix, request=True)
             if call is None:
                 raise ValueError(f"unknown call prefix {prefix!r}")
-            request = message_from_json(call.message_cls, data)
+            request = message_from_object(call.message_cls, data)
         return _MessageJson(await self._mesh_call_here(client_id, prefix, request, timeout))
 
     async def _mesh_call_here(

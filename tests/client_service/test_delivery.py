@@ -31,20 +31,33 @@ async def test_local_delivery_calls_client_invoke_fn_directly(two_nodes: tuple[N
 async def test_remote_delivery_through_the_mesh(two_nodes: tuple[Node, Node]) -> None:
     a, b = two_nodes
     await b.connect("c1")
+    bound = b.service.forward_safety_timeout
     assert await a.service.invoke("c1", "dNotify", {"text": "hi"}) == {
         "type": "dNotify",
         "data": {"text": "hi"},
-        "timeout": None,
+        "timeout": bound,
     }
     assert a.calls == []
-    assert b.calls == [("c1", "dNotify", {"text": "hi"}, None)]
+    assert b.calls == [("c1", "dNotify", {"text": "hi"}, bound)]
 
 
-async def test_the_callers_timeout_reaches_the_owner(two_nodes: tuple[Node, Node]) -> None:
+async def test_the_owner_does_not_apply_the_callers_shorter_timeout(
+    two_nodes: tuple[Node, Node],
+) -> None:
     a, b = two_nodes
     await b.connect("c1")
     answer = await a.service.invoke("c1", "dNotify", None, timeout=1.5)
-    assert answer["timeout"] == 1.5
+    assert answer["timeout"] == b.service.forward_safety_timeout == 300.0
+
+
+async def test_a_callers_timeout_longer_than_the_owners_bound_is_kept(
+    two_nodes: tuple[Node, Node],
+) -> None:
+    a, b = two_nodes
+    b.service.forward_safety_timeout = 1.0
+    await b.connect("c1")
+    answer = await a.service.invoke("c1", "dNotify", None, timeout=2.5)
+    assert answer["timeout"] == 2.5
 
 
 async def test_unknown_client_raises_client_not_found(two_nodes: tuple[Node, Node]) -> None:
