@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import sys
 import time
 import uuid
@@ -65,6 +66,9 @@ async def run_demo(
 
     Every node process and client is stopped before this returns, also on failure.
     """
+    # The nodes (child processes) and the clients here share one secret: every
+    # connection is signed, as in production (a server with no auth refuses all).
+    os.environ.setdefault("SRPC_AUTH_SECRET", secrets.token_hex(16))
     scenario = Scenario(redis_url, out, heartbeat, node_ttl, prefix)
     started = time.monotonic()
     try:

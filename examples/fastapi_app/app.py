@@ -33,9 +33,15 @@ class Notification(BaseModel):
     text: str
 
 
-def create_app(redis: RedisSettings | str | None = None) -> FastAPI:
-    """A FastAPI app with the SRPC endpoint at ``/srpc`` and a small HTTP API."""
-    server = PresenceServer(redis=redis or os.environ.get("MESH_REDIS_URL", "memory://fastapi"))
+def create_app(redis: RedisSettings | str | None = None, **server_options: Any) -> FastAPI:
+    """A FastAPI app with the SRPC endpoint at ``/srpc`` and a small HTTP API.
+
+    Clients sign with ``SRPC_AUTH_SECRET`` (read by the server from the environment);
+    ``server_options`` go to the server (e.g. ``allow_unsigned=True`` in development).
+    """
+    server = PresenceServer(
+        redis=redis or os.environ.get("MESH_REDIS_URL", "memory://fastapi"), **server_options
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -44,6 +45,8 @@ class PresenceClient(PresenceSrpcClient):
         meta = {"displayName": display_name or client_id.title(), "status": _name(status)}
         if device:
             meta["device"] = device
+        # Signed with the nodes' shared secret (SRPC_AUTH_SECRET) when one is set.
+        kwargs.setdefault("client_secret", os.environ.get("SRPC_AUTH_SECRET") or None)
         super().__init__(url, client_id, client_meta=meta, **kwargs)
         self.status = status
         self.notifications: list[DNotifyRequest] = []

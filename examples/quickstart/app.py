@@ -22,7 +22,11 @@ class Client(HelloSrpcClient):
 
 
 async def main() -> None:
-    server = Server(mesh_key="hello", redis=os.environ.get("MESH_REDIS_URL", "memory://hello"))
+    server = Server(
+        mesh_key="hello",
+        redis=os.environ.get("MESH_REDIS_URL", "memory://hello"),
+        allow_unsigned=True,  # development only: accepts unsigned clients (no SRPC_AUTH_SECRET)
+    )
     await server.listen("127.0.0.1", PORT)
     await server.mesh_start()
     client = Client(f"ws://127.0.0.1:{PORT}/srpc", "alice")

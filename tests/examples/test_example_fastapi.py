@@ -21,7 +21,7 @@ from examples.presence.generated.presence import UWhoIsOnlineRequest
 
 @pytest.fixture
 async def base_url(redis_settings: RedisSettings) -> AsyncIterator[str]:
-    app = create_app(redis_settings)
+    app = create_app(redis_settings, allow_unsigned=True)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")

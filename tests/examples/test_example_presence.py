@@ -23,7 +23,9 @@ from examples.presence.server import PresenceServer
 async def nodes(redis_settings: RedisSettings) -> AsyncIterator[list[tuple[PresenceServer, str]]]:
     started: list[tuple[PresenceServer, str]] = []
     for _ in range(2):
-        server = PresenceServer(redis=redis_settings, heartbeat_interval=0.2, node_ttl=3.0)
+        server = PresenceServer(
+            redis=redis_settings, heartbeat_interval=0.2, node_ttl=3.0, allow_unsigned=True
+        )
         port = free_port()
         await server.listen("127.0.0.1", port)
         await server.mesh_start()

@@ -46,7 +46,13 @@ async def make_node(redis_settings: RedisSettings) -> AsyncIterator[MakeNode]:
         node: Node = MeshSrpcServer(
             ClientMessage,
             ServerMessage,
-            **{"mesh_key": MESH_KEY, "redis": redis_settings, **FAST, **options},
+            **{
+                "mesh_key": MESH_KEY,
+                "redis": redis_settings,
+                "allow_unsigned": True,
+                **FAST,
+                **options,
+            },
         )
         nodes.append(node)
         if listen:

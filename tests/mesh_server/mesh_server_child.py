@@ -27,6 +27,7 @@ async def main(url: str, prefix: str) -> None:
         node_ttl=0.6,
         request_timeout=2.0,
         leader=LeaderOptions(ttl=1.0, renewal_interval=0.2, retry_delay=0.1),
+        allow_unsigned=True,
     )
     await node.listen("127.0.0.1", 0)
     await node.mesh_start()

@@ -77,7 +77,7 @@ async def test_mesh_servers_and_client(
 
     nodes: list[MeshSrpcServer[Any, Any, Any]] = []
     for label in ("a", "b"):
-        node = Server(mesh_key="e2e", redis=redis_settings, **FAST)
+        node = Server(mesh_key="e2e", redis=redis_settings, allow_unsigned=True, **FAST)
         node.label = label
         await node.listen("127.0.0.1", 0)
         await node.mesh_start()
@@ -146,7 +146,7 @@ async def test_single_process_server_and_client(app: tuple[ModuleType, ModuleTyp
         async def handle_d_compute(self, request: Any) -> Any:
             return m.DComputeResponse(result=request.number * 2)
 
-    server = Server()
+    server = Server(allow_unsigned=True)
     await server.listen("127.0.0.1", 0)
     client = Client(f"ws://127.0.0.1:{server.port}/srpc", "bob")
     try:

@@ -65,6 +65,7 @@ async def main(url: str, prefix: str, options: dict[str, str]) -> None:
         node_ttl=ttl,
         request_timeout=3.0,
         leader=LeaderOptions(ttl=1.0, renewal_interval=0.2, retry_delay=0.1),
+        allow_unsigned=True,
         **extra,
     )
 

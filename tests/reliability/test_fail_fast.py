@@ -55,6 +55,7 @@ async def test_a_call_to_a_client_of_a_dying_node_fails_by_its_removal(
         node_ttl=NODE_TTL,
         request_timeout=2.0,
         leader=LeaderOptions(ttl=1.0, renewal_interval=0.2, retry_delay=0.1),
+        allow_unsigned=True,
     )
     await caller.mesh_start()
     client: SrpcClient[ClientMessage, ServerMessage] = SrpcClient(

@@ -128,7 +128,12 @@ def frame_cases() -> st.SearchStrategy[bytes | str]:
 @pytest.fixture
 async def node(redis_settings: RedisSettings) -> AsyncIterator[Node]:
     server: Node = MeshSrpcServer(
-        ClientMessage, ServerMessage, mesh_key="fuzz", redis=redis_settings, **FAST
+        ClientMessage,
+        ServerMessage,
+        mesh_key="fuzz",
+        redis=redis_settings,
+        allow_unsigned=True,
+        **FAST,
     )
     server.register_message_handler("uEcho", lambda _s, r: UEchoResponse(message=r.message))
     await server.listen("127.0.0.1", 0)
@@ -310,7 +315,12 @@ async def test_malformed_mesh_messages_are_dropped(
 ) -> None:
     watcher = await bystander(node)
     other: Node = MeshSrpcServer(
-        ClientMessage, ServerMessage, mesh_key="fuzz", redis=redis_settings, **FAST
+        ClientMessage,
+        ServerMessage,
+        mesh_key="fuzz",
+        redis=redis_settings,
+        allow_unsigned=True,
+        **FAST,
     )
     await other.mesh_start()
     redis: Redis = create_redis_client(redis_settings)

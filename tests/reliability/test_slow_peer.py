@@ -61,10 +61,16 @@ async def test_a_client_that_never_reads_is_dropped_and_reported_once(
         mesh_key="slow",
         redis=redis_settings,
         max_send_buffer=512 * 1024,
+        allow_unsigned=True,
         **FAST,
     )
     caller: Node = MeshSrpcServer(
-        ClientMessage, ServerMessage, mesh_key="slow", redis=redis_settings, **FAST
+        ClientMessage,
+        ServerMessage,
+        mesh_key="slow",
+        redis=redis_settings,
+        allow_unsigned=True,
+        **FAST,
     )
     left: list[str] = []
     holder.on_client_disconnected(lambda cid, _meta: left.append(cid))

@@ -26,6 +26,7 @@ async def make_server() -> AsyncIterator[ServerFactory]:
 
     async def make(**kwargs: Any) -> SrpcServer[ClientMessage, ServerMessage]:
         listen = kwargs.pop("listen", True)
+        kwargs.setdefault("allow_unsigned", True)  # tests that sign pass a secret
         server: SrpcServer[ClientMessage, ServerMessage] = SrpcServer(
             ClientMessage, ServerMessage, **kwargs
         )

@@ -209,7 +209,9 @@ async def test_concurrent_requests_on_one_stream(
 def test_register_unknown_prefix_fails() -> None:
     from meshsrpc import SrpcServer
 
-    server: SrpcServer[ClientMessage, ServerMessage] = SrpcServer(ClientMessage, ServerMessage)
+    server: SrpcServer[ClientMessage, ServerMessage] = SrpcServer(
+        ClientMessage, ServerMessage, allow_unsigned=True
+    )
     with pytest.raises(ValueError, match="uNope"):
         server.register_message_handler("uNope", echo)
     with pytest.raises(ValueError):
@@ -268,7 +270,9 @@ async def test_close_lets_running_requests_answer(
 async def test_async_context_managers() -> None:
     from meshsrpc import SrpcClient, SrpcServer
 
-    server: SrpcServer[ClientMessage, ServerMessage] = SrpcServer(ClientMessage, ServerMessage)
+    server: SrpcServer[ClientMessage, ServerMessage] = SrpcServer(
+        ClientMessage, ServerMessage, allow_unsigned=True
+    )
     async with server:
         server.register_message_handler("uEcho", echo)
         await server.listen("127.0.0.1", 0)

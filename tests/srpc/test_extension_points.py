@@ -16,7 +16,7 @@ from tests.srpc._support import ClientFactory, eventually
 
 class HookedServer(SrpcServer[ClientMessage, ServerMessage]):
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(ClientMessage, ServerMessage, **kwargs)
+        super().__init__(ClientMessage, ServerMessage, **{"allow_unsigned": True, **kwargs})
         self.calls: list[tuple[str, str, Any]] = []
         self.establish_error: Exception | None = None
         self.activation_gate = asyncio.Event()

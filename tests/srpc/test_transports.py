@@ -66,7 +66,9 @@ class Uvicorn:
 
 @pytest.fixture
 async def srpc() -> AsyncIterator[SrpcServer[ClientMessage, ServerMessage]]:
-    server: SrpcServer[ClientMessage, ServerMessage] = SrpcServer(ClientMessage, ServerMessage)
+    server: SrpcServer[ClientMessage, ServerMessage] = SrpcServer(
+        ClientMessage, ServerMessage, allow_unsigned=True
+    )
     server.register_message_handler("uEcho", echo)
     yield server
     await server.close()
@@ -239,7 +241,7 @@ async def test_slow_reader_is_dropped(
 
 async def test_slow_reader_is_dropped_under_asgi(make_client: ClientFactory) -> None:
     server: SrpcServer[ClientMessage, ServerMessage] = SrpcServer(
-        ClientMessage, ServerMessage, max_send_buffer=512 * 1024
+        ClientMessage, ServerMessage, max_send_buffer=512 * 1024, allow_unsigned=True
     )
     async with Uvicorn(server.asgi) as web:
         await _slow_reader_scenario(server, f"ws://127.0.0.1:{web.port}/srpc", make_client)

@@ -19,6 +19,7 @@ from typing import Any, Protocol, TypeAlias
 from urllib.parse import parse_qsl
 
 __all__ = [
+    "NOT_CONFIGURED",
     "Authorizer",
     "HandshakeAccepted",
     "HandshakeRejected",
@@ -71,6 +72,10 @@ class HandshakeRejected:
 
     status: int
     reason: str
+
+
+NOT_CONFIGURED = HandshakeRejected(500, "Server authentication is not configured")
+"""The refusal of every upgrade by a server with no way to authenticate clients."""
 
 
 def parse_query(raw: str | bytes) -> dict[str, str]:
@@ -171,11 +176,14 @@ async def authenticate(
     authorizer: Authorizer | None,
     key_fetcher: KeyFetcher | None,
     replay_guard: ReplayGuard | None = None,
+    allow_unsigned: bool = False,
 ) -> HandshakeAccepted | HandshakeRejected:
     """Decide an upgrade. A custom authorizer replaces the signature check when set.
 
     With a ``replay_guard``, a valid signature is accepted once: the same (cid, id, ts)
-    is refused (403) while its ``ts`` could still pass the clock-drift check.
+    is refused (403) while its ``ts`` could still pass the clock-drift check. With no
+    secret, key fetcher or authorizer, every upgrade is refused (:data:`NOT_CONFIGURED`,
+    500, as the TypeScript server does) unless ``allow_unsigned``.
     """
     query = request.query
     for required in ("id", "cid", "appv"):
@@ -210,7 +218,9 @@ async def authenticate(
         if not verify_signature(query, secret, clock_drift):
             return HandshakeRejected(403, "Unauthorized")
         return await _check_replay(query, meta, replay_guard, clock_drift)
-    return HandshakeAccepted(meta)
+    if allow_unsigned:
+        return HandshakeAccepted(meta)
+    return NOT_CONFIGURED
 
 
 async def _check_replay(

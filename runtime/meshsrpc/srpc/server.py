@@ -24,13 +24,14 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Generic, Self, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Self, TypeAlias, TypeVar
 
 import betterproto2
 
 from ..errors import SrpcConflictError, SrpcError
 from ._callbacks import call_maybe_async
 from .auth import (
+    NOT_CONFIGURED,
     Authorizer,
     HandshakeAccepted,
     HandshakeRejected,
@@ -73,6 +74,13 @@ DisconnectHandler: TypeAlias = Callable[[SrpcStream, CloseCause], Any]
 """handler(stream, cause), sync or async; errors are logged."""
 
 DEFAULT_TIMEOUT = 30.0
+
+AuthMode: TypeAlias = Literal["authorizer", "key-fetcher", "secret", "unsigned", "none"]
+_AUTH_MODE_TEXT = {
+    "authorizer": "a custom authorizer decides every connection",
+    "key-fetcher": "HMAC signatures checked with per-client secrets (key fetcher)",
+    "secret": "HMAC signatures checked with the shared secret",
+}
 INTERNAL_ERROR_CODE = 1011
 
 
@@ -98,13 +106,19 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         close_timeout: float = 5.0,
         compression: str | None = None,
         replay_protection: bool = True,
+        allow_unsigned: bool = False,
     ) -> None:
         self.client_schema: FrameSchema[ClientMsgT] = FrameSchema(client_message)
         self.server_schema: FrameSchema[ServerMsgT] = FrameSchema(server_message)
         self.path = path
+        # An empty secret is no secret: a signature made with the empty key proves nothing.
         self.auth_secret = (
             auth_secret if auth_secret is not None else os.environ.get("SRPC_AUTH_SECRET")
-        )
+        ) or None
+        #: Accept unsigned connections when no secret, key fetcher or authorizer is set
+        #: (development only). Off: such a server refuses every connection with 500.
+        self.allow_unsigned = allow_unsigned
+        self._unconfigured_logged = False
         self.clock_drift = clock_drift
         self.max_frame_size = max_frame_size
         self.max_in_flight = max_in_flight
@@ -166,6 +180,39 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
     def set_replay_guard(self, guard: ReplayGuard | None) -> None:
         """Store accepted signatures in ``guard`` (None: accept a signed URL repeatedly)."""
         self._replay_guard = guard
+
+    @property
+    def auth_mode(self) -> AuthMode:
+        """How upgrades are authenticated now; ``"none"`` refuses every connection (500)."""
+        if self._authorizer is not None:
+            return "authorizer"
+        if self._key_fetcher is not None:
+            return "key-fetcher"
+        if self.auth_secret is not None:
+            return "secret"
+        return "unsigned" if self.allow_unsigned else "none"
+
+    def _log_auth_mode(self) -> None:
+        mode = self.auth_mode
+        if mode == "unsigned":
+            logger.warning(
+                "SRPC auth: allow_unsigned=True, accepting unsigned connections "
+                "(development only: anyone can connect as any client id)"
+            )
+        elif mode == "none":
+            self._log_unconfigured_once()
+        else:
+            logger.info("SRPC auth: %s", _AUTH_MODE_TEXT[mode])
+
+    def _log_unconfigured_once(self) -> None:
+        if self._unconfigured_logged:
+            return
+        self._unconfigured_logged = True
+        logger.error(
+            "SRPC auth is not configured: refusing every connection with HTTP 500. Set "
+            "SRPC_AUTH_SECRET (or auth_secret=), set_client_key_fetcher() or "
+            "set_client_authorizer(); for local development only, allow_unsigned=True."
+        )
 
     # --- streams ---------------------------------------------------------------------
 
@@ -262,14 +309,18 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             return HandshakeRejected(503, "Server is closing")
         if request.path != self.path:
             return HandshakeRejected(404, "Not found")
-        return await authenticate(
+        verdict = await authenticate(
             request,
             secret=self.auth_secret,
             clock_drift=self.clock_drift,
             authorizer=self._authorizer,
             key_fetcher=self._key_fetcher,
             replay_guard=self._replay_guard,
+            allow_unsigned=self.allow_unsigned,
         )
+        if verdict is NOT_CONFIGURED:
+            self._log_unconfigured_once()
+        return verdict
 
     async def _serve(
         self, transport: Transport, request: HandshakeRequest, accepted: HandshakeAccepted
@@ -490,6 +541,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             raise RuntimeError("already listening")
         self._closing = False
         self._listener = await serve(self, host, port, ssl=ssl)
+        self._log_auth_mode()
 
     @property
     def port(self) -> int | None:
@@ -507,6 +559,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             from .transports.asgi import AsgiApp
 
             self._asgi = AsgiApp(self)
+            self._log_auth_mode()
         return self._asgi
 
     async def __aenter__(self) -> Self:
