@@ -94,9 +94,10 @@ async def test_user_and_application_errors(
     with pytest.raises(SrpcError) as app:
         await client.invoke("uError", UErrorRequest(error_message="boom", user_error=False))
     assert app.value.message == "boom" and not app.value.is_user_error
-    # No handler: an error reply naming the prefix, the stream stays up.
-    with pytest.raises(SrpcError, match="uEcho"):
+    # No handler: the TypeScript peers' error text, then the prefix; the stream stays up.
+    with pytest.raises(SrpcError) as unhandled:
         await client.invoke("uEcho", UEchoRequest(message="x"))
+    assert unhandled.value.message == "Unhandled message type: uEcho"
     assert client.is_connected
 
 

@@ -28,7 +28,7 @@ from .auth import sign
 from .bytestream import ByteStreamReader, ByteStreamWriter
 from .frames import CallField, FrameSchema
 from .ids import uuid7
-from .protocol import CLOSE_CODES, CloseCause, SrpcProtocol
+from .protocol import CLOSE_CODES, UNHANDLED_MESSAGE_TYPE, CloseCause, SrpcProtocol
 from .session import SrpcSession
 from .transports.websockets import WebsocketsTransport
 
@@ -384,7 +384,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
     ) -> betterproto2.Message:
         handler = self._handlers.get(call.prefix)
         if handler is None:
-            raise SrpcError(f"No handler for {call.prefix}")
+            raise SrpcError(f"{UNHANDLED_MESSAGE_TYPE}: {call.prefix}")
         response = await call_maybe_async(handler, request)
         expected = self.client_schema.lookup(call.prefix, request=False)
         if expected is None or not isinstance(response, expected.message_cls):

@@ -21,6 +21,7 @@ from .ids import uuid7
 __all__ = [
     "CLOSE_CODES",
     "MAX_CLOSE_REASON_BYTES",
+    "UNHANDLED_MESSAGE_TYPE",
     "ByteStreamReceived",
     "CloseCause",
     "Event",
@@ -48,6 +49,10 @@ _CAUSES_BY_CODE: Final[dict[int, CloseCause]] = {code: cause for cause, code in 
 _EXPIRED_IDS: Final = 1024
 
 MAX_CLOSE_REASON_BYTES: Final = 123
+
+UNHANDLED_MESSAGE_TYPE: Final = "Unhandled message type"
+"""The error a peer answers to a call it has no handler for (the TypeScript text; the
+prefix follows after a colon)."""
 """A WebSocket close frame carries at most 125 bytes: a 2-byte code and the reason."""
 
 

@@ -44,7 +44,7 @@ from .auth import (
 from .frames import CallField, FrameSchema
 from .ids import uuid7
 from .liveness import InactivityMonitor
-from .protocol import CLOSE_CODES, CloseCause, SrpcProtocol
+from .protocol import CLOSE_CODES, UNHANDLED_MESSAGE_TYPE, CloseCause, SrpcProtocol
 from .session import SrpcSession
 from .stream import SrpcStream, StreamMeta
 from .transports.base import Transport
@@ -512,7 +512,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
     ) -> betterproto2.Message:
         handler = self._handlers.get(call.prefix)
         if handler is None:
-            raise SrpcError(f"No handler for {call.prefix}")
+            raise SrpcError(f"{UNHANDLED_MESSAGE_TYPE}: {call.prefix}")
         response = handler(stream, request)
         if inspect.isawaitable(response):
             response = await response

@@ -25,6 +25,7 @@ from .bytestream import ByteStreamManager
 from .frames import CallField
 from .protocol import (
     CLOSE_CODES,
+    UNHANDLED_MESSAGE_TYPE,
     ByteStreamReceived,
     CloseCause,
     Event,
@@ -308,7 +309,7 @@ class SrpcSession:
         try:
             if call is None or value is None:
                 what = event.member or "empty request"
-                raise SrpcError(f"No handler for {what}")
+                raise SrpcError(f"{UNHANDLED_MESSAGE_TYPE}: {what}")
             if event.trace is None:
                 response = await self._dispatch(call, value)
             else:
