@@ -10,4 +10,4 @@ export PATH
   -I tests/protos \
   --plugin=protoc-gen-python_betterproto2="$VENV/bin/protoc-gen-python_betterproto2" \
   --python_betterproto2_out=tests/generated \
-  tests/protos/srpc_test.proto
+  tests/protos/srpc_test.proto tests/protos/shapes.proto
