@@ -107,6 +107,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         compression: str | None = None,
         replay_protection: bool = True,
         allow_unsigned: bool = False,
+        expose_errors: bool = False,
     ) -> None:
         self.client_schema: FrameSchema[ClientMsgT] = FrameSchema(client_message)
         self.server_schema: FrameSchema[ServerMsgT] = FrameSchema(server_message)
@@ -118,6 +119,10 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         #: Accept unsigned connections when no secret, key fetcher or authorizer is set
         #: (development only). Off: such a server refuses every connection with 500.
         self.allow_unsigned = allow_unsigned
+        #: Send a handler's unexpected exception text to the client ("ValueError: …");
+        #: off (default), the client gets "Internal server error (error id …)" and the
+        #: log the details. SrpcError messages always reach the client.
+        self.expose_errors = expose_errors
         self._unconfigured_logged = False
         self.clock_drift = clock_drift
         self.max_frame_size = max_frame_size
@@ -396,6 +401,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             max_send_buffer=self.max_send_buffer,
             close_timeout=self.close_timeout,
             label=f"srpc[{stream.client_id}]",
+            expose_errors=self.expose_errors,
         )
         stream.session = session
         self._streams[stream.id] = stream

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -41,6 +42,9 @@ from .transports.base import Transport
 
 __all__ = ["RequestDispatcher", "SrpcSession"]
 
+INTERNAL_ERROR_TEXT = "Internal server error"
+"""What a client gets for a server handler's unexpected exception (unless exposed)."""
+
 logger = logging.getLogger(__name__)
 
 RequestDispatcher = Callable[[CallField, betterproto2.Message], Awaitable[betterproto2.Message]]
@@ -64,6 +68,7 @@ class SrpcSession:
         max_send_buffer: int | None = None,
         close_timeout: float = 5.0,
         label: str = "srpc",
+        expose_errors: bool = True,
     ) -> None:
         self.protocol = protocol
         self.transport = transport
@@ -71,6 +76,9 @@ class SrpcSession:
         self.max_in_flight = max_in_flight
         self.max_send_buffer = max_send_buffer
         self.close_timeout = close_timeout
+        #: Send a failed handler's exception text to the peer (``"ValueError: boom"``,
+        #: as the TypeScript peers' ``String(err)``); off: a generic text and an error id.
+        self.expose_errors = expose_errors
         self.close_cause: CloseCause | None = None
         """Set once the stream is closing; the first cause wins."""
         self._first_byte_stream_id = first_byte_stream_id
@@ -325,10 +333,21 @@ class SrpcSession:
             )
         except Exception as exc:
             prefix = call.prefix if call is not None else event.member
-            logger.exception("%s: handler for %s failed", self.label, prefix)
-            frame = self.protocol.error_reply(event.request_id, str(exc), user_error=False)
+            text = self._failure_text(exc, prefix)
+            frame = self.protocol.error_reply(event.request_id, text, user_error=False)
         self._tasks.pop(id(event), None)
         self.send(frame)
+
+    def _failure_text(self, exc: BaseException, prefix: str | None) -> str:
+        """Log a handler's failure; the error text its caller gets."""
+        if self.expose_errors:
+            logger.exception("%s: handler for %s failed", self.label, prefix)
+            return f"{type(exc).__name__}: {exc}"
+        # The exception may carry secrets (a DSN, a query): the caller gets an id
+        # to quote, the log gets the details.
+        error_id = secrets.token_hex(6)
+        logger.exception("%s: handler for %s failed (error id %s)", self.label, prefix, error_id)
+        return f"{INTERNAL_ERROR_TEXT} (error id {error_id})"
 
     def _resolve(self, event: ReplyReceived) -> None:
         fut = self._futures.pop(event.request_id, None)
