@@ -41,6 +41,16 @@ class LeaderOptions:
     renewal_interval: float = 10.0
     retry_delay: float = 5.0
 
+    @classmethod
+    def for_node_ttl(cls, node_ttl: float) -> LeaderOptions:
+        """Timings scaled to a mesh's ``node_ttl``: what MeshService uses for ``leader=None``.
+
+        A crashed leader's lock expires within ``node_ttl`` and a survivor takes it
+        within a third more, so every dead node (the leader too) is reported within
+        about 2 x ``node_ttl`` of its crash, instead of the fixed 30 s lock ttl's wait.
+        """
+        return cls(ttl=node_ttl, renewal_interval=node_ttl / 3, retry_delay=node_ttl / 3)
+
 
 def resolve_leader_settings(
     redis: RedisLike, env: Mapping[str, str] | None = None

@@ -201,7 +201,9 @@ class MeshService:
         self.heartbeat_interval = heartbeat_interval
         self.node_ttl = node_ttl
         self.request_timeout = request_timeout
-        self.leader_options = leader or LeaderOptions()
+        # The lock follows node_ttl: a dead leader is replaced as fast as a dead node is
+        # noticed (a fixed 30 s ttl delayed its own orphans' report by that much).
+        self.leader_options = leader or LeaderOptions.for_node_ttl(node_ttl)
         self.hostname = socket.gethostname()
         self._redis = redis
         self._instance_id = 0

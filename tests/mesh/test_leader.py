@@ -265,3 +265,12 @@ def test_leader_options_defaults() -> None:
     assert LeaderOptions() == LeaderOptions(ttl=30.0, renewal_interval=10.0, retry_delay=5.0)
     leader = LeaderService("k", redis="memory://x")
     assert leader.options == LeaderOptions()
+
+
+def test_a_mesh_without_leader_options_scales_its_lock_to_node_ttl() -> None:
+    mesh = MeshService("k", node_ttl=3.0, redis="memory://scaled")
+    assert mesh.leader_options == LeaderOptions(ttl=3.0, renewal_interval=1.0, retry_delay=1.0)
+    tuned = LeaderOptions(ttl=9.0, renewal_interval=2.0, retry_delay=1.0)
+    assert MeshService("k", node_ttl=3.0, leader=tuned, redis="memory://scaled").leader_options == (
+        tuned
+    )
