@@ -73,7 +73,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         pong_timeout: float = 75.0,
         connection_check_timeout: float = 5.0,
         connect_timeout: float = 10.0,
-        reconnect_delay: float = 0.5,
+        reconnect_delay: float = 0.3,
         max_reconnect_delay: float = 30.0,
         max_frame_size: int = 1024 * 1024,
         max_send_buffer: int = 8 * 1024 * 1024,
