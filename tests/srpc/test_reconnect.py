@@ -17,7 +17,7 @@ def test_the_first_retry_comes_within_a_few_hundred_milliseconds(
 ) -> None:
     client = make_client("ws://127.0.0.1:9/srpc")
     # Jittered between half and all of reconnect_delay; doubled on each failure.
-    assert 0.1 <= client.reconnect_delay / 2 and client.reconnect_delay <= 0.3
+    assert 0.1 <= client.reconnect_delay / 2 <= client.reconnect_delay <= 0.3
     assert client.max_reconnect_delay == 30.0
 
 
