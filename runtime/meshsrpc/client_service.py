@@ -24,6 +24,7 @@ from .errors import (
 )
 from .leader import LeaderOptions
 from .mesh import BroadcastHandler, MeshService
+from .mesh_messages import timeout_ms_from_wire, timeout_ms_to_wire
 from .registry.base import MeshClientRegistryBackend, RegisteredClient, TMeta
 from .registry.memory import MeshClientMemoryRegistry
 from .registry.metadata import encode_metadata
@@ -385,7 +386,7 @@ class MeshClientService(Generic[TMeta]):
         request: dict[str, Any] = {"clientId": client_id, "type": type, "data": data}
         if seconds is not None:
             # Only when the caller gave one, as the TypeScript nodes do.
-            request["timeoutMs"] = max(1, round(seconds * 1000))
+            request["timeoutMs"] = timeout_ms_to_wire(seconds)
         reply = await self._mesh.invoke(node_id, FORWARD, request, timeout=seconds)
         if not isinstance(reply, dict):
             raise ClientInvocationError(f"node {node_id} sent a malformed forward reply")
@@ -419,12 +420,8 @@ class MeshClientService(Generic[TMeta]):
             or not isinstance(data.get("type"), str)
         ):
             return {"error": "malformed forward request", "errorName": "Error"}
-        raw_timeout = data.get("timeoutMs")
-        timeout = (
-            raw_timeout / 1000
-            if isinstance(raw_timeout, int | float) and not isinstance(raw_timeout, bool)
-            else None
-        )
+        timeout_ms = timeout_ms_from_wire(data.get("timeoutMs"))
+        timeout = None if timeout_ms is None else timeout_ms / 1000
         try:
             result = await self._client_invoke_fn(
                 data["clientId"], data["type"], data.get("data"), timeout

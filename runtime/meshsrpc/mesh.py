@@ -18,6 +18,7 @@ import functools
 import inspect
 import itertools
 import logging
+import math
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
@@ -374,10 +375,10 @@ class MeshService:
                 raise MeshNoHandlerError(type)
             return await _call(handler, data)
         seconds = self.request_timeout if timeout is None else timeout
-        if seconds <= 0:
-            raise ValueError("timeout must be positive")
+        if not (seconds > 0 and math.isfinite(seconds)):
+            raise ValueError("timeout must be a positive finite number")
         request_id = _request_ids.next()
-        timeout_ms = max(1, round(seconds * 1000))
+        timeout_ms = messages.timeout_ms_to_wire(seconds)
         payload = messages.request(request_id, self._instance_id, type, data, timeout_ms)
         pending = _PendingRequest(
             asyncio.get_running_loop(), self._timeouts, instance_id, type, seconds
