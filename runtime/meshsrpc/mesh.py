@@ -578,7 +578,7 @@ class MeshService:
                 else:
                     try:
                         payload = messages.reply(request.request_id, result)
-                    except (TypeError, ValueError) as exc:
+                    except (TypeError, ValueError, RecursionError) as exc:
                         text = (
                             f"mesh handler {request.type!r} returned a value that is not JSON:"
                             f" {exc}"
@@ -588,6 +588,15 @@ class MeshService:
                     self._beats.discard(serving)
             # Not awaited: this task is done once the reply is queued (one wake-up less).
             self._send_to_node(request.sender, payload, "reply")
+        except Exception:
+            # Nothing of a peer's request may end this task with an unretrieved error.
+            raise_if_cancelling()
+            logger.exception(
+                "mesh %s: could not answer request %r from node %d",
+                self.key,
+                request.request_id,
+                request.sender,
+            )
         finally:
             self._serving.pop(id(request), None)
 

@@ -124,8 +124,16 @@ def timeout_ms_to_wire(seconds: float) -> int:
 
 def encode(message: dict[str, Any]) -> bytes:
     """JSON as ``JSON.stringify`` writes it: no spaces, insertion order, non-ASCII raw,
-    "/" unescaped. Raises TypeError/ValueError for values JSON cannot carry."""
-    return _ENCODER.encode(message).encode()
+    "/" unescaped, a lone surrogate as a ``\\uXXXX`` escape. Raises TypeError/ValueError
+    for values JSON cannot carry."""
+    text = _ENCODER.encode(message)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate (a peer's "\\ud800" escape read back, a handler's str) is not
+        # UTF-8. Within JSON it can only sit inside a string, where the escape is what
+        # JSON.stringify writes and reads back as the same string.
+        return text.encode("utf-8", "backslashreplace")
 
 
 def request(request_id: str, sender: int, type: str, data: Any, timeout_ms: int) -> bytes:
@@ -217,6 +225,8 @@ def _decode(payload: bytes) -> dict[str, Any]:
         raise InvalidMessage(f"non-finite number {exc} in JSON") from None
     except ValueError:  # also bytes that are not UTF-8
         raise InvalidMessage("not JSON") from None
+    except RecursionError:
+        raise InvalidMessage("JSON nested too deeply") from None
     if not isinstance(message, dict):
         raise InvalidMessage("not a JSON object")
     return message
