@@ -326,12 +326,19 @@ class MeshClientService(Generic[TMeta]):
     ) -> Any:
         """Call ``type`` on the client, wherever it is connected, and return its answer.
 
-        Raises ClientNotFoundError (unknown, or not running), ClientDisconnectedError
-        (its node has no live stream for it), ClientInvocationError (the remote call
-        failed), or the mesh's errors (e.g. MeshRequestTimeoutError).
+        ``timeout`` None means the service's ``request_timeout``, whether the client is
+        here or on another node. Raises ClientNotFoundError (unknown, or not running),
+        ClientDisconnectedError (its node has no live stream for it),
+        ClientInvocationError (the remote call failed), or the mesh's errors (e.g.
+        MeshRequestTimeoutError).
         """
         if not self._running:
             raise ClientNotFoundError(client_id)
+        if timeout is None:
+            # One default for every path: left open, a forward would wait for the
+            # holder's own delivery default (SRPC's 30 s) while its request heartbeats
+            # keep this call alive.
+            timeout = self._mesh.request_timeout
         now = asyncio.get_running_loop().time()
         node_id = self._routes.get(client_id, now)
         if node_id is not None:

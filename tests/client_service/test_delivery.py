@@ -31,13 +31,14 @@ async def test_local_delivery_calls_client_invoke_fn_directly(two_nodes: tuple[N
 async def test_remote_delivery_through_the_mesh(two_nodes: tuple[Node, Node]) -> None:
     a, b = two_nodes
     await b.connect("c1")
+    # No timeout given: the caller's request_timeout (FAST: 5 s) reaches the owner.
     assert await a.service.invoke("c1", "dNotify", {"text": "hi"}) == {
         "type": "dNotify",
         "data": {"text": "hi"},
-        "timeout": None,
+        "timeout": 5.0,
     }
     assert a.calls == []
-    assert b.calls == [("c1", "dNotify", {"text": "hi"}, None)]
+    assert b.calls == [("c1", "dNotify", {"text": "hi"}, 5.0)]
 
 
 async def test_the_callers_timeout_reaches_the_owner(two_nodes: tuple[Node, Node]) -> None:
