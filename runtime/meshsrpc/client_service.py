@@ -392,7 +392,8 @@ class MeshClientService(Generic[TMeta]):
     ) -> Any:
         request: dict[str, Any] = {"clientId": client_id, "type": type, "data": data}
         if seconds is not None:
-            # Only when the caller gave one, as the TypeScript nodes do.
+            # invoke always gives one: the call's, or request_timeout (TypeScript callers
+            # leave it out when their call gave none).
             request["timeoutMs"] = timeout_ms_to_wire(seconds)
         reply = await self._mesh.invoke(node_id, FORWARD, request, timeout=seconds)
         if not isinstance(reply, dict):
