@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import math
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic
 
@@ -25,6 +24,7 @@ from .errors import (
 )
 from .leader import LeaderOptions
 from .mesh import BroadcastHandler, MeshService
+from .mesh_messages import timeout_ms_from_wire, timeout_ms_to_wire
 from .registry.base import MeshClientRegistryBackend, RegisteredClient, TMeta
 from .registry.memory import MeshClientMemoryRegistry
 from .registry.metadata import encode_metadata
@@ -336,12 +336,19 @@ class MeshClientService(Generic[TMeta]):
     ) -> Any:
         """Call ``type`` on the client, wherever it is connected, and return its answer.
 
-        Raises ClientNotFoundError (unknown, or not running), ClientDisconnectedError
-        (its node has no live stream for it), ClientInvocationError (the remote call
-        failed), or the mesh's errors (e.g. MeshRequestTimeoutError).
+        ``timeout`` None means the service's ``request_timeout``, whether the client is
+        here or on another node. Raises ClientNotFoundError (unknown, or not running),
+        ClientDisconnectedError (its node has no live stream for it),
+        ClientInvocationError (the remote call failed), or the mesh's errors (e.g.
+        MeshRequestTimeoutError).
         """
         if not self._running:
             raise ClientNotFoundError(client_id)
+        if timeout is None:
+            # One default for every path: left open, a forward would wait for the
+            # holder's own delivery default (SRPC's 30 s) while its request heartbeats
+            # keep this call alive.
+            timeout = self._mesh.request_timeout
         now = asyncio.get_running_loop().time()
         node_id = self._routes.get(client_id, now)
         if node_id is not None:
@@ -395,8 +402,9 @@ class MeshClientService(Generic[TMeta]):
     ) -> Any:
         request: dict[str, Any] = {"clientId": client_id, "type": type, "data": data}
         if seconds is not None:
-            # Only when the caller gave one, as the TypeScript nodes do.
-            request["timeoutMs"] = max(1, round(seconds * 1000))
+            # invoke always gives one: the call's, or request_timeout (TypeScript callers
+            # leave it out when their call gave none).
+            request["timeoutMs"] = timeout_ms_to_wire(seconds)
         reply = await self._mesh.invoke(node_id, FORWARD, request, timeout=seconds)
         if not isinstance(reply, dict):
             raise ClientInvocationError(f"node {node_id} sent a malformed forward reply")
@@ -434,13 +442,9 @@ class MeshClientService(Generic[TMeta]):
         # heartbeats keep it waiting while the client works. The holder's own bound
         # only stops a silent client from pinning the call forever.
         limit = self.forward_safety_timeout
-        raw_timeout = data.get("timeoutMs")
-        if (
-            isinstance(raw_timeout, int | float)
-            and not isinstance(raw_timeout, bool)
-            and math.isfinite(raw_timeout)
-        ):
-            limit = max(limit, raw_timeout / 1000)
+        timeout_ms = timeout_ms_from_wire(data.get("timeoutMs"))
+        if timeout_ms is not None:
+            limit = max(limit, timeout_ms / 1000)
         try:
             result = await self._client_invoke_fn(
                 data["clientId"], data["type"], data.get("data"), limit

@@ -18,6 +18,7 @@ import functools
 import inspect
 import itertools
 import logging
+import math
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
@@ -376,10 +377,10 @@ class MeshService:
                 raise MeshNoHandlerError(type)
             return await _call(handler, data)
         seconds = self.request_timeout if timeout is None else timeout
-        if seconds <= 0:
-            raise ValueError("timeout must be positive")
+        if not (seconds > 0 and math.isfinite(seconds)):
+            raise ValueError("timeout must be a positive finite number")
         request_id = _request_ids.next()
-        timeout_ms = max(1, round(seconds * 1000))
+        timeout_ms = messages.timeout_ms_to_wire(seconds)
         payload = messages.request(request_id, self._instance_id, type, data, timeout_ms)
         pending = _PendingRequest(
             asyncio.get_running_loop(), self._timeouts, instance_id, type, seconds
@@ -579,7 +580,7 @@ class MeshService:
                 else:
                     try:
                         payload = messages.reply(request.request_id, result)
-                    except (TypeError, ValueError) as exc:
+                    except (TypeError, ValueError, RecursionError) as exc:
                         text = (
                             f"mesh handler {request.type!r} returned a value that is not JSON:"
                             f" {exc}"
@@ -589,6 +590,15 @@ class MeshService:
                     self._beats.discard(serving)
             # Not awaited: this task is done once the reply is queued (one wake-up less).
             self._send_to_node(request.sender, payload, "reply")
+        except Exception:
+            # Nothing of a peer's request may end this task with an unretrieved error.
+            raise_if_cancelling()
+            logger.exception(
+                "mesh %s: could not answer request %r from node %d",
+                self.key,
+                request.request_id,
+                request.sender,
+            )
         finally:
             self._serving.pop(id(request), None)
 

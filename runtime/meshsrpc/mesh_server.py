@@ -301,6 +301,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             """Call a client: ``await invoke(stream_or_client_id, "dNotify", request)``.
 
             A stream is called directly; a client id wherever the client is connected.
+            ``timeout`` None means ``request_timeout`` (10 s by default) on every path.
             """
             return await self._mesh_invoke_anywhere(stream_or_client_id, prefix, request, timeout)
 
@@ -344,6 +345,8 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         request: betterproto2.Message,
         timeout: float | None,
     ) -> Any:
+        if timeout is None:  # one default, wherever the client is (API: request_timeout)
+            timeout = self._mesh_request_timeout
         if isinstance(target, SrpcStream):
             return await self._invoke_stream(target, prefix, request, timeout)
         request_call = self.server_schema.lookup(prefix, request=True)

@@ -117,7 +117,15 @@ class RedisMeshEngine:
         removed = await self._cleanup(
             keys=[self.keys.heartbeats, self.keys.nodes], args=[node_ttl_ms]
         )
-        return [int(member) for member in removed]
+        # The script has removed them all: a member that is no node id (written by hand
+        # or a broken peer) is skipped, never allowed to lose the real nodes' report.
+        ids: list[int] = []
+        for member in removed:
+            try:
+                ids.append(int(member))
+            except ValueError:
+                logger.warning("mesh %s: skipping heartbeat member %r", self.keys.key, member)
+        return ids
 
     async def deregister(self, instance_id: int) -> None:
         """Run the deregister script (ZREM + HDEL)."""
