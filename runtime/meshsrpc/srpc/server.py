@@ -40,6 +40,7 @@ from .auth import (
     ReplayGuard,
     authenticate,
 )
+from .clientmeta import ClientMetaSchema
 from .frames import CallField, FrameSchema
 from .ids import uuid7
 from .liveness import InactivityMonitor
@@ -82,6 +83,9 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
     Serve it standalone with :meth:`listen` (on ``websockets``) or mount :attr:`asgi`
     in Starlette/FastAPI. Durations are seconds.
     """
+
+    client_meta_schema: ClientMetaSchema | None = None
+    """Converts the client's ``m--`` metadata to typed values (meshgen's classes set it)."""
 
     def __init__(
         self,
@@ -269,6 +273,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             authorizer=self._authorizer,
             key_fetcher=self._key_fetcher,
             replay_guard=self._replay_guard,
+            meta_schema=self.client_meta_schema,
         )
 
     async def _serve(
