@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from typing import Any
+from typing import Unpack
+
+from meshsrpc.srpc.options import SrpcClientOptions
 
 from .generated.presence import (
     DGetStatusRequest,
@@ -23,7 +25,7 @@ from .generated.presence import (
     USetStatusRequest,
     UWhoIsOnlineRequest,
 )
-from .generated.presence_srpc import PresenceSrpcClient
+from .generated.presence_srpc import ClientMetaDict, PresenceSrpcClient
 
 __all__ = ["PresenceClient", "main"]
 
@@ -39,9 +41,12 @@ class PresenceClient(PresenceSrpcClient):
         display_name: str | None = None,
         status: Status = Status.AVAILABLE,
         device: str | None = None,
-        **kwargs: Any,
+        **kwargs: Unpack[SrpcClientOptions],
     ) -> None:
-        meta = {"displayName": display_name or client_id.title(), "status": _name(status)}
+        meta: ClientMetaDict = {
+            "displayName": display_name or client_id.title(),
+            "status": _name(status),
+        }
         if device:
             meta["device"] = device
         super().__init__(url, client_id, client_meta=meta, **kwargs)

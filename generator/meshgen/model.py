@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from google.protobuf import descriptor_pb2
 
+from .clientmeta import MetaField, converter_names, meta_fields
 from .naming import ImportFrom, MessageRef, MessageRefs, snake
 from .problems import MeshgenError, Problem
 from .protoindex import MessageInfo, ProtoIndex, doc_lines
@@ -71,6 +72,8 @@ class Broadcast:
     snake: str  # "lobby_closed"
     payload: str  # TypedDict name
     doc: tuple[str, ...]
+    required: tuple[str, ...]  # the payload's keys a sender must give
+    keys: tuple[str, ...]  # all its keys
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,9 @@ class App:
     package: str
     doc: tuple[str, ...]
     meta_type: str  # the MetaT of MeshSrpcServer
+    meta_update_type: str  # what update_client_metadata takes
+    meta_fields: tuple[MetaField, ...]  # the ClientMeta keys converted at the handshake
+    meta_converters: tuple[str, ...]  # the runtime helpers meta_fields use
     client_message: MessageRef
     server_message: MessageRef
     upstream: CallSet
@@ -174,7 +180,9 @@ def build_app(
     dicts = TypedDictBuilder(index)
     broadcasts = _broadcasts(collector, dicts, found.get("broadcasts"))
     meta = found.get("client metadata")
-    client_meta = dicts.add(meta) if meta else None
+    client_meta = dicts.add(meta, all_optional=True) if meta else None
+    client_meta_update = dicts.add_update(meta) if meta else None
+    fields = meta_fields(index, meta) if meta else ()
 
     if collector.problems:
         raise MeshgenError(collector.problems)
@@ -183,7 +191,7 @@ def build_app(
     server_ref = refs.ref(server)
     names = _all_names(name, dicts.ordered(), broadcasts)
     modes = {call_mode(len(upstream)), call_mode(len(downstream)), call_mode(len(broadcasts))}
-    typing_imports = ["Any", "TypeVar"]
+    typing_imports = ["Any", "TypeVar", "Unpack"]
     if "none" in modes:
         typing_imports.append("Never")
     if "overloads" in modes:
@@ -206,6 +214,9 @@ def build_app(
             + (f" (package {main.package})." if main.package else "."),
         ),
         meta_type=client_meta or "dict[str, Any]",
+        meta_update_type=client_meta_update or "Mapping[str, Any]",
+        meta_fields=fields,
+        meta_converters=converter_names(fields),
         client_message=client_ref,
         server_message=server_ref,
         upstream=CallSet(tuple(upstream)),
@@ -372,7 +383,11 @@ def _broadcasts(
         comment = collector.index.field_source(container, i).comment
         if not comment:
             comment = collector.index.message_source(payload).comment
-        broadcasts.append(Broadcast(f.name, method, dicts.add(payload), doc_lines(comment)))
+        name = dicts.add(payload)
+        spec = dicts.specs[payload.full_name]
+        keys = tuple(key.name for key in spec.keys)
+        required = tuple(k.name for k in spec.keys if not k.annotation.startswith("NotRequired["))
+        broadcasts.append(Broadcast(f.name, method, name, doc_lines(comment), required, keys))
     return broadcasts
 
 
