@@ -3,17 +3,21 @@ broadcast payloads. A support-desk app, generated fresh, over real loopback WebS
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import json
 import sys
 from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
 from typing import Any
 
 import pytest
+import redis.asyncio
 from meshgen.generate import Request, generate
 from meshgen.output import write_files
 from meshgen_helpers import app_proto
-from meshsrpc import SrpcError
+from meshsrpc import RedisSettings, SrpcError
+from meshsrpc.redis_server import RedisServer
 from meshsrpc.srpc.clientmeta import ClientMetaSchema
 
 pytestmark = pytest.mark.timeout(60)
@@ -234,3 +238,32 @@ async def test_a_complete_broadcast_is_delivered(desk: ModuleType) -> None:
     finally:
         await server.mesh_stop()
     assert received == [{"waiting": 3}]
+
+
+async def test_the_registry_holds_the_converted_values_as_proto_json(
+    desk: ModuleType, redis_server: RedisServer, redis_settings: RedisSettings
+) -> None:
+    # What a TypeScript node reads: numbers and booleans, as ts-proto's fromJSON expects.
+    node = desk.DeskMeshSrpcServer(mesh_key="desk", redis=redis_settings, auth_secret=SECRET)
+    await node.listen("127.0.0.1", 0)
+    await node.mesh_start()
+    url = f"ws://127.0.0.1:{node.port}/srpc"
+    meta = {"openTickets": 3, "online": True, "mood": "MOOD_ANGRY"}
+    client = desk.DeskSrpcClient(url, "alice", client_meta=meta, client_secret=SECRET)
+    try:
+        await client.connect()
+        key = f"{redis_settings.prefix}:mesh:_mc:desk:clients"
+        async with redis.asyncio.from_url(redis_server.url) as store:
+            for _ in range(250):
+                raw = await store.hget(key, "alice")
+                if raw is not None:
+                    break
+                await asyncio.sleep(0.02)
+        assert raw is not None, "the client was not registered"
+        entry = json.loads(raw)
+        assert entry["hasMetadata"] is True
+        assert entry["metadata"] == meta
+    finally:
+        await client.disconnect()
+        await node.mesh_stop()
+        await node.close()
