@@ -140,7 +140,9 @@ class TypedDictBuilder:
             value = key.annotation.removeprefix("NotRequired[").removesuffix("]")
             if not value.endswith("| None"):
                 value = f"{value} | None"
-            keys.append(DictKey(key.name, f"NotRequired[{value}]", key.comment))
+            # ReadOnly: a full ClientMetaDict is a valid update too (mypy lets a read-only
+            # `int | None` key accept an `int`, a mutable one would not).
+            keys.append(DictKey(key.name, f"NotRequired[ReadOnly[{value}]]", key.comment))
         doc = (f"A partial {base.name} to merge: a key set to None is deleted.",)
         self.specs[f"{message.full_name}#update"] = TypedDictSpec(
             name, base.message, doc, tuple(keys), base.functional

@@ -144,8 +144,8 @@ def test_client_meta_update_dict_is_partial_and_none_deletes(in_repo: Path) -> N
     text = generated("lobby")["lobby_srpc.py"]
     assert "\nclass ClientMetaUpdateDict(TypedDict):\n" in text
     for line in (
-        "    sessionSerial: NotRequired[int | None]",
-        "    since: NotRequired[str | None]",
+        "    sessionSerial: NotRequired[ReadOnly[int | None]]",
+        "    since: NotRequired[ReadOnly[str | None]]",
     ):
         assert f"\n{line}\n" in text, line
     assert "metadata: ClientMetaUpdateDict" in text

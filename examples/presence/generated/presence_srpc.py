@@ -20,6 +20,7 @@ from meshsrpc import (
 from meshsrpc.mesh_server import MeshSrpcServerOptions
 from meshsrpc.srpc.clientmeta import ClientMetaSchema
 from meshsrpc.srpc.options import SrpcClientOptions, SrpcServerOptions
+from typing_extensions import ReadOnly
 
 from .presence import (
     ClientMessage,
@@ -75,9 +76,9 @@ class ClientMetaDict(TypedDict):
 class ClientMetaUpdateDict(TypedDict):
     """A partial ClientMetaDict to merge: a key set to None is deleted."""
 
-    displayName: NotRequired[str | None]
-    status: NotRequired[str | None]
-    device: NotRequired[str | None]
+    displayName: NotRequired[ReadOnly[str | None]]
+    status: NotRequired[ReadOnly[str | None]]
+    device: NotRequired[ReadOnly[str | None]]
 
 
 class PresenceBroadcasts(TypedDict):

@@ -27,6 +27,7 @@ from meshsrpc.srpc.clientmeta import (
     meta_json_object,
 )
 from meshsrpc.srpc.options import SrpcClientOptions, SrpcServerOptions
+from typing_extensions import ReadOnly
 
 from .games.Lobby import (
     ClientMessage,
@@ -115,16 +116,18 @@ class ClientMetaDict(TypedDict):
 class ClientMetaUpdateDict(TypedDict):
     """A partial ClientMetaDict to merge: a key set to None is deleted."""
 
-    player: NotRequired[PlayerRefDict | None]
+    player: NotRequired[ReadOnly[PlayerRefDict | None]]
     visibility: NotRequired[
-        Literal["VISIBILITY_UNSPECIFIED", "VISIBILITY_PUBLIC", "VISIBILITY_FRIENDS"]
-        | None
+        ReadOnly[
+            Literal["VISIBILITY_UNSPECIFIED", "VISIBILITY_PUBLIC", "VISIBILITY_FRIENDS"]
+            | None
+        ]
     ]
-    tags: NotRequired[dict[str, str] | None]
-    since: NotRequired[str | None]
-    favouriteTables: NotRequired[list[int] | None]
-    rating: NotRequired[float | None]
-    sessionSerial: NotRequired[int | None]
+    tags: NotRequired[ReadOnly[dict[str, str] | None]]
+    since: NotRequired[ReadOnly[str | None]]
+    favouriteTables: NotRequired[ReadOnly[list[int] | None]]
+    rating: NotRequired[ReadOnly[float | None]]
+    sessionSerial: NotRequired[ReadOnly[int | None]]
 
 
 class LobbyBroadcasts(TypedDict):

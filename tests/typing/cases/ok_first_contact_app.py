@@ -34,7 +34,10 @@ def make() -> tuple[LobbyMeshSrpcServer, LobbySrpcServer, LobbySrpcClient]:
 async def update(server: LobbyMeshSrpcServer) -> bool:
     # a partial update: only the keys to change; None deletes a key
     change: ClientMetaUpdateDict = {"sessionSerial": 3, "since": None}
-    return await server.update_client_metadata("alice", change)
+    assert await server.update_client_metadata("alice", change)
+    # a full ClientMetaDict is a valid update too
+    full: ClientMetaDict = {"rating": 2.0}
+    return await server.update_client_metadata("alice", full)
 
 
 def connected(client_id: str, metadata: ClientMetaDict) -> None:
