@@ -12,7 +12,9 @@ import argparse
 import asyncio
 import os
 import time
-from typing import Any
+from typing import Unpack
+
+from meshsrpc.srpc.options import SrpcClientOptions
 
 from .generated.presence import (
     DGetStatusRequest,
@@ -24,7 +26,7 @@ from .generated.presence import (
     USetStatusRequest,
     UWhoIsOnlineRequest,
 )
-from .generated.presence_srpc import PresenceSrpcClient
+from .generated.presence_srpc import ClientMetaDict, PresenceSrpcClient
 
 __all__ = ["PresenceClient", "main"]
 
@@ -40,9 +42,12 @@ class PresenceClient(PresenceSrpcClient):
         display_name: str | None = None,
         status: Status = Status.AVAILABLE,
         device: str | None = None,
-        **kwargs: Any,
+        **kwargs: Unpack[SrpcClientOptions],
     ) -> None:
-        meta = {"displayName": display_name or client_id.title(), "status": _name(status)}
+        meta: ClientMetaDict = {
+            "displayName": display_name or client_id.title(),
+            "status": _name(status),
+        }
         if device:
             meta["device"] = device
         # Signed with the nodes' shared secret (SRPC_AUTH_SECRET) when one is set.

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from . import __version__
-from .generate import Request, generate
+from .generate import Request, build
 from .model import Containers
 from .output import display, stale_files, write_files
 from .problems import MeshgenError
@@ -88,12 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     request = Request(args.proto, tuple(args.proto_path), args.name, containers)
     try:
-        files = generate(request)
+        generated = build(request)
     except MeshgenError as error:
         for problem in error.problems:
             print(f"meshgen: error: {problem}", file=sys.stderr)
         print("meshgen: nothing was written", file=sys.stderr)
         return EXIT_BAD_INPUT
+    files = generated.files
     if args.check:
         stale = stale_files(args.output, files)
         if stale:
@@ -102,5 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {display(args.output, path)}")
             return EXIT_STALE
         return EXIT_OK
-    write_files(args.output, files)
+    written = write_files(args.output, files)
+    # Deleted orphans are listed by write_files too; count only files of this output.
+    print(generated.summary(len([p for p in written if p in files]), args.output))
     return EXIT_OK

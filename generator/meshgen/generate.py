@@ -11,7 +11,7 @@ from betterproto2_compiler.casing import pascal_case
 
 from .descriptors import compile_proto
 from .messages import generate_messages
-from .model import Containers, build_app
+from .model import App, Containers, build_app
 from .problems import MeshgenError, Problem
 from .protoindex import ProtoIndex
 from .render import render_app, render_header
@@ -45,8 +45,33 @@ def source_label(proto: str) -> str:
     return os.path.normpath(path).replace(os.sep, "/")
 
 
+@dataclass(frozen=True)
+class Generated:
+    """One run's output files (path → content, sorted) and the app they describe."""
+
+    files: dict[str, str]
+    app: App
+
+    def summary(self, written: int, out_dir: str) -> str:
+        """The one line meshgen prints on success."""
+        app = self.app
+        up, down = len(app.upstream.calls), len(app.downstream.calls)
+        unchanged = len(self.files) - written
+        return (
+            f"meshgen: wrote {written} file(s) to {out_dir} ({unchanged} unchanged): "
+            f"{app.stem}_srpc.py with {up + down} call(s) ({up} upstream, {down} downstream), "
+            f"{len(app.broadcasts)} broadcast(s)"
+            + (f", client metadata {app.client_meta}" if app.client_meta else "")
+        )
+
+
 def generate(request: Request) -> dict[str, str]:
     """Every output file, relative '/'-separated path → content, sorted by path."""
+    return build(request).files
+
+
+def build(request: Request) -> Generated:
+    """Every output file and the app model, or MeshgenError."""
     stem = module_stem(request.proto)
     name = request.name or pascal_case(stem)
     if not name.isidentifier():
@@ -70,4 +95,4 @@ def generate(request: Request) -> dict[str, str]:
     for path, text in files.items():
         files[path] = header + ("\n" + text if text else "")
     files["py.typed"] = ""
-    return dict(sorted(files.items()))
+    return Generated(dict(sorted(files.items())), app)

@@ -310,7 +310,10 @@ class MeshClientService(Generic[TMeta]):
         return await self._registry.unregister(client_id)
 
     async def update_client_metadata(self, client_id: str, metadata: TMeta) -> bool:
-        """Replace a client's metadata, on whichever node owns it; False if unknown.
+        """Give a client new metadata, on whichever node owns it; False if unknown.
+
+        The owner's ``client_update_meta_fn`` applies it (MeshSrpcServer merges it into
+        ``stream.meta``); without one, the registry entry's metadata is replaced.
 
         Raises TypeError for metadata that is not JSON-serialisable. Not running: False.
         """

@@ -26,7 +26,7 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, Unpack, cast
 
 import betterproto2
 
@@ -51,11 +51,12 @@ from .registry.base import MeshClientRegistryBackend
 from .registry.registry import MeshClientRegistry
 from .replay import RedisReplayGuard
 from .settings import RedisLike, resolve_redis_settings
+from .srpc.options import SrpcServerOptions
 from .srpc.protocol import CLOSE_CODES, CloseCause
 from .srpc.server import ServerMessageHandler, SrpcServer
 from .srpc.stream import SrpcStream, StreamMeta
 
-__all__ = ["ClientLifecycleHandler", "MeshSrpcServer"]
+__all__ = ["ClientLifecycleHandler", "MeshSrpcServer", "MeshSrpcServerOptions"]
 
 logger = logging.getLogger("meshsrpc.mesh_server")
 
@@ -69,6 +70,19 @@ ClientLifecycleHandler: TypeAlias = Callable[[str, Any], Any]
 _MISSING: Any = object()
 # Re-registering a client after Redis lost it: attempts before giving up.
 _RESTORE_ATTEMPTS = 5
+
+
+class MeshSrpcServerOptions(SrpcServerOptions, Generic[MetaT], total=False):
+    """MeshSrpcServer's keyword arguments but ``mesh_key`` (and SrpcServer's)."""
+
+    registry_backend: MeshClientRegistryBackend[MetaT] | None
+    extract_metadata: Callable[[SrpcStream], MetaT] | None
+    heartbeat_interval: float
+    node_ttl: float
+    request_timeout: float
+    leader: LeaderOptions | None
+    redis: RedisLike
+    forward_safety_timeout: float
 
 
 class _MessageJson(dict[str, Any]):
@@ -133,7 +147,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         leader: LeaderOptions | None = None,
         redis: RedisLike = None,
         forward_safety_timeout: float = DEFAULT_FORWARD_SAFETY_TIMEOUT,
-        **srpc_options: Any,
+        **srpc_options: Unpack[SrpcServerOptions],
     ) -> None:
         super().__init__(client_message, server_message, **srpc_options)
         self._mesh_replay_guard: RedisReplayGuard | None = None
@@ -282,11 +296,13 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             if not self._mesh_requests_running:
                 self._mesh_requests_done.set()
 
-    async def update_client_metadata(self, client_id: str, metadata: MetaT) -> bool:
-        """Replace a client's metadata from any node; False if the client is not connected.
+    async def update_client_metadata(self, client_id: str, metadata: Any) -> bool:
+        """Merge keys into a client's metadata from any node; False if it is not connected.
 
-        The owning node merges a mapping into ``stream.meta`` and writes the registry
-        once.
+        The owning node merges the mapping into ``stream.meta`` (a key set to None is
+        deleted; keys not given are kept) and writes the registry once. With a custom
+        ``extract_metadata`` whose metadata is not a mapping, it replaces it instead.
+        Generated servers type ``metadata`` as the app's ``ClientMetaUpdateDict``.
         """
         return await self._mesh_client_service.update_client_metadata(client_id, metadata)
 
@@ -869,7 +885,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         if isinstance(metadata, Mapping):
             # Merging notifies the meta watcher; setting the cache first makes its
             # sync see no change, so the registry is written once, below.
-            stream.meta.update(metadata)
+            _merge(stream.meta, metadata)
             snapshot = self._mesh_take_snapshot(stream)
         else:
             snapshot = cast(MetaT, _snapshot(metadata))
@@ -897,6 +913,15 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
     def _mesh_is_current(self, stream: SrpcStream) -> bool:
         """True while ``stream`` is open and the newest stream of its client here."""
         return stream.is_open and self.streams_by_client_id.get(stream.client_id) is stream
+
+
+def _merge(meta: dict[str, Any], update: Mapping[str, Any]) -> None:
+    """update_client_metadata's merge: None deletes a key (JSON has no "absent" value)."""
+    for key, value in update.items():
+        if value is None:
+            meta.pop(key, None)
+        else:
+            meta[key] = value
 
 
 def _allows_supersede(stream: SrpcStream) -> bool:

@@ -136,6 +136,11 @@ def test_corpus_covers_every_typed_promise() -> None:
         "err_broadcast_extra_key",
         "err_broadcast_wrong_value_type",
         "err_broadcast_unknown_type",
+        # issue 15: typed options, partial metadata updates, typed metadata values
+        "err_option_misspelled",
+        "err_option_wrong_type",
+        "err_metadata_update_wrong_value_type",
+        "err_client_meta_wrong_value_type",
     ):
         assert promised in names
     assert len(names) >= 12

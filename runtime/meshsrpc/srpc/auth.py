@@ -1,8 +1,9 @@
 """Upgrade-time checks: required query parameters, HMAC signatures, custom authorizers.
 
 Runs before the WebSocket is accepted, so a refusal is a plain HTTP status:
-400 for missing ``id``/``cid``/``appv``, 403 for failed auth (including a replayed
-signature), 500 when an authorizer, key fetcher or replay guard raises.
+400 for missing ``id``/``cid``/``appv`` or a metadata value of the wrong type, 403 for
+failed auth (including a replayed signature), 500 when an authorizer, key fetcher or replay
+guard raises.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
 from urllib.parse import parse_qsl
+
+from .clientmeta import ClientMetaError, ClientMetaSchema
 
 __all__ = [
     "NOT_CONFIGURED",
@@ -177,8 +180,13 @@ async def authenticate(
     key_fetcher: KeyFetcher | None,
     replay_guard: ReplayGuard | None = None,
     allow_unsigned: bool = False,
+    meta_schema: ClientMetaSchema | None = None,
 ) -> HandshakeAccepted | HandshakeRejected:
     """Decide an upgrade. A custom authorizer replaces the signature check when set.
+
+    With a ``meta_schema``, the ``m--`` values are converted to their fields' types
+    (an authorizer's dict is merged after, as given); a value that does not convert
+    is refused with 400 naming the field.
 
     With a ``replay_guard``, a valid signature is accepted once: the same (cid, id, ts)
     is refused (403) while its ``ts`` could still pass the clock-drift check. With no
@@ -194,6 +202,11 @@ async def authenticate(
         for name, value in query.items()
         if name.startswith(META_PARAM_PREFIX)
     }
+    if meta_schema is not None:
+        try:
+            meta = meta_schema.parse(meta)
+        except ClientMetaError as error:
+            return HandshakeRejected(400, f"Bad {error}")
     if authorizer is not None:
         try:
             verdict = await _maybe_await(authorizer(query, request))

@@ -26,6 +26,7 @@ from ..errors import SrpcConflictError, SrpcError
 from ._callbacks import call_maybe_async
 from .auth import sign
 from .bytestream import ByteStreamReader, ByteStreamWriter
+from .clientmeta import encode_meta_value
 from .frames import CallField, FrameSchema
 from .ids import uuid7
 from .protocol import CLOSE_CODES, UNHANDLED_MESSAGE_TYPE, CloseCause, SrpcProtocol
@@ -64,7 +65,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         server_message: type[ServerMsgT],
         client_id: str,
         *,
-        client_meta: Mapping[str, str] | None = None,
+        client_meta: Mapping[str, object] | None = None,
         client_secret: str | None = None,
         enable_reconnect: bool = True,
         protocol_version: int = 2,
@@ -182,7 +183,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         if supersede:
             query["_supersede"] = "1"
         for name, value in self.client_meta.items():
-            query[f"m--{name}"] = str(value)
+            query[f"m--{name}"] = encode_meta_value(value)
         joined = "&".join(filter(None, [parts.query, urlencode(query)]))
         return urlunsplit((parts.scheme, parts.netloc, parts.path, joined, parts.fragment))
 

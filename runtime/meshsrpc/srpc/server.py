@@ -41,6 +41,7 @@ from .auth import (
     ReplayGuard,
     authenticate,
 )
+from .clientmeta import ClientMetaSchema
 from .frames import CallField, FrameSchema
 from .ids import uuid7
 from .liveness import InactivityMonitor
@@ -90,6 +91,9 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
     Serve it standalone with :meth:`listen` (on ``websockets``) or mount :attr:`asgi`
     in Starlette/FastAPI. Durations are seconds.
     """
+
+    client_meta_schema: ClientMetaSchema | None = None
+    """Converts the client's ``m--`` metadata to typed values (meshgen's classes set it)."""
 
     def __init__(
         self,
@@ -322,6 +326,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             key_fetcher=self._key_fetcher,
             replay_guard=self._replay_guard,
             allow_unsigned=self.allow_unsigned,
+            meta_schema=self.client_meta_schema,
         )
         if verdict is NOT_CONFIGURED:
             self._log_unconfigured_once()
