@@ -66,9 +66,6 @@ async def run_demo(
 
     Every node process and client is stopped before this returns, also on failure.
     """
-    # The nodes (child processes) and the clients here share one secret: every
-    # connection is signed, as in production (a server with no auth refuses all).
-    os.environ.setdefault("SRPC_AUTH_SECRET", secrets.token_hex(16))
     scenario = Scenario(redis_url, out, heartbeat, node_ttl, prefix)
     started = time.monotonic()
     try:
@@ -95,9 +92,13 @@ class Scenario:
         self.node_ttl = node_ttl
         self.say = Transcript(out)
         self.report = DemoReport()
+        # The nodes (child processes) and the clients here share one secret: every
+        # connection is signed, as in production (a server with no auth refuses all).
+        self.secret = os.environ.get("SRPC_AUTH_SECRET") or secrets.token_hex(16)
         self.cluster = Cluster(
             redis_url,
             prefix or f"demo{uuid.uuid4().hex[:8]}",
+            auth_secret=self.secret,
             heartbeat=heartbeat,
             node_ttl=node_ttl,
             request_timeout=max(2.0, node_ttl),
@@ -336,7 +337,9 @@ class Scenario:
         """Connect ``client_id`` to ``node`` and wait until that node reports it registered."""
         mark = len(self.cluster.events)
         # No reconnect: in this demo a user moves only when the script says so.
-        client = PresenceClient(node.url, client_id, enable_reconnect=False)
+        client = PresenceClient(
+            node.url, client_id, enable_reconnect=False, client_secret=self.secret
+        )
         t = time.perf_counter()
         await client.connect(supersede=supersede)
         self.clients[client_id] = client
