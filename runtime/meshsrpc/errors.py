@@ -109,5 +109,11 @@ class SrpcError(MeshError):
 class SrpcConflictError(SrpcError):
     """``SrpcClient.connect`` was refused: the client id is already connected (protocol v2)."""
 
-    def __init__(self, message: str = "client id already connected") -> None:
+    def __init__(
+        self,
+        message: str = (
+            "client id already connected; connect(supersede=True) takes over the existing"
+            " connection"
+        ),
+    ) -> None:
         super().__init__(message)
