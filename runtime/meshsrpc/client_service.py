@@ -330,7 +330,11 @@ class MeshClientService(Generic[TMeta]):
         failed), or the mesh's errors (e.g. MeshRequestTimeoutError).
         """
         if not self._running:
-            raise ClientNotFoundError(client_id)
+            raise ClientNotFoundError(
+                client_id,
+                f"cannot look up client {client_id!r}: MeshClientService {self.key!r} is not"
+                " running (call start() first)",
+            )
         now = asyncio.get_running_loop().time()
         node_id = self._routes.get(client_id, now)
         if node_id is not None:

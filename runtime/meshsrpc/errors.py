@@ -28,10 +28,13 @@ class RedisConfigurationError(MeshError):
 
 
 class ClientNotFoundError(MeshError):
-    """The client id is not in the registry (or the service is not running)."""
+    """The client id is not in the registry (or the service is not running).
 
-    def __init__(self, client_id: str) -> None:
-        super().__init__(f"client {client_id!r} is not connected to any node")
+    ``message`` replaces the default text, e.g. to say that the mesh is not running.
+    """
+
+    def __init__(self, client_id: str, message: str | None = None) -> None:
+        super().__init__(message or f"client {client_id!r} is not connected to any node")
         self.client_id = client_id
 
 

@@ -38,6 +38,7 @@ from .errors import (
     ClientConflictError,
     ClientDisconnectedError,
     ClientInvocationError,
+    ClientNotFoundError,
     SrpcConflictError,
     SrpcError,
 )
@@ -350,6 +351,13 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
                 f"got {type(request).__name__}"
             )
         local = self.streams_by_client_id.get(target)
+        if not self._mesh_client_service.is_running:
+            here = " (it is connected to this server)" if local is not None else ""
+            raise ClientNotFoundError(
+                target,
+                f"cannot reach client {target!r}{here}: the mesh is not running on this"
+                " server; call mesh_start() first",
+            )
         if local is not None and local.is_activated and self._mesh_running:
             # The client is here: no registry round trip, no JSON. (A takeover whose
             # kick is still on its way may route one last call to this stream.)

@@ -31,6 +31,12 @@ async def test_after_stop_register_is_a_no_op_and_the_rest_refuses(make_node: An
     await _assert_inert(node)
 
 
+async def test_invoke_before_start_says_the_service_is_not_running(make_node: Any) -> None:
+    node = make_node()
+    with pytest.raises(ClientNotFoundError, match=r"not running \(call start\(\) first\)"):
+        await node.service.invoke("c1", "dNotify", None)
+
+
 async def test_not_running_register_writes_nothing(make_node: Any) -> None:
     backend = MeshClientMemoryRegistry[Any]()
     node = make_node(registry_backend=backend)
