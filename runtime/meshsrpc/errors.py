@@ -7,6 +7,7 @@ __all__ = [
     "ClientDisconnectedError",
     "ClientInvocationError",
     "ClientNotFoundError",
+    "MeshConnectionError",
     "MeshError",
     "MeshHandlerError",
     "MeshNoHandlerError",
@@ -25,6 +26,13 @@ class MeshError(Exception):
 
 class RedisConfigurationError(MeshError):
     """No Redis connection is configured, or the configuration is inconsistent."""
+
+
+class MeshConnectionError(MeshError, ConnectionError):
+    """Redis could not be reached when a service started; names the (redacted) URL.
+
+    Also a built-in :class:`ConnectionError`, so ``except ConnectionError`` catches it.
+    """
 
 
 class ClientNotFoundError(MeshError):

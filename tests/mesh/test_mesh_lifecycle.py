@@ -7,10 +7,10 @@ import socket
 
 import pytest
 from mesh_helpers import MakeMesh, eventually
-from meshsrpc import MeshError, MeshNode, MeshNotRunningError, MeshService
+from meshsrpc import MeshConnectionError, MeshError, MeshNode, MeshNotRunningError, MeshService
 from meshsrpc.engine import open_mesh_engine
+from meshsrpc.redis_server import free_port
 from meshsrpc.settings import RedisLike, resolve_redis_settings
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 
 async def test_instance_ids_are_unique_and_count_from_one(make_mesh: MakeMesh) -> None:
@@ -140,11 +140,26 @@ async def test_stop_leaves_no_tasks_behind(make_mesh: MakeMesh) -> None:
 
 async def test_failed_start_leaves_the_service_stopped() -> None:
     mesh = MeshService("k", redis="redis://127.0.0.1:1/0")
-    with pytest.raises(RedisConnectionError):
+    with pytest.raises(MeshConnectionError):
         await mesh.start()
     assert mesh.instance_id == 0
     assert not mesh.is_running
     await mesh.stop()
+
+
+async def test_unreachable_redis_names_the_redacted_url_and_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("MESH_REDIS_URL", f"redis://:hunter2@127.0.0.1:{port}/0")
+    mesh = MeshService("k")
+    with pytest.raises(MeshConnectionError) as unreachable:
+        await mesh.start()
+    text = str(unreachable.value)
+    assert f"cannot reach Redis at redis://:***@127.0.0.1:{port}/0 (from MESH_REDIS_URL)" in text
+    assert "hunter2" not in text
+    assert isinstance(unreachable.value, ConnectionError)
+    assert not mesh.is_running
 
 
 async def test_node_removed_by_mistake_registers_itself_again(
