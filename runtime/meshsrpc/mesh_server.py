@@ -132,12 +132,13 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         **srpc_options: Any,
     ) -> None:
         super().__init__(client_message, server_message, **srpc_options)
+        # Where Redis is, is resolved (environment included) in mesh_start().
+        self._mesh_redis = redis
+        self._mesh_key = mesh_key
+        # SrpcServer's in-process guard; mesh_start() replaces it with the Redis one,
+        # unless the user has set a guard of their own.
+        self._mesh_local_replay_guard = self._replay_guard
         self._mesh_replay_guard: RedisReplayGuard | None = None
-        settings = resolve_redis_settings(redis)
-        if self._replay_guard is not None and not settings.is_memory:
-            # Shared by all nodes: a handshake accepted here is refused everywhere.
-            self._mesh_replay_guard = RedisReplayGuard(settings, mesh_key)
-            self.set_replay_guard(self._mesh_replay_guard)
         self._mesh_client_service: MeshClientService[MetaT] = MeshClientService(
             mesh_key,
             self._mesh_invoke_local_client,
@@ -204,8 +205,19 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         return self._mesh_client_service.client_registry
 
     async def mesh_start(self) -> None:
-        """Join the mesh and register every stream that connected before (active or pending)."""
+        """Join the mesh and register every stream that connected before (active or pending).
+
+        Where Redis is (``redis=``, else the environment) is resolved here, not in the
+        constructor. From here on, replay protection is shared by every node.
+        """
+        settings = resolve_redis_settings(self._mesh_redis)
         await self._mesh_client_service.start()
+        guard = self._replay_guard
+        if guard is not None and guard is self._mesh_local_replay_guard and not settings.is_memory:
+            if self._mesh_replay_guard is None:
+                self._mesh_replay_guard = RedisReplayGuard(settings, self._mesh_key)
+            # Shared by all nodes: a handshake accepted here is refused everywhere.
+            self.set_replay_guard(self._mesh_replay_guard)
         self._mesh_running = True
         backfill: list[asyncio.Task[None]] = []
         for stream in list(self.streams_by_id.values()):

@@ -1,13 +1,22 @@
-"""What a new user of MeshSrpcServer sees first: errors that name the fix, the start log
-line, and the node's place in the mesh (issue 15, items 7 and 13)."""
+"""What a new user of MeshSrpcServer sees first: errors that name the fix, when the
+environment is read, the start log line, and the node's place in the mesh (issue 15,
+items 7, 8 and 13)."""
 
 from __future__ import annotations
 
-import pytest
-from meshsrpc import ClientNotFoundError
+import os
 
-from tests.generated.sgnl24.TestRpc import DNotifyRequest
-from tests.mesh_server.mesh_server_support import MakeClient, MakeNode
+import pytest
+from meshsrpc import (
+    ClientNotFoundError,
+    MeshConnectionError,
+    MeshSrpcServer,
+    RedisConfigurationError,
+)
+from meshsrpc.redis_server import RedisServer, free_port
+
+from tests.generated.sgnl24.TestRpc import ClientMessage, DNotifyRequest, ServerMessage
+from tests.mesh_server.mesh_server_support import FAST, MakeClient, MakeNode, Node, eventually
 
 SECRET = "first-contact"
 
@@ -39,3 +48,82 @@ async def test_an_unknown_client_of_a_running_mesh_is_not_connected_to_any_node(
     node = await make_node(auth_secret=SECRET)
     with pytest.raises(ClientNotFoundError, match="not connected to any node"):
         await node.invoke("nobody", "dNotify", DNotifyRequest(notification="x"))
+
+
+# --- where Redis is: read at mesh_start(), one rule for every service (item 8) ---
+
+
+def _forget_redis_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(("MESH_REDIS_", "MUTEX_REDIS_", "REDIS_")):
+            monkeypatch.delenv(name)
+
+
+def _unconfigured_node() -> Node:
+    return MeshSrpcServer(
+        ClientMessage, ServerMessage, mesh_key="first", auth_secret=SECRET, **FAST
+    )
+
+
+async def test_the_environment_is_read_at_mesh_start_not_at_construction(
+    monkeypatch: pytest.MonkeyPatch,
+    redis_server: RedisServer,
+    mesh_prefix: str,
+    make_client: MakeClient,
+) -> None:
+    _forget_redis_env(monkeypatch)
+    node = _unconfigured_node()  # nothing configured yet: fine until mesh_start()
+    monkeypatch.setenv("MESH_REDIS_URL", redis_server.url)
+    monkeypatch.setenv("MESH_REDIS_PREFIX", mesh_prefix)
+    await node.listen("127.0.0.1", 0)
+    try:
+        await node.mesh_start()
+        await make_client(node, "c1", client_secret=SECRET).connect()
+        await eventually(lambda: node.client_registry.get_client("c1"))
+        response = await node.invoke("c1", "dNotify", DNotifyRequest(notification="x"))
+        assert response.acknowledged
+        registered = await node.client_registry.get_client("c1")
+        assert registered is not None and registered.node_id == node.mesh_instance_id
+    finally:
+        await node.mesh_stop()
+        await node.close()
+
+
+async def test_nothing_configured_fails_at_mesh_start_naming_the_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _forget_redis_env(monkeypatch)
+    node = _unconfigured_node()
+    try:
+        with pytest.raises(RedisConfigurationError, match="MESH_REDIS_URL"):
+            await node.mesh_start()
+    finally:
+        await node.close()
+
+
+async def test_a_misspelled_scheme_fails_at_mesh_start_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _forget_redis_env(monkeypatch)
+    monkeypatch.setenv("MESH_REDIS_URL", "reddis://127.0.0.1:6379/0")
+    node = _unconfigured_node()
+    try:
+        with pytest.raises(RedisConfigurationError, match=r"\(from MESH_REDIS_URL\).*memory://"):
+            await node.mesh_start()
+    finally:
+        await node.close()
+
+
+async def test_unreachable_redis_fails_at_mesh_start_naming_the_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _forget_redis_env(monkeypatch)
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    monkeypatch.setenv("REDIS_URL", url)
+    node = _unconfigured_node()
+    try:
+        with pytest.raises(MeshConnectionError, match=f"{url} \\(from REDIS_URL\\)"):
+            await node.mesh_start()
+        assert node.mesh_instance_id == 0
+    finally:
+        await node.close()
