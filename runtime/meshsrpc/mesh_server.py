@@ -43,7 +43,7 @@ from .errors import (
     SrpcError,
 )
 from .leader import LeaderOptions
-from .mesh import BroadcastHandler
+from .mesh import BroadcastHandler, MeshNode
 from .registry.base import MeshClientRegistryBackend
 from .registry.registry import MeshClientRegistry
 from .replay import RedisReplayGuard
@@ -203,6 +203,23 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
     def client_registry(self) -> MeshClientRegistry[MetaT]:
         """The client registry as seen from this node."""
         return self._mesh_client_service.client_registry
+
+    @property
+    def is_leader(self) -> bool:
+        """True while this node holds the mesh's cleanup leader lock.
+
+        The leader removes dead nodes and reports their clients
+        (:meth:`on_node_clients_orphaned` runs there).
+        """
+        return self._mesh_client_service.mesh.is_leader
+
+    async def get_nodes(self) -> list[MeshNode]:
+        """Every node of this server's mesh by instance id; ``self`` marks this one.
+
+        A dead node stays listed until the leader removes it. Raises
+        :class:`MeshNotRunningError` before :meth:`mesh_start`.
+        """
+        return await self._mesh_client_service.mesh.get_nodes()
 
     async def mesh_start(self) -> None:
         """Join the mesh and register every stream that connected before (active or pending).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 
 import pytest
@@ -145,6 +146,40 @@ async def test_failed_start_leaves_the_service_stopped() -> None:
     assert mesh.instance_id == 0
     assert not mesh.is_running
     await mesh.stop()
+
+
+def _start_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "meshsrpc.mesh" and r.levelno == logging.INFO and "started" in r.getMessage()
+    ]
+
+
+async def test_start_logs_one_line_naming_engine_prefix_key_node_and_role(
+    make_mesh: MakeMesh, backend: RedisLike, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="meshsrpc.mesh")
+    settings = resolve_redis_settings(backend)
+    first = await make_mesh("logged")
+    [line] = _start_lines(caplog)
+    assert line == (
+        f"mesh 'logged': node {first.instance_id} started on {settings.describe()}, "
+        f"key prefix {settings.key_prefix!r}, the cleanup leader"
+    )
+    caplog.clear()
+    second = await make_mesh("logged")
+    [line] = _start_lines(caplog)
+    assert line.endswith(
+        f"node {second.instance_id} started on {settings.describe()}, "
+        f"key prefix {settings.key_prefix!r}, not the leader"
+    )
+
+
+async def test_a_started_node_knows_whether_it_leads(make_mesh: MakeMesh) -> None:
+    first = await make_mesh()
+    second = await make_mesh()
+    assert (first.is_leader, second.is_leader) == (True, False)
 
 
 async def test_unreachable_redis_names_the_redacted_url_and_its_variable(

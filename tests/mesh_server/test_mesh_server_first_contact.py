@@ -4,16 +4,20 @@ items 7, 8 and 13)."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
 from meshsrpc import (
     ClientNotFoundError,
     MeshConnectionError,
+    MeshNode,
+    MeshNotRunningError,
     MeshSrpcServer,
     RedisConfigurationError,
 )
 from meshsrpc.redis_server import RedisServer, free_port
+from meshsrpc.settings import RedisSettings
 
 from tests.generated.sgnl24.TestRpc import ClientMessage, DNotifyRequest, ServerMessage
 from tests.mesh_server.mesh_server_support import FAST, MakeClient, MakeNode, Node, eventually
@@ -127,3 +131,48 @@ async def test_unreachable_redis_fails_at_mesh_start_naming_the_url(
         assert node.mesh_instance_id == 0
     finally:
         await node.close()
+
+
+# --- where this node is and what it does (item 13) ---
+
+
+async def test_mesh_start_logs_one_info_line_with_engine_prefix_key_node_and_role(
+    make_node: MakeNode, redis_settings: RedisSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="meshsrpc")
+    node = await make_node(auth_secret=SECRET)
+    started = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.INFO and "started" in r.getMessage()
+    ]
+    assert started == [
+        f"mesh '_mc:app': node {node.mesh_instance_id} started on {redis_settings.url}, "
+        f"key prefix {redis_settings.prefix!r}, the cleanup leader"
+    ]
+
+
+async def test_the_first_node_leads_and_the_second_does_not(make_node: MakeNode) -> None:
+    first = await make_node(auth_secret=SECRET)
+    second = await make_node(auth_secret=SECRET)
+    assert first.is_leader and not second.is_leader
+
+
+async def test_get_nodes_lists_every_node_and_marks_this_one(make_node: MakeNode) -> None:
+    first = await make_node(auth_secret=SECRET)
+    second = await make_node(auth_secret=SECRET)
+    nodes = await second.get_nodes()
+    assert [(n.instance_id, n.self) for n in nodes] == [
+        (first.mesh_instance_id, False),
+        (second.mesh_instance_id, True),
+    ]
+    assert all(isinstance(n, MeshNode) for n in nodes)
+
+
+async def test_get_nodes_before_mesh_start_says_the_mesh_is_not_running(
+    make_node: MakeNode,
+) -> None:
+    node = await make_node(start=False, auth_secret=SECRET)
+    assert not node.is_leader
+    with pytest.raises(MeshNotRunningError, match="not running"):
+        await node.get_nodes()
