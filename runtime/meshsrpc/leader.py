@@ -163,10 +163,14 @@ class LeaderService:
                     raise_if_cancelling()
                     logger.warning("leader lock %s: acquire failed: %s", self._lock_key, exc)
                     acquired = False
+                first = not self._decided.is_set()
                 self._decided.set()
                 if acquired:
                     self._is_leader = True
-                    logger.info("became leader for %s", self._lock_key)
+                    # The outcome of the first try is what a starting mesh node reports
+                    # in its one start line; a later takeover is news of its own.
+                    level = logging.DEBUG if first else logging.INFO
+                    logger.log(level, "became leader for %s", self._lock_key)
                     await self._fire(self._on_became, "became-leader")
                     await asyncio.sleep(self.options.renewal_interval)
                 else:
