@@ -133,6 +133,26 @@ async def test_unreachable_redis_fails_at_mesh_start_naming_the_url(
         await node.close()
 
 
+class _RecordingGuard:
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    async def first_use(self, key: str, ttl: float) -> bool:
+        self.keys.append(key)
+        return True
+
+
+async def test_a_replay_guard_set_before_mesh_start_is_kept(
+    make_node: MakeNode, make_client: MakeClient
+) -> None:
+    node = await make_node(start=False, auth_secret=SECRET)
+    guard = _RecordingGuard()
+    node.set_replay_guard(guard)
+    await node.mesh_start()  # would otherwise switch to the Redis guard
+    await make_client(node, "c1", client_secret=SECRET).connect()
+    assert len(guard.keys) == 1
+
+
 # --- where this node is and what it does (item 13) ---
 
 
