@@ -12,7 +12,8 @@ install: $(STAMP)
 # Editable installs use setuptools' strict mode: a tree of links under build/ that mypy
 # (in this repo or in a project of yours using this venv) can follow; the default mode
 # hides the packages behind an import hook. A link exists per file, so a file added or
-# removed (a source folder changed) installs again.
+# removed (a source folder changed) installs again. The install lives in build/: after
+# deleting build/ by hand, run `touch pyproject.toml && make install`.
 SOURCE_DIRS := $(shell find runtime generator templates -type d ! -name __pycache__ 2>/dev/null)
 # (The strict mode warns about build/ on every install: expected, so hushed.)
 PIP_INSTALL := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q --disable-pip-version-check
