@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 
 import pytest
-from mesh_helpers import MakeMesh, eventually
+from mesh_helpers import FAST, MakeMesh, eventually
 from meshsrpc import MeshConnectionError, MeshError, MeshNode, MeshNotRunningError, MeshService
 from meshsrpc.engine import open_mesh_engine
 from meshsrpc.redis_server import free_port
@@ -180,6 +181,21 @@ async def test_a_started_node_knows_whether_it_leads(make_mesh: MakeMesh) -> Non
     first = await make_mesh()
     second = await make_mesh()
     assert (first.is_leader, second.is_leader) == (True, False)
+
+
+async def test_the_environment_is_read_at_start_not_at_construction(
+    monkeypatch: pytest.MonkeyPatch, memory_url: str
+) -> None:
+    for name in list(os.environ):
+        if name.startswith(("MESH_REDIS_", "MUTEX_REDIS_", "REDIS_")):
+            monkeypatch.delenv(name)
+    mesh = MeshService("k", **FAST)
+    monkeypatch.setenv("MESH_REDIS_URL", memory_url)
+    await mesh.start()
+    try:
+        assert mesh.instance_id == 1
+    finally:
+        await mesh.stop()
 
 
 async def test_unreachable_redis_names_the_redacted_url_and_its_variable(
