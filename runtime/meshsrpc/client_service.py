@@ -21,6 +21,7 @@ from .errors import (
     ClientInvocationError,
     ClientNotFoundError,
     MeshError,
+    MeshNotRunningError,
 )
 from .leader import LeaderOptions
 from .mesh import BroadcastHandler, MeshService
@@ -30,7 +31,7 @@ from .registry.memory import MeshClientMemoryRegistry
 from .registry.metadata import encode_metadata
 from .registry.redis import MeshClientRedisRegistry
 from .registry.registry import MeshClientRegistry
-from .settings import RedisLike, resolve_redis_settings
+from .settings import RedisLike, RedisSettings, resolve_redis_settings
 
 __all__ = [
     "ClientInvokeFn",
@@ -146,27 +147,22 @@ class MeshClientService(Generic[TMeta]):
         #: caller's own timeout is longer.
         self.forward_safety_timeout = forward_safety_timeout
         self.mesh_key = f"_mc:{key}"
-        settings = resolve_redis_settings(redis)
+        # Resolved (environment included) in start(), as MeshService does.
+        self._redis = redis
         self._mesh = MeshService(
             self.mesh_key,
             heartbeat_interval=heartbeat_interval,
             node_ttl=node_ttl,
             request_timeout=request_timeout,
             leader=leader,
-            redis=settings,
+            redis=redis,
         )
         self._owned_backend: Any = None
-        if registry_backend is None:
-            if settings.is_memory:
-                # Nodes of one memory:// mesh share one registry, like one Redis.
-                shared = f"{settings.memory_name}/{settings.key_prefix}:mesh:{self.mesh_key}"
-                registry_backend = MeshClientMemoryRegistry.shared(shared)
-            else:
-                registry_backend = MeshClientRedisRegistry(self.mesh_key, redis=settings)
-            self._owned_backend = registry_backend
-        self._backend: MeshClientRegistryBackend[TMeta] = registry_backend
+        self._backend: MeshClientRegistryBackend[TMeta] | None = registry_backend
         # Node 0 until started: the instance id is only known once the mesh is joined.
-        self._registry = MeshClientRegistry(0, self._backend)
+        self._registry: MeshClientRegistry[TMeta] | None = (
+            None if registry_backend is None else MeshClientRegistry(0, registry_backend)
+        )
         self._client_invoke_fn = client_invoke_fn
         self._client_update_meta_fn = client_update_meta_fn
         self._orphaned_callbacks: list[NodeClientsOrphanedCallback] = []
@@ -194,7 +190,16 @@ class MeshClientService(Generic[TMeta]):
 
     @property
     def client_registry(self) -> MeshClientRegistry[TMeta]:
-        """The registry as seen from this node (node 0 before the first start)."""
+        """The registry as seen from this node (node 0 before the first start).
+
+        Without a ``registry_backend``, the default one is created by the first
+        :meth:`start` (where Redis is comes from the environment then); before that
+        this raises :class:`MeshNotRunningError`.
+        """
+        if self._registry is None:
+            raise MeshNotRunningError(
+                f"MeshClientService {self.key!r} has no registry before its first start()"
+            )
         return self._registry
 
     @property
@@ -209,9 +214,20 @@ class MeshClientService(Generic[TMeta]):
         async with self._lifecycle:
             if self._running:
                 raise MeshError(f"MeshClientService {self.key!r} is already running")
+            settings = resolve_redis_settings(self._redis)
             await self._mesh.start()
+            if self._backend is None or self._owned_backend is not None:
+                # Created anew on every start: stop() closed the previous one.
+                self._owned_backend = self._backend = self._default_backend(settings)
             self._registry = MeshClientRegistry(self._mesh.instance_id, self._backend)
             self._running = True
+
+    def _default_backend(self, settings: RedisSettings) -> MeshClientRegistryBackend[TMeta]:
+        if settings.is_memory:
+            # Nodes of one memory:// mesh share one registry, like one Redis.
+            shared = f"{settings.memory_name}/{settings.key_prefix}:mesh:{self.mesh_key}"
+            return MeshClientMemoryRegistry.shared(shared)
+        return MeshClientRedisRegistry(self.mesh_key, redis=settings)
 
     async def stop(self) -> None:
         """Remove this node's clients from the registry, leave the mesh, close what we opened.
@@ -223,7 +239,7 @@ class MeshClientService(Generic[TMeta]):
                 self._running = False
                 self._routes.clear()
                 try:
-                    await self._registry.cleanup_node()
+                    await self.client_registry.cleanup_node()
                 except Exception:
                     logger.exception("client service %s: removing own clients failed", self.key)
                 await _cancel_and_wait(self._tasks)
@@ -265,7 +281,7 @@ class MeshClientService(Generic[TMeta]):
             return True
         self._routes.forget(client_id)
         try:
-            old = await self._registry.register(
+            old = await self.client_registry.register(
                 client_id, metadata, allow_supersede=allow_supersede
             )
         except ClientConflictError:
@@ -284,7 +300,9 @@ class MeshClientService(Generic[TMeta]):
         if not self._running:
             return None
         self._routes.forget(client_id)
-        old = await self._registry.reserve(client_id, metadata, allow_supersede=allow_supersede)
+        old = await self.client_registry.reserve(
+            client_id, metadata, allow_supersede=allow_supersede
+        )
         self._kick_old_owner(client_id, old)
         return old
 
@@ -297,9 +315,9 @@ class MeshClientService(Generic[TMeta]):
         if not self._running:
             return True
         self._routes.forget(client_id)
-        if self._registry.supports_reservation:
-            return await self._registry.activate(client_id, metadata)
-        old = await self._registry.register_reserved(client_id, metadata)
+        if self.client_registry.supports_reservation:
+            return await self.client_registry.activate(client_id, metadata)
+        old = await self.client_registry.register_reserved(client_id, metadata)
         self._kick_old_owner(client_id, old)
         return True
 
@@ -307,7 +325,7 @@ class MeshClientService(Generic[TMeta]):
         """Remove the client if this node owns it. Not running: False."""
         if not self._running:
             return False
-        return await self._registry.unregister(client_id)
+        return await self.client_registry.unregister(client_id)
 
     async def update_client_metadata(self, client_id: str, metadata: TMeta) -> bool:
         """Give a client new metadata, on whichever node owns it; False if unknown.
@@ -320,7 +338,7 @@ class MeshClientService(Generic[TMeta]):
         encode_metadata(metadata)  # fail here, not on the owner
         if not self._running:
             return False
-        client = await self._registry.get_client(client_id)
+        client = await self.client_registry.get_client(client_id)
         if client is None:
             return False
         if client.node_id == self.instance_id:
@@ -346,11 +364,14 @@ class MeshClientService(Generic[TMeta]):
         MeshRequestTimeoutError).
         """
         if not self._running:
-            raise ClientNotFoundError(client_id)
+            raise ClientNotFoundError(
+                client_id,
+                f"cannot look up client {client_id!r}: MeshClientService {self.key!r} is not"
+                " running (call start() first)",
+            )
         if timeout is None:
-            # One default for every path: left open, a forward would wait for the
-            # holder's own delivery default (SRPC's 30 s) while its request heartbeats
-            # keep this call alive.
+            # One default for every path: a local client's delivery, and the caller's
+            # silence bound (and timeoutMs) of a forward.
             timeout = self._mesh.request_timeout
         now = asyncio.get_running_loop().time()
         node_id = self._routes.get(client_id, now)
@@ -361,7 +382,7 @@ class MeshClientService(Generic[TMeta]):
                 # The route may be stale (the client moved or left): answer as a fresh
                 # lookup would have, trying once more if the client is elsewhere now.
                 self._routes.forget(client_id)
-                client = await self._registry.get_client(client_id)
+                client = await self.client_registry.get_client(client_id)
                 if client is None:
                     raise ClientNotFoundError(client_id) from exc
                 if client.node_id == node_id:
@@ -370,7 +391,7 @@ class MeshClientService(Generic[TMeta]):
             except BaseException:
                 self._routes.forget(client_id)
                 raise
-        client = await self._registry.get_client(client_id)
+        client = await self.client_registry.get_client(client_id)
         if client is None:
             raise ClientNotFoundError(client_id)
         return await self._deliver(client.node_id, client_id, type, data, timeout)
@@ -487,7 +508,7 @@ class MeshClientService(Generic[TMeta]):
     async def _apply_metadata(self, client_id: str, metadata: Any) -> bool:
         if self._client_update_meta_fn is not None:
             return bool(await _call(self._client_update_meta_fn, client_id, metadata))
-        return await self._registry.update_metadata(client_id, metadata)
+        return await self.client_registry.update_metadata(client_id, metadata)
 
     # --- the leader's side: orphans ---------------------------------------------------
 
@@ -495,7 +516,7 @@ class MeshClientService(Generic[TMeta]):
         self._routes.forget_node(node_id)
         try:
             # Atomic: of concurrent cleanups of one node, only one gets its clients.
-            clients = await self._registry.cleanup_node(node_id)
+            clients = await self.client_registry.cleanup_node(node_id)
         except Exception:
             logger.exception("could not remove the clients of dead node %d", node_id)
             return

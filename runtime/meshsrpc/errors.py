@@ -7,6 +7,7 @@ __all__ = [
     "ClientDisconnectedError",
     "ClientInvocationError",
     "ClientNotFoundError",
+    "MeshConnectionError",
     "MeshError",
     "MeshHandlerError",
     "MeshNoHandlerError",
@@ -27,11 +28,21 @@ class RedisConfigurationError(MeshError):
     """No Redis connection is configured, or the configuration is inconsistent."""
 
 
-class ClientNotFoundError(MeshError):
-    """The client id is not in the registry (or the service is not running)."""
+class MeshConnectionError(MeshError, ConnectionError):
+    """Redis could not be reached when a service started; names the (redacted) URL.
 
-    def __init__(self, client_id: str) -> None:
-        super().__init__(f"client {client_id!r} is not connected to any node")
+    Also a built-in :class:`ConnectionError`, so ``except ConnectionError`` catches it.
+    """
+
+
+class ClientNotFoundError(MeshError):
+    """The client id is not in the registry (or the service is not running).
+
+    ``message`` replaces the default text, e.g. to say that the mesh is not running.
+    """
+
+    def __init__(self, client_id: str, message: str | None = None) -> None:
+        super().__init__(message or f"client {client_id!r} is not connected to any node")
         self.client_id = client_id
 
 
@@ -109,5 +120,11 @@ class SrpcError(MeshError):
 class SrpcConflictError(SrpcError):
     """``SrpcClient.connect`` was refused: the client id is already connected (protocol v2)."""
 
-    def __init__(self, message: str = "client id already connected") -> None:
+    def __init__(
+        self,
+        message: str = (
+            "client id already connected; connect(supersede=True) takes over the existing"
+            " connection"
+        ),
+    ) -> None:
         super().__init__(message)

@@ -65,6 +65,8 @@ _REQUEST_HEARTBEAT_RATIO = 0.75
 # Upper bounds for each stop step, so stop() ends even when Redis is unreachable.
 _STOP_STEP_TIMEOUT = 3.0
 _CLEANUP_CALLBACK_GRACE = 5.0
+# How long start() waits for the first leader election attempt, to log the outcome.
+_LEADER_FIRST_ATTEMPT_WAIT = 2.0
 
 
 @dataclass(frozen=True)
@@ -296,6 +298,8 @@ class MeshService:
                 await engine.heartbeat(instance_id)
                 await engine.register_node(instance_id, self.hostname)
                 leader.start()
+                # Bounded: an election that cannot finish must not hold up the start.
+                is_leader = await leader.wait_first_attempt(_LEADER_FIRST_ATTEMPT_WAIT)
             except BaseException:
                 self._running = False
                 self._engine = None
@@ -310,7 +314,15 @@ class MeshService:
             self._heartbeat_task = asyncio.get_running_loop().create_task(
                 self._heartbeat_loop(), name=f"meshsrpc-heartbeat {self.key}#{instance_id}"
             )
-            logger.info("mesh %s: node %d started", self.key, instance_id)
+            # The one line that says where this node is and what it does.
+            logger.info(
+                "mesh %r: node %d started on %s, key prefix %r, %s",
+                self.key,
+                instance_id,
+                settings.describe(),
+                settings.key_prefix,
+                "the cleanup leader" if is_leader else "not the leader",
+            )
 
     async def stop(self) -> None:
         """Leave the mesh. Idempotent, safe before start.

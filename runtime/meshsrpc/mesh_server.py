@@ -42,11 +42,12 @@ from .errors import (
     ClientConflictError,
     ClientDisconnectedError,
     ClientInvocationError,
+    ClientNotFoundError,
     SrpcConflictError,
     SrpcError,
 )
 from .leader import LeaderOptions
-from .mesh import BroadcastHandler
+from .mesh import BroadcastHandler, MeshNode
 from .registry.base import MeshClientRegistryBackend
 from .registry.registry import MeshClientRegistry
 from .replay import RedisReplayGuard
@@ -150,12 +151,13 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         **srpc_options: Unpack[SrpcServerOptions],
     ) -> None:
         super().__init__(client_message, server_message, **srpc_options)
+        # Where Redis is, is resolved (environment included) in mesh_start().
+        self._mesh_redis = redis
+        self._mesh_key = mesh_key
+        # SrpcServer's in-process guard; mesh_start() replaces it with the Redis one,
+        # unless the user has set a guard of their own.
+        self._mesh_local_replay_guard = self._replay_guard
         self._mesh_replay_guard: RedisReplayGuard | None = None
-        settings = resolve_redis_settings(redis)
-        if self._replay_guard is not None and not settings.is_memory:
-            # Shared by all nodes: a handshake accepted here is refused everywhere.
-            self._mesh_replay_guard = RedisReplayGuard(settings, mesh_key)
-            self.set_replay_guard(self._mesh_replay_guard)
         self._mesh_client_service: MeshClientService[MetaT] = MeshClientService(
             mesh_key,
             self._mesh_invoke_local_client,
@@ -222,9 +224,37 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         """The client registry as seen from this node."""
         return self._mesh_client_service.client_registry
 
+    @property
+    def is_leader(self) -> bool:
+        """True while this node holds the mesh's cleanup leader lock.
+
+        The leader removes dead nodes and reports their clients
+        (:meth:`on_node_clients_orphaned` runs there).
+        """
+        return self._mesh_client_service.mesh.is_leader
+
+    async def get_nodes(self) -> list[MeshNode]:
+        """Every node of this server's mesh by instance id; ``self`` marks this one.
+
+        A dead node stays listed until the leader removes it. Raises
+        :class:`MeshNotRunningError` before :meth:`mesh_start`.
+        """
+        return await self._mesh_client_service.mesh.get_nodes()
+
     async def mesh_start(self) -> None:
-        """Join the mesh and register every stream that connected before (active or pending)."""
+        """Join the mesh and register every stream that connected before (active or pending).
+
+        Where Redis is (``redis=``, else the environment) is resolved here, not in the
+        constructor. From here on, replay protection is shared by every node.
+        """
+        settings = resolve_redis_settings(self._mesh_redis)
         await self._mesh_client_service.start()
+        guard = self._replay_guard
+        if guard is not None and guard is self._mesh_local_replay_guard and not settings.is_memory:
+            if self._mesh_replay_guard is None:
+                self._mesh_replay_guard = RedisReplayGuard(settings, self._mesh_key)
+            # Shared by all nodes: a handshake accepted here is refused everywhere.
+            self.set_replay_guard(self._mesh_replay_guard)
         self._mesh_running = True
         backfill: list[asyncio.Task[None]] = []
         for stream in list(self.streams_by_id.values()):
@@ -375,6 +405,13 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
                 f"got {type(request).__name__}"
             )
         local = self.streams_by_client_id.get(target)
+        if not self._mesh_client_service.is_running:
+            here = " (it is connected to this server)" if local is not None else ""
+            raise ClientNotFoundError(
+                target,
+                f"cannot reach client {target!r}{here}: the mesh is not running on this"
+                " server; call mesh_start() first",
+            )
         if local is not None and local.is_activated and self._mesh_running:
             # The client is here: no registry round trip, no JSON. (A takeover whose
             # kick is still on its way may route one last call to this stream.)

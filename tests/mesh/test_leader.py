@@ -37,6 +37,20 @@ async def make_leader(backend: RedisLike) -> AsyncIterator[MakeLeader]:
         await leader.stop()
 
 
+async def test_wait_first_attempt_tells_who_won_the_first_election(
+    make_leader: MakeLeader,
+) -> None:
+    first = make_leader()
+    assert await first.wait_first_attempt(5.0) is True
+    second = make_leader()
+    assert await second.wait_first_attempt(5.0) is False
+
+
+async def test_wait_first_attempt_is_bounded_before_start(make_leader: MakeLeader) -> None:
+    idle = make_leader(start=False)
+    assert await idle.wait_first_attempt(0.01) is False
+
+
 async def test_one_leader_per_key(make_leader: MakeLeader) -> None:
     services = [make_leader() for _ in range(4)]
     await eventually(lambda: any(s.is_leader for s in services))

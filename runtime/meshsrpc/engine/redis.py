@@ -24,6 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .._lua import lua_source
 from .._tasks import cancel_and_wait, raise_if_cancelling
+from ..errors import MeshConnectionError
 from ..settings import RedisSettings, create_redis_client
 from .base import (
     MeshKeys,
@@ -94,10 +95,20 @@ class RedisMeshEngine:
         self._closed = False
 
     async def allocate_instance_id(self) -> int:
-        """INCR ``next_id``."""
+        """INCR ``next_id``; :class:`MeshConnectionError` when Redis cannot be reached.
+
+        The first command of a starting node, so its failure says where Redis was
+        looked for.
+        """
         # Plain INCR (redis-py's incr() sends INCRBY key 1), as in the capture.
         incr = self._client.execute_command("INCR", self.keys.next_id)  # type: ignore[no-untyped-call]
-        return int(await incr)
+        try:
+            return int(await incr)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            settings = self._settings
+            raise MeshConnectionError(
+                f"cannot reach Redis at {settings.describe()}{settings.origin()}: {exc}"
+            ) from exc
 
     async def heartbeat(self, instance_id: int) -> bool:
         """Run the heartbeat script (Redis TIME); True if the entry was new."""

@@ -20,7 +20,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import betterproto2
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import InvalidHandshake, InvalidMessage, InvalidStatus
+from websockets.exceptions import InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI
 
 from ..errors import SrpcConflictError, SrpcError
 from ._callbacks import call_maybe_async
@@ -80,7 +80,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         max_send_buffer: int = 8 * 1024 * 1024,
         ssl: ssl_module.SSLContext | None = None,
     ) -> None:
-        self.url = url
+        self.url = _checked_url(url)
         self.client_schema: FrameSchema[ClientMsgT] = FrameSchema(client_message)
         self.server_schema: FrameSchema[ServerMsgT] = FrameSchema(server_message)
         self.client_id = client_id
@@ -189,6 +189,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
 
     async def _open(self) -> None:
         """One connection attempt; returns once the server's first ping arrived."""
+        _checked_url(self.url)  # the attribute may have changed since __init__
         url = self._build_url(self._supersede)
         options: dict[str, Any] = {}
         if self.ssl is not None:
@@ -207,6 +208,9 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
             status = exc.response.status_code
             body = exc.response.body.decode(errors="replace").strip() if exc.response.body else ""
             raise SrpcError(f"server refused the connection: HTTP {status} {body}".strip()) from exc
+        except InvalidURI:
+            # Not chained: its text holds the signed query.
+            raise SrpcError(f"could not connect: invalid URL {_bare(self.url)!r}") from None
         except (OSError, TimeoutError, InvalidHandshake, InvalidMessage) as exc:
             raise SrpcError(f"could not connect to {self.url}: {exc}") from exc
         protocol = SrpcProtocol(
@@ -240,7 +244,11 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
                 await session.close("timeout", "No ping from server")
             cause = await run
             if session.transport.close_code == CLOSE_CODES["conflict"]:
-                raise SrpcConflictError()
+                raise SrpcConflictError(
+                    f"client id {self.client_id!r} is already connected; "
+                    "connect(supersede=True) takes over that connection (the server closes "
+                    "it with 4002)"
+                )
             code = session.transport.close_code
             raise SrpcError(f"connection closed before it was ready ({cause}, code {code})")
         self._connected = True
@@ -429,3 +437,24 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         if self._session is None:
             raise SrpcError("not connected")
         return self._session.byte_streams.open_reader(stream_id)
+
+
+def _checked_url(url: str) -> str:
+    """The server URL, if its scheme is one a WebSocket client can open.
+
+    Checked here: websockets' own error quotes the whole URL, and at connect time that
+    includes the signed handshake query.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("ws", "wss"):
+        return url
+    hint = {"http": "ws", "https": "wss"}.get(scheme)
+    fix = f"; use {hint}://{parts.netloc}{parts.path}" if hint else ""
+    raise SrpcError(f"SrpcClient needs a ws:// or wss:// URL, got {_bare(url)!r}{fix}")
+
+
+def _bare(url: str) -> str:
+    """``url`` without its query and fragment (they may carry credentials)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
