@@ -26,6 +26,7 @@ from .errors import (
 from .leader import LeaderOptions
 from .mesh import BroadcastHandler, MeshService
 from .mesh_messages import timeout_ms_from_wire, timeout_ms_to_wire
+from .probe import ClientHeldFn, OwnerProbe
 from .registry.base import MeshClientRegistryBackend, RegisteredClient, TMeta
 from .registry.memory import MeshClientMemoryRegistry
 from .registry.metadata import encode_metadata
@@ -66,6 +67,12 @@ _MAX_ROUTES = 10_000
 #: The holding node's bound on a forwarded call (seconds): the caller times out on its
 #: own; this only keeps a client that never answers from pinning the call forever.
 DEFAULT_FORWARD_SAFETY_TIMEOUT = 300.0
+
+#: How long a node waits for a client's owner to answer a probe (seconds): a few mesh
+#: round trips, far below request_timeout, since the client waits for the answer.
+DEFAULT_PROBE_TIMEOUT = 0.5
+# A client id found held is refused without asking again for this long (seconds).
+_PROBE_REFUSAL_TTL = 1.0
 
 FORWARD = "forward"
 KICK_CLIENT = "kickClient"
@@ -139,6 +146,8 @@ class MeshClientService(Generic[TMeta]):
         leader: LeaderOptions | None = None,
         redis: RedisLike = None,
         forward_safety_timeout: float = DEFAULT_FORWARD_SAFETY_TIMEOUT,
+        client_held_fn: ClientHeldFn | None = None,
+        probe_timeout: float = DEFAULT_PROBE_TIMEOUT,
     ) -> None:
         if not forward_safety_timeout > 0:
             raise ValueError("forward_safety_timeout must be positive")
@@ -175,6 +184,9 @@ class MeshClientService(Generic[TMeta]):
         self._mesh.register_handler(KICK_CLIENT, self._serve_kick_client)
         self._mesh.register_handler(UPDATE_META, self._serve_update_meta)
         self._mesh.set_node_cleaned_up_callback(self._on_node_cleaned_up)
+        self._probe = OwnerProbe(
+            self._mesh, client_held_fn, timeout=probe_timeout, refusal_ttl=_PROBE_REFUSAL_TTL
+        )
 
     # --- state ------------------------------------------------------------------------
 
@@ -259,6 +271,13 @@ class MeshClientService(Generic[TMeta]):
         ``clients`` are those that had not reconnected elsewhere. Errors are logged.
         """
         self._orphaned_callbacks.append(callback)
+
+    async def owner_holds(self, client_id: str, node_id: int) -> bool:
+        """Ask ``node_id`` (the client's registered owner) whether it still holds a live
+        connection for the client: False when it says not, or does not answer within
+        ``probe_timeout`` (dead or cut off); True otherwise, also for a node that cannot
+        tell (a TypeScript node). See :mod:`meshsrpc.probe`."""
+        return await self._probe.is_held(client_id, node_id)
 
     def on_client_superseded(self, callback: ClientSupersededCallback) -> None:
         """Call ``callback(client_id)`` here when the client registered on another node.

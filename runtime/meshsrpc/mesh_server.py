@@ -35,6 +35,7 @@ from ._tasks import cancel_and_wait, raise_if_cancelling
 from ._tsproto_json import message_from_object, message_to_object
 from .client_service import (
     DEFAULT_FORWARD_SAFETY_TIMEOUT,
+    DEFAULT_PROBE_TIMEOUT,
     MeshClientService,
     NodeClientsOrphanedCallback,
 )
@@ -84,6 +85,7 @@ class MeshSrpcServerOptions(SrpcServerOptions, Generic[MetaT], total=False):
     leader: LeaderOptions | None
     redis: RedisLike
     forward_safety_timeout: float
+    probe_timeout: float
 
 
 class _MessageJson(dict[str, Any]):
@@ -148,6 +150,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         leader: LeaderOptions | None = None,
         redis: RedisLike = None,
         forward_safety_timeout: float = DEFAULT_FORWARD_SAFETY_TIMEOUT,
+        probe_timeout: float = DEFAULT_PROBE_TIMEOUT,
         **srpc_options: Unpack[SrpcServerOptions],
     ) -> None:
         super().__init__(client_message, server_message, **srpc_options)
@@ -169,6 +172,8 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             leader=leader,
             redis=redis,
             forward_safety_timeout=forward_safety_timeout,
+            client_held_fn=self._mesh_holds_client,
+            probe_timeout=probe_timeout,
         )
         self._mesh_client_service.on_client_superseded(self._mesh_kick_superseded)
         self._mesh_client_service.mesh.set_rejoined_callback(self._mesh_restore_registry)
@@ -477,6 +482,11 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         )
         return True
 
+    def _mesh_holds_client(self, client_id: str) -> bool:
+        """Answer another node's probe: is a live connection of the client here?"""
+        stream = self.streams_by_client_id.get(client_id)
+        return stream is not None and stream.is_open
+
     # --- stream lifecycle hooks ------------------------------------------------------
 
     async def _on_stream_established(self, stream: SrpcStream) -> None:
@@ -527,6 +537,13 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         except ClientConflictError as exc:
             self._mesh_give_up_hold(stream, previous)
             if _allows_supersede(stream):
+                self._mesh_takeovers.add(stream.id)
+                return
+            # The owner may be dead (not cleaned up yet) or hold a ghost: if it says it
+            # has no live connection, or does not answer, take the client over (at
+            # activation, as a supersede) instead of refusing it until node_ttl.
+            held = await self._mesh_client_service.owner_holds(stream.client_id, exc.owner_node_id)
+            if not held and self._mesh_is_current(stream):
                 self._mesh_takeovers.add(stream.id)
                 return
             logger.info(
