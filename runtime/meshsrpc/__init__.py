@@ -17,6 +17,7 @@ from .errors import (
     RedisConfigurationError,
     SrpcConflictError,
     SrpcError,
+    SrpcStreamClosedError,
 )
 from .settings import RedisSettings
 
@@ -76,5 +77,6 @@ __all__ = [
     "SrpcError",
     "SrpcServer",
     "SrpcStream",
+    "SrpcStreamClosedError",
     "__version__",
 ]

@@ -17,6 +17,7 @@ __all__ = [
     "RedisConfigurationError",
     "SrpcConflictError",
     "SrpcError",
+    "SrpcStreamClosedError",
 ]
 
 
@@ -115,6 +116,18 @@ class SrpcError(MeshError):
         super().__init__(message)
         self.message = message
         self.is_user_error = is_user_error
+
+
+class SrpcStreamClosedError(SrpcError):
+    """A call got no reply because its connection closed; ``cause`` is why (a CloseCause).
+
+    With cause ``"restart"`` (a draining server, close code 1012) the call was not
+    run: a draining server runs no request it received after it started draining.
+    """
+
+    def __init__(self, cause: str | None) -> None:
+        super().__init__(f"stream closed ({cause})")
+        self.cause = cause
 
 
 class SrpcConflictError(SrpcError):

@@ -22,6 +22,7 @@ callback never holds up a reconnect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import logging
@@ -216,6 +217,11 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         self._mesh_requests_running = 0
         self._mesh_requests_done = asyncio.Event()
         self._mesh_requests_done.set()
+        # While draining: how long a client sent away may take to reappear elsewhere
+        # before it is reported gone, and per client, set when it did (the new node's
+        # kickClient).
+        self._mesh_drain_grace: float | None = None
+        self._mesh_moving: dict[str, asyncio.Event] = {}
 
     # --- public API ----------------------------------------------------------------
 
@@ -309,6 +315,28 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         await self._mesh_callback_steps.drain(self.close_timeout)
         if self._mesh_replay_guard is not None:
             await self._mesh_replay_guard.aclose()
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Hand every client to the other nodes (a rolling deploy, a SIGTERM).
+
+        Refuses new connections (503), lets running requests answer, then closes each
+        stream with 1012 (``"restart"``): SDK clients reconnect at once, to their next
+        URL (behind a load balancer: another node, this one refusing). A client that
+        reappears on another node within ``timeout`` (default ``node_ttl``) is
+        reported connected there and never disconnected here; the others are reported
+        disconnected once it passed. Then call :meth:`mesh_stop` and :meth:`close`.
+        """
+        grace = self._mesh_client_service.mesh.node_ttl if timeout is None else timeout
+        self._mesh_drain_grace = grace if self._mesh_running else None
+        if self._mesh_requests_running:
+            try:
+                async with asyncio.timeout(self.close_timeout):
+                    await self._mesh_requests_done.wait()
+            except TimeoutError:
+                pass
+        await super().drain()
+        await self._mesh_registry_steps.drain(grace + self._mesh_request_timeout)
+        await self._mesh_callback_steps.drain(self.close_timeout)
 
     def register_message_handler(self, prefix: str, handler: ServerMessageHandler) -> None:
         """Handle the client's ``<prefix>Request``: handler(stream, request) -> response."""
@@ -462,6 +490,9 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
 
     async def _mesh_kick_superseded(self, client_id: str) -> bool:
         """The client registered on another node: close our stream of it with 4002."""
+        moving = self._mesh_moving.get(client_id)
+        if moving is not None:
+            moving.set()  # a client this draining node sent away arrived there
         stream = self.streams_by_client_id.get(client_id)
         if stream is None:
             return False
@@ -626,6 +657,16 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             logger.debug("released %s: the stream held no registry entry", client_id)
             return
         del self._mesh_holders[client_id]
+        grace = self._mesh_drain_grace
+        if (
+            cause == "restart"
+            and grace is not None
+            and self._mesh_running
+            and await self._mesh_await_move(client_id, grace)
+        ):
+            # Reported connected on its new node, which took the entry over: as for a
+            # supersede, nothing to remove or report here.
+            cause = "supersede"
         # The client's connection reported here: this stream's, or that of an older
         # stream here it took over from before being announced itself.
         presence = self._mesh_present.pop(client_id, None)
@@ -667,6 +708,29 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             self._mesh_callback_steps.submit(client_id, step)
         if unreachable:
             await self._mesh_retry_unregister(client_id)
+
+    async def _mesh_await_move(self, client_id: str, grace: float) -> bool:
+        """True once the client, sent away by drain(), is registered on another node."""
+        moving = self._mesh_moving.setdefault(client_id, asyncio.Event())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        try:
+            while True:
+                try:
+                    owner = await self._mesh_client_service.client_registry.get_client(client_id)
+                except Exception:
+                    owner = None
+                if owner is not None and owner.node_id != self.mesh_instance_id:
+                    return True
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                # The new node's kickClient wakes us; the registry is read again at
+                # least every 0.5 s (a node that sends no kick).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(moving.wait(), min(remaining, 0.5))
+        finally:
+            self._mesh_moving.pop(client_id, None)
 
     async def _mesh_retry_unregister(self, client_id: str) -> None:
         """Remove a client whose unregister failed once Redis answers again (bounded).

@@ -14,7 +14,7 @@ import logging
 import random
 import ssl as ssl_module
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeAlias, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -22,7 +22,7 @@ import betterproto2
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI
 
-from ..errors import SrpcConflictError, SrpcError
+from ..errors import SrpcConflictError, SrpcError, SrpcStreamClosedError
 from ._callbacks import call_maybe_async
 from .auth import sign
 from .bytestream import ByteStreamReader, ByteStreamWriter
@@ -79,6 +79,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         max_frame_size: int = 1024 * 1024,
         max_send_buffer: int = 8 * 1024 * 1024,
         ssl: ssl_module.SSLContext | None = None,
+        fallback_urls: Sequence[str] = (),
     ) -> None:
         self.url = _checked_url(url)
         self.client_schema: FrameSchema[ClientMsgT] = FrameSchema(client_message)
@@ -103,6 +104,10 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         self._disconnect_handlers: list[ClientDisconnectHandler] = []
         self._session: SrpcSession | None = None
         self._connected = False
+        # Every server URL, tried in turn on reconnects (a draining node refuses new
+        # connections: the next URL is another node).
+        self._urls = [self.url, *(_checked_url(u) for u in fallback_urls)]
+        self._up = asyncio.Event()  # set while connected: calls made meanwhile wait
         self._wanted = False
         self._supersede = False
         self._supervisor: asyncio.Task[None] | None = None
@@ -252,6 +257,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
             code = session.transport.close_code
             raise SrpcError(f"connection closed before it was ready ({cause}, code {code})")
         self._connected = True
+        self._up.set()
         self._last_pong = time.monotonic()
         self._ping_task = asyncio.create_task(self._ping_loop(), name="srpc-client-ping")
         for handler in list(self._connection_handlers):
@@ -310,19 +316,30 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
             assert run is not None
             cause = await asyncio.shield(run)
             self._connected = False
+            self._up.clear()
             if self._ping_task is not None:
                 self._ping_task.cancel()
             await self._notify_disconnect(cause)
             if not self._wanted or not self.enable_reconnect or cause in ("conflict", "supersede"):
                 self._wanted = False
                 return
+            # A draining server asked us to go elsewhere: no delay for the first try.
+            at_once = cause == "restart"
             while self._wanted:
-                delay = min(self.max_reconnect_delay, self.reconnect_delay * 2**attempt)
-                attempt += 1
-                try:
-                    await asyncio.wait_for(self._stop.wait(), delay * (0.5 + random.random() / 2))
-                except TimeoutError:
-                    pass
+                if at_once:
+                    at_once = False
+                    self._next_url()
+                else:
+                    delay = min(self.max_reconnect_delay, self.reconnect_delay * 2**attempt)
+                    attempt += 1
+                    try:
+                        await asyncio.wait_for(
+                            self._stop.wait(), delay * (0.5 + random.random() / 2)
+                        )
+                    except TimeoutError:
+                        pass
+                    if attempt > 1:
+                        self._next_url()
                 if not self._wanted:
                     return
                 try:
@@ -336,6 +353,17 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
                 if not self._wanted and self._session is not None:
                     await self._session.close("disconnect", "Client disconnect")
                 break
+
+    def _next_url(self) -> None:
+        """Move on to the next server URL (after the one in use), if there are several."""
+        if len(self._urls) < 2:
+            return
+        try:
+            index = self._urls.index(self.url)
+        except ValueError:  # set by hand meanwhile: keep it first
+            self._urls.insert(0, self.url)
+            index = 0
+        self.url = self._urls[(index + 1) % len(self._urls)]
 
     async def _notify_disconnect(self, cause: CloseCause) -> None:
         for handler in list(self._disconnect_handlers):
@@ -417,12 +445,37 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> Any:
         """Typed implementation of :meth:`invoke` (None = the 30 s default timeout)."""
-        session = self._session
-        if session is None or not self.is_connected:
-            raise SrpcError("not connected")
-        return await session.invoke(
-            prefix, request, DEFAULT_TIMEOUT if timeout is None else timeout
-        )
+        seconds = DEFAULT_TIMEOUT if timeout is None else timeout
+        deadline = time.monotonic() + seconds
+        while True:
+            while not self.is_connected and self._reconnecting:
+                # Dropped, or moved by a draining server: the call waits for the next
+                # connection (within its timeout) instead of failing. (The supervisor
+                # may not have seen the close yet: _up is what it sets on reconnect.)
+                self._up.clear()
+                try:
+                    await asyncio.wait_for(self._up.wait(), deadline - time.monotonic())
+                except TimeoutError:
+                    raise SrpcError(f"not connected (reconnecting for {seconds:.1f} s)") from None
+            session = self._session
+            if session is None or not self.is_connected:
+                raise SrpcError("not connected")
+            try:
+                return await session.invoke(
+                    prefix, request, max(0.001, deadline - time.monotonic())
+                )
+            except SrpcStreamClosedError as exc:
+                # A draining server (1012) ran no request it got after it began
+                # draining, so a call it did not answer is safe to send again.
+                if exc.cause != "restart" or not self._reconnecting:
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+
+    @property
+    def _reconnecting(self) -> bool:
+        supervisor = self._supervisor
+        return self._wanted and supervisor is not None and not supervisor.done()
 
     # --- byte streams ----------------------------------------------------------------
 

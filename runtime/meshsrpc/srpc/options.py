@@ -7,6 +7,7 @@ them typed: a misspelled or mistyped option is a mypy error, not a silent defaul
 from __future__ import annotations
 
 import ssl as ssl_module
+from collections.abc import Sequence
 from typing import TypedDict
 
 __all__ = ["SrpcClientOptions", "SrpcServerOptions"]
@@ -45,3 +46,4 @@ class SrpcClientOptions(TypedDict, total=False):
     max_frame_size: int
     max_send_buffer: int
     ssl: ssl_module.SSLContext | None
+    fallback_urls: Sequence[str]

@@ -34,7 +34,9 @@ __all__ = [
     "truncate_reason",
 ]
 
-CloseCause: TypeAlias = Literal["disconnect", "conflict", "supersede", "timeout", "badArg"]
+CloseCause: TypeAlias = Literal[
+    "disconnect", "conflict", "supersede", "timeout", "badArg", "restart"
+]
 """Why a stream closed, as disconnect handlers see it."""
 
 CLOSE_CODES: Final[dict[CloseCause, int]] = {
@@ -43,6 +45,9 @@ CLOSE_CODES: Final[dict[CloseCause, int]] = {
     "conflict": 4001,
     "supersede": 4002,
     "timeout": 4003,
+    # The server is draining (a rolling deploy): reconnect at once, to another node.
+    # The standard "Service Restart" code, so that any client reconnects.
+    "restart": 1012,
 }
 _CAUSES_BY_CODE: Final[dict[int, CloseCause]] = {code: cause for cause, code in CLOSE_CODES.items()}
 

@@ -150,6 +150,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         self._listener: Any = None
         self._asgi: AsgiApp | None = None
         self._closing = False
+        self._draining = False
 
     @property
     def inactivity_timeout(self) -> float:
@@ -314,7 +315,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         self, request: HandshakeRequest
     ) -> HandshakeAccepted | HandshakeRejected:
         """Decide an HTTP upgrade request (transports call this before accepting)."""
-        if self._closing:
+        if self._closing or self._draining:
             return HandshakeRejected(503, "Server is closing")
         if request.path != self.path:
             return HandshakeRejected(404, "Not found")
@@ -551,6 +552,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         if self._listener is not None:
             raise RuntimeError("already listening")
         self._closing = False
+        self._draining = False
         self._listener = await serve(self, host, port, ssl=ssl)
         self._log_auth_mode()
 
@@ -580,13 +582,29 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def close(self) -> None:
-        """Stop listening, let running requests answer (up to ``close_timeout``), then
-        close every stream (1000) and wait for their cleanup."""
-        self._closing = True
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.close(close_connections=False)
+    async def drain(self, timeout: float | None = None) -> None:
+        """Move every client elsewhere (a rolling deploy): refuse new connections (503),
+        let running requests answer (up to ``close_timeout``), then close every stream
+        with 1012 (cause ``"restart"``), which SDK clients answer by reconnecting at
+        once, to their next URL. Call :meth:`close` afterwards."""
+        self._draining = True
+        for stream in self._streams.values():
+            if stream.session is not None:
+                stream.session.stop_taking_requests()
+        await self._wait_idle()
+        for stream in list(self._streams.values()):
+            await self.close_stream(
+                stream, CLOSE_CODES["restart"], "restart", "Server restarting: reconnect"
+            )
+        if self._serving:
+            await asyncio.wait(list(self._serving), timeout=self.close_timeout + 1)
+
+    @property
+    def is_draining(self) -> bool:
+        """True from :meth:`drain` on: new connections are refused with 503."""
+        return self._draining
+
+    async def _wait_idle(self) -> None:
         busy = [
             asyncio.create_task(stream.session.wait_idle())
             for stream in self._streams.values()
@@ -596,6 +614,15 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             _, pending = await asyncio.wait(busy, timeout=self.close_timeout)
             for task in pending:
                 task.cancel()
+
+    async def close(self) -> None:
+        """Stop listening, let running requests answer (up to ``close_timeout``), then
+        close every stream (1000) and wait for their cleanup."""
+        self._closing = True
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close(close_connections=False)
+        await self._wait_idle()
         for stream in list(self._streams.values()):
             await self.close_stream(
                 stream, CLOSE_CODES["disconnect"], "disconnect", "Server closing"

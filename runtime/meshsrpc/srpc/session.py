@@ -20,7 +20,7 @@ from typing import Any
 import betterproto2
 
 from .._deadlines import Deadlines
-from ..errors import SrpcError
+from ..errors import SrpcError, SrpcStreamClosedError
 from . import _tracing
 from .bytestream import ByteStreamManager
 from .frames import CallField
@@ -86,6 +86,7 @@ class SrpcSession:
         self._dispatch = dispatch
         self._on_ping = on_ping
         self._futures: dict[str, asyncio.Future[betterproto2.Message]] = {}
+        self._refusing = False
         # Timeouts of our calls to the peer, by (request id, prefix, seconds): one timer
         # for all of them, not one per call.
         self._timeouts: Deadlines[tuple[str, str, float]] = Deadlines(self._expire)
@@ -160,7 +161,7 @@ class SrpcSession:
             self._drained.set()
         for fut in self._futures.values():
             if not fut.done():
-                fut.set_exception(SrpcError(f"stream closed ({self.close_cause})"))
+                fut.set_exception(SrpcStreamClosedError(self.close_cause))
         self._futures.clear()
         self._timeouts.clear()
         if self._byte_streams is not None:
@@ -298,9 +299,14 @@ class SrpcSession:
             logger.info("%s: protocol violation: %s", self.label, event.reason)
             await self.close("badArg", event.reason)
 
+    def stop_taking_requests(self) -> None:
+        """Run no request received from now on (a draining server): the stream is about
+        to close with 1012, and a call that was not run may then be sent again."""
+        self._refusing = True
+
     def start_request(self, event: RequestReceived) -> None:
         """Run one incoming request in its own task (so a slow handler blocks nothing)."""
-        if not self.is_open:
+        if not self.is_open or self._refusing:
             return
         loop = self._loop
         if loop is None:
