@@ -247,7 +247,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
                 reachable = True
             except Exception as exc:
                 raise_if_cancelling()
-                error = f"Redis: {exc or type(exc).__name__}"
+                error = f"Redis: {str(exc) or type(exc).__name__}"
         else:
             error = "not joined to the mesh"
         return MeshHealth(
