@@ -531,8 +531,15 @@ class MeshService:
             raise_if_cancelling()
             logger.warning("mesh %s: cleanup failed: %s", self.key, exc)
             return
+        for node_id in removed:
+            logger.info(
+                "mesh %s: node %d is dead (no heartbeat for %.1f s); removed",
+                self.key,
+                node_id,
+                self.node_ttl,
+                extra={"mesh_key": self.key, "node_id": self._instance_id, "dead_node_id": node_id},
+            )
         if removed:
-            logger.info("mesh %s: removed dead nodes %s", self.key, removed)
             # Not awaited here: a slow callback must not delay our own heartbeat.
             self._spawn(self._report_cleaned_up(removed), self._cleanup_tasks)
 
