@@ -76,6 +76,12 @@ async def test_demo_scenario(
     assert report.presence["carol"]["reason"] == f"node {ids['node2']} died"
     assert all(report.presence[c]["online"] for c in final)
 
+    # 7. the meshsrpc command shows the two live nodes and the four clients
+    node_rows = report.operator["nodes"].splitlines()[1:]
+    assert sorted(int(row.split()[0]) for row in node_rows) == sorted([ids["node1"], ids["node3"]])
+    assert report.operator["clients"].splitlines()[-1] == "4 client(s)"
+    assert "$ meshsrpc nodes presence" in transcript
+
     # every node process is gone
     for pid in report.pids:
         assert not _alive(pid), f"node process {pid} is still running"
