@@ -181,3 +181,24 @@ print("prometheus_client" in sys.modules)
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_latency_buckets_are_cumulative() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    for seconds in (0.00005, 0.0003, 0.0003, 20.0):
+        metrics.rpc_served("uEcho", "ok", seconds)
+    labels = {"call": "uEcho", "outcome": "ok"}
+    assert value(registry, "meshsrpc_rpc_served_seconds_bucket", le="0.0001", **labels) == 1
+    assert value(registry, "meshsrpc_rpc_served_seconds_bucket", le="0.0005", **labels) == 3
+    assert value(registry, "meshsrpc_rpc_served_seconds_bucket", le="10.0", **labels) == 3
+    assert value(registry, "meshsrpc_rpc_served_seconds_bucket", le="+Inf", **labels) == 4
+    assert value(registry, "meshsrpc_rpc_served_seconds_count", **labels) == 4
+    assert value(registry, "meshsrpc_rpc_served_seconds_sum", **labels) == pytest.approx(20.00065)
+
+
+def test_two_metrics_objects_cannot_share_a_registry() -> None:
+    registry = CollectorRegistry()
+    PrometheusMetrics(registry)
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        PrometheusMetrics(registry)
