@@ -362,6 +362,10 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
 
             A stream is called directly; a client id wherever the client is connected.
             """
+            if self._mesh_metrics is not None:
+                return await self._mesh_invoke_metered(
+                    stream_or_client_id, prefix, request, timeout
+                )
             return await self._mesh_invoke_anywhere(stream_or_client_id, prefix, request, timeout)
 
         async def broadcast(self, type, data, *, skip_self=False):
@@ -397,28 +401,28 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
 
     # --- calling clients -------------------------------------------------------------
 
-    async def _mesh_invoke_anywhere(
+    async def _mesh_invoke_metered(
         self,
         target: SrpcStream | str,
         prefix: str,
         request: betterproto2.Message,
         timeout: float | None,
     ) -> Any:
+        """:meth:`_mesh_invoke_anywhere`, timed for the metrics (only when they are on)."""
         metrics = self._mesh_metrics
-        if metrics is None:
-            return await self._mesh_invoke_target(target, prefix, request, timeout)
+        assert metrics is not None
         here = isinstance(target, SrpcStream) or target in self.streams_by_client_id
         place: CallPlace = "local" if here else "remote"
         started = time.perf_counter()
         try:
-            result = await self._mesh_invoke_target(target, prefix, request, timeout)
+            result = await self._mesh_invoke_anywhere(target, prefix, request, timeout)
         except Exception as exc:
             metrics.client_called(prefix, place, outcome_of(exc), time.perf_counter() - started)
             raise
         metrics.client_called(prefix, place, "ok", time.perf_counter() - started)
         return result
 
-    async def _mesh_invoke_target(
+    async def _mesh_invoke_anywhere(
         self,
         target: SrpcStream | str,
         prefix: str,
