@@ -223,7 +223,7 @@ def hook_cost_us(iterations: int = 100_000) -> dict[str, float]:
 
 
 def _echo(profile: Profile) -> BenchResult:
-    result = BenchResult(f"{NAME}_echo", "SRPC echo (MeshSrpcServer): metrics on vs off")
+    result = BenchResult(NAME, "SRPC echo (MeshSrpcServer): metrics on vs off")
     levels = list(profile.echo_concurrency)
     timeout = profile.ready_timeout + len(levels) * (2 * (profile.warmup + profile.duration) + 60)
     ports = {label: free_port() for label in LABELS}
