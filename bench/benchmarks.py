@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import codec, connections, cross_node, local_invoke, registry_bench, scale, srpc_echo
+from . import (
+    codec,
+    connections,
+    cross_node,
+    local_invoke,
+    metrics_overhead,
+    registry_bench,
+    scale,
+    srpc_echo,
+)
 
 BENCHMARKS: list[tuple[str, ModuleType]] = [
     (srpc_echo.NAME, srpc_echo),
@@ -14,4 +23,5 @@ BENCHMARKS: list[tuple[str, ModuleType]] = [
     (scale.NAME, scale),
     (connections.NAME, connections),
     (codec.NAME, codec),
+    (metrics_overhead.NAME, metrics_overhead),
 ]

@@ -31,7 +31,7 @@ from meshsrpc.settings import create_redis_client, redact_url
 
 from .presence.client import PresenceClient
 from .presence.cluster import Cluster, NodeEvent, NodeProcess
-from .transcript import Transcript, fmt_meta, ms
+from .transcript import INDENT, Transcript, fmt_meta, ms
 
 __all__ = ["CLIENTS", "DemoReport", "RedisGoneError", "main", "run_demo"]
 
@@ -58,6 +58,7 @@ class DemoReport:
     dead_node_calls: dict[str, Any] = field(default_factory=dict)
     declared_dead: dict[str, float] = field(default_factory=dict)
     final_clients: list[dict[str, Any]] = field(default_factory=list)
+    operator: dict[str, str] = field(default_factory=dict)
     presence: dict[str, Any] = field(default_factory=dict)
     pids: list[int] = field(default_factory=list)
     seconds: float = 0.0
@@ -199,6 +200,7 @@ class Scenario:
         await self.move_client()
         await self.kill_node()
         await self.show_registry()
+        await self.show_operator_view()
         self.report.events = list(self.cluster.events)
 
     async def close(self) -> None:
@@ -431,6 +433,23 @@ class Scenario:
         self.report.final_clients = await self.nodes["node1"].command("list_clients")
         self.report.presence = await self.nodes["node3"].command("presence")
         self.say.table(_registry_rows(self.report))
+
+    async def show_operator_view(self) -> None:
+        self.say.section("7. What an operator sees: the meshsrpc command")
+        for command in (("nodes", "presence"), ("clients", "presence")):
+            argv = [
+                sys.executable, "-m", "meshsrpc", "--redis-url", self.cluster.redis_url,
+                "--prefix", self.cluster.prefix, *command,
+            ]  # fmt: skip
+            process = await asyncio.create_subprocess_exec(
+                *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+            )
+            async with asyncio.timeout(30):
+                output, _ = await process.communicate()
+            text = output.decode()
+            self.report.operator[command[0]] = text
+            self.say.write(f"{INDENT}$ meshsrpc {' '.join(command)}\n")
+            self.say.write("".join(f"{INDENT}{line}\n" for line in text.splitlines()))
 
     # --- helpers -------------------------------------------------------------------
 

@@ -26,16 +26,18 @@ from .errors import (
 from .leader import LeaderOptions
 from .mesh import BroadcastHandler, MeshService
 from .mesh_messages import timeout_ms_from_wire, timeout_ms_to_wire
+from .observer import MeshObserver
 from .probe import ClientHeldFn, OwnerProbe
 from .registry.base import MeshClientRegistryBackend, RegisteredClient, TMeta
 from .registry.memory import MeshClientMemoryRegistry
-from .registry.metadata import encode_metadata
+from .registry.metadata import encode_metadata, now_ms
 from .registry.redis import MeshClientRedisRegistry
 from .registry.registry import MeshClientRegistry
 from .settings import RedisLike, RedisSettings, resolve_redis_settings
 
 __all__ = [
     "ClientInvokeFn",
+    "ClientKickFn",
     "ClientSupersededCallback",
     "ClientUpdateMetaFn",
     "MeshClientService",
@@ -55,6 +57,9 @@ NodeClientsOrphanedCallback = Callable[[int, list[RegisteredClient[Any]]], Any]
 #: On the node that lost a client to another node: cb(client_id); return False if
 #: there was nothing to kick. Sync or async.
 ClientSupersededCallback = Callable[[str], Any]
+#: Disconnects a client held here on an operator's request: fn(client_id) -> True if
+#: it was here. Sync or async.
+ClientKickFn = Callable[[str], Awaitable[bool] | bool]
 
 # How long a client's owner, once looked up, is trusted without asking the registry
 # again. Short: a client that moved meanwhile is found by the retry below, but one
@@ -77,6 +82,8 @@ _PROBE_REFUSAL_TTL = 1.0
 FORWARD = "forward"
 KICK_CLIENT = "kickClient"
 UPDATE_META = "updateMeta"
+#: An operator's kick (WIRE.md §6, an extension): ``{"clientId"}`` → ``{"kicked": bool}``.
+OPS_KICK = "opsKick"
 
 # Errors that must never be turned into a reply: they stop the task or the process.
 _NOT_REPLIED = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
@@ -183,6 +190,8 @@ class MeshClientService(Generic[TMeta]):
         self._mesh.register_handler(FORWARD, self._serve_forward)
         self._mesh.register_handler(KICK_CLIENT, self._serve_kick_client)
         self._mesh.register_handler(UPDATE_META, self._serve_update_meta)
+        self._kick_fn: ClientKickFn | None = None
+        self._mesh.register_handler(OPS_KICK, self._serve_ops_kick)
         self._mesh.set_node_cleaned_up_callback(self._on_node_cleaned_up)
         self._probe = OwnerProbe(
             self._mesh, client_held_fn, timeout=probe_timeout, refusal_ttl=_PROBE_REFUSAL_TTL
@@ -219,6 +228,15 @@ class MeshClientService(Generic[TMeta]):
         """The underlying mesh node (``_mc:<key>``)."""
         return self._mesh
 
+    @property
+    def observer(self) -> MeshObserver | None:
+        """Receives this node's client and mesh events (metrics); None = nobody."""
+        return self._mesh.observer
+
+    @observer.setter
+    def observer(self, observer: MeshObserver | None) -> None:
+        self._mesh.observer = observer
+
     # --- lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -251,9 +269,11 @@ class MeshClientService(Generic[TMeta]):
                 self._running = False
                 self._routes.clear()
                 try:
-                    await self.client_registry.cleanup_node()
+                    left = await self.client_registry.cleanup_node()
                 except Exception:
                     logger.exception("client service %s: removing own clients failed", self.key)
+                else:
+                    self._event("nodeLeft", clientIds=[c.client_id for c in left])
                 await _cancel_and_wait(self._tasks)
                 await self._mesh.stop()
             owned = self._owned_backend
@@ -286,6 +306,10 @@ class MeshClientService(Generic[TMeta]):
         """
         self._superseded_callbacks.append(callback)
 
+    def set_kick_handler(self, kick: ClientKickFn | None) -> None:
+        """Let operators disconnect a client held here (``meshsrpc kick``) with ``kick``."""
+        self._kick_fn = kick
+
     # --- clients ----------------------------------------------------------------------
 
     async def register_client(
@@ -304,8 +328,14 @@ class MeshClientService(Generic[TMeta]):
                 client_id, metadata, allow_supersede=allow_supersede
             )
         except ClientConflictError:
+            if self._mesh.observer is not None:
+                self._mesh.observer.client_conflict()
             return False
+        except Exception:
+            self._registry_failed("register")
+            raise
         self._kick_old_owner(client_id, old)
+        self._connected(client_id, old)
         return True
 
     async def reserve_client(
@@ -319,9 +349,15 @@ class MeshClientService(Generic[TMeta]):
         if not self._running:
             return None
         self._routes.forget(client_id)
-        old = await self.client_registry.reserve(
-            client_id, metadata, allow_supersede=allow_supersede
-        )
+        try:
+            old = await self.client_registry.reserve(
+                client_id, metadata, allow_supersede=allow_supersede
+            )
+        except ClientConflictError:
+            raise
+        except Exception:
+            self._registry_failed("reserve")
+            raise
         self._kick_old_owner(client_id, old)
         return old
 
@@ -334,17 +370,36 @@ class MeshClientService(Generic[TMeta]):
         if not self._running:
             return True
         self._routes.forget(client_id)
-        if self.client_registry.supports_reservation:
-            return await self.client_registry.activate(client_id, metadata)
-        old = await self.client_registry.register_reserved(client_id, metadata)
+        try:
+            if self.client_registry.supports_reservation:
+                old = None
+                if not await self.client_registry.activate(client_id, metadata):
+                    return False
+            else:
+                old = await self.client_registry.register_reserved(client_id, metadata)
+        except ClientConflictError:
+            raise
+        except Exception:
+            self._registry_failed("activate")
+            raise
         self._kick_old_owner(client_id, old)
+        self._connected(client_id, old)
         return True
 
     async def unregister_client(self, client_id: str) -> bool:
         """Remove the client if this node owns it. Not running: False."""
         if not self._running:
             return False
-        return await self.client_registry.unregister(client_id)
+        try:
+            removed = await self.client_registry.unregister(client_id)
+        except Exception:
+            self._registry_failed("unregister")
+            raise
+        if removed:
+            if self._mesh.observer is not None:
+                self._mesh.observer.client_disconnected()
+            self._event("disconnect", clientId=client_id)
+        return removed
 
     async def update_client_metadata(self, client_id: str, metadata: TMeta) -> bool:
         """Give a client new metadata, on whichever node owns it; False if unknown.
@@ -518,6 +573,19 @@ class MeshClientService(Generic[TMeta]):
             kicked = kicked or result is not False
         return {"kicked": kicked}
 
+    async def _serve_ops_kick(self, data: Any) -> dict[str, Any]:
+        client_id = data.get("clientId") if isinstance(data, dict) else None
+        if not isinstance(client_id, str) or self._kick_fn is None:
+            return {"kicked": False}
+        kicked = bool(await _call(self._kick_fn, client_id))
+        logger.info(
+            "operator kick of client %s: %s",
+            client_id,
+            "disconnected" if kicked else "not here",
+            extra={"mesh_key": self.key, "node_id": self.instance_id, "client_id": client_id},
+        )
+        return {"kicked": kicked}
+
     async def _serve_update_meta(self, data: Any) -> dict[str, Any]:
         client_id = data.get("clientId") if isinstance(data, dict) else None
         if not self._running or not isinstance(client_id, str):
@@ -539,14 +607,51 @@ class MeshClientService(Generic[TMeta]):
         except Exception:
             logger.exception("could not remove the clients of dead node %d", node_id)
             return
+        self._event("nodeDown", deadNodeId=node_id, orphans=[c.client_id for c in clients])
         if not clients:
             return
-        logger.info("node %d died with %d client(s)", node_id, len(clients))
+        if self._mesh.observer is not None:
+            self._mesh.observer.orphans_reported(node_id, len(clients))
+        logger.info(
+            "node %d died with %d client(s)",
+            node_id,
+            len(clients),
+            extra={
+                "mesh_key": self.key,
+                "node_id": self.instance_id,
+                "dead_node_id": node_id,
+                "orphans": len(clients),
+            },
+        )
         for callback in list(self._orphaned_callbacks):
             try:
                 await _call(callback, node_id, clients)
             except Exception:
                 logger.exception("on_node_clients_orphaned callback failed for node %d", node_id)
+
+    # --- presence events and metrics -------------------------------------------------
+
+    def _connected(self, client_id: str, old_node: int | None) -> None:
+        observer = self._mesh.observer
+        if old_node is not None and old_node != self.instance_id:
+            if observer is not None:
+                observer.client_connected()
+                observer.client_moved()
+            self._event("move", clientId=client_id, fromNodeId=old_node)
+        else:
+            if observer is not None:
+                observer.client_connected()
+            self._event("connect", clientId=client_id)
+
+    def _event(self, event: str, **fields: Any) -> None:
+        """Publish a presence event (WIRE.md §6) as this node."""
+        self._mesh.publish_event(
+            {"event": event, "nodeId": self.instance_id, **fields, "at": now_ms()}
+        )
+
+    def _registry_failed(self, operation: str) -> None:
+        if self._mesh.observer is not None:
+            self._mesh.observer.registry_error(operation)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -26,6 +26,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, Unpack, cast
 
@@ -48,8 +49,10 @@ from .errors import (
     SrpcConflictError,
     SrpcError,
 )
+from .health import MeshHealth
 from .leader import LeaderOptions
 from .mesh import BroadcastHandler, MeshNode
+from .observer import CallPlace, MeshObserver, outcome_of
 from .registry.base import MeshClientRegistryBackend
 from .registry.registry import MeshClientRegistry
 from .replay import RedisReplayGuard
@@ -152,6 +155,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         redis: RedisLike = None,
         forward_safety_timeout: float = DEFAULT_FORWARD_SAFETY_TIMEOUT,
         probe_timeout: float = DEFAULT_PROBE_TIMEOUT,
+        metrics: MeshObserver | None = None,
         **srpc_options: Unpack[SrpcServerOptions],
     ) -> None:
         super().__init__(client_message, server_message, **srpc_options)
@@ -177,6 +181,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             probe_timeout=probe_timeout,
         )
         self._mesh_client_service.on_client_superseded(self._mesh_kick_superseded)
+        self._mesh_client_service.set_kick_handler(self._mesh_kick_by_operator)
         self._mesh_client_service.mesh.set_rejoined_callback(self._mesh_restore_registry)
         self._mesh_extract_metadata = extract_metadata
         self._mesh_connected_handlers: list[ClientLifecycleHandler] = []
@@ -222,6 +227,10 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         # kickClient).
         self._mesh_drain_grace: float | None = None
         self._mesh_moving: dict[str, asyncio.Event] = {}
+        self._mesh_metrics = metrics
+        if metrics is not None:
+            self._mesh_client_service.observer = metrics
+            metrics.set_connected_clients(self._mesh_count_connected)
 
     # --- public API ----------------------------------------------------------------
 
@@ -280,12 +289,44 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             await asyncio.wait(backfill)
         self._mesh_reconciler = asyncio.create_task(self._mesh_reconcile_loop())
 
+    async def health(self, *, timeout: float = 1.0) -> MeshHealth:
+        """This node's health: mesh joined, Redis answering a PING within ``timeout``
+        seconds, heartbeat age, leader, open streams. ``ready`` sums it up."""
+        mesh = self._mesh_client_service.mesh
+        joined = self._mesh_running and mesh.is_running
+        reachable, error = False, None
+        if joined:
+            try:
+                async with asyncio.timeout(timeout):
+                    await mesh.ping()
+                reachable = True
+            except Exception as exc:
+                raise_if_cancelling()
+                error = f"Redis: {str(exc) or type(exc).__name__}"
+        else:
+            error = "not joined to the mesh"
+        return MeshHealth(
+            mesh_joined=joined,
+            redis_reachable=reachable,
+            heartbeat_age=mesh.heartbeat_age,
+            node_ttl=mesh.node_ttl,
+            leader=mesh.is_leader,
+            node_id=mesh.instance_id,
+            open_streams=len(self.streams_by_id),
+            error=error,
+        )
+
     async def mesh_stop(self) -> None:
         """Remove this node's clients from the registry and leave the mesh.
 
         Call it before :meth:`close`; the streams stay open. Other nodes report no
         orphans for this node.
         """
+        stopping = {
+            "mesh_key": self._mesh_client_service.key,
+            "node_id": self.mesh_instance_id,
+            "clients": len(self.streams_by_client_id),
+        }
         self._mesh_running = False
         if self._mesh_reconciler is not None:
             await cancel_and_wait([self._mesh_reconciler])
@@ -293,6 +334,14 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         # A reservation still in flight could land after the cleanup; let it finish.
         await self._mesh_registry_steps.drain(self._mesh_request_timeout)
         await self._mesh_client_service.stop()
+        if stopping["node_id"]:
+            logger.info(
+                "mesh %s: node %d left the mesh with %d client(s)",
+                stopping["mesh_key"],
+                stopping["node_id"],
+                stopping["clients"],
+                extra=stopping,
+            )
 
     async def close(self) -> None:
         """Let running client requests answer (up to ``close_timeout``), then close every stream.
@@ -340,20 +389,31 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
 
     def register_message_handler(self, prefix: str, handler: ServerMessageHandler) -> None:
         """Handle the client's ``<prefix>Request``: handler(stream, request) -> response."""
-        super().register_message_handler(prefix, functools.partial(self._mesh_track, handler))
+        super().register_message_handler(
+            prefix, functools.partial(self._mesh_track, prefix, handler)
+        )
 
     async def _mesh_track(
-        self, handler: ServerMessageHandler, stream: SrpcStream, request: Any
+        self, prefix: str, handler: ServerMessageHandler, stream: SrpcStream, request: Any
     ) -> Any:
         # SRPC queues the reply in the same step the handler returns in, so once the
         # count drops to zero every reply is ahead of the close frames.
         self._mesh_requests_running += 1
         self._mesh_requests_done.clear()
+        metrics = self._mesh_metrics
+        started = time.perf_counter() if metrics is not None else 0.0
         try:
             result = handler(stream, request)
             if inspect.isawaitable(result):
                 result = await result
+            if metrics is not None:
+                metrics.rpc_served(prefix, "ok", time.perf_counter() - started)
             return result
+        except Exception as exc:
+            if metrics is not None:
+                elapsed = time.perf_counter() - started
+                metrics.rpc_served(prefix, outcome_of(exc), elapsed)
+            raise
         finally:
             self._mesh_requests_running -= 1
             if not self._mesh_requests_running:
@@ -382,6 +442,10 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             A stream is called directly; a client id wherever the client is connected.
             ``timeout`` None means ``request_timeout`` (10 s by default) on every path.
             """
+            if self._mesh_metrics is not None:
+                return await self._mesh_invoke_metered(
+                    stream_or_client_id, prefix, request, timeout
+                )
             return await self._mesh_invoke_anywhere(stream_or_client_id, prefix, request, timeout)
 
         async def broadcast(self, type, data, *, skip_self=False):
@@ -416,6 +480,27 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         self._mesh_client_service.on_node_clients_orphaned(handler)
 
     # --- calling clients -------------------------------------------------------------
+
+    async def _mesh_invoke_metered(
+        self,
+        target: SrpcStream | str,
+        prefix: str,
+        request: betterproto2.Message,
+        timeout: float | None,
+    ) -> Any:
+        """:meth:`_mesh_invoke_anywhere`, timed for the metrics (only when they are on)."""
+        metrics = self._mesh_metrics
+        assert metrics is not None
+        here = isinstance(target, SrpcStream) or target in self.streams_by_client_id
+        place: CallPlace = "local" if here else "remote"
+        started = time.perf_counter()
+        try:
+            result = await self._mesh_invoke_anywhere(target, prefix, request, timeout)
+        except Exception as exc:
+            metrics.client_called(prefix, place, outcome_of(exc), time.perf_counter() - started)
+            raise
+        metrics.client_called(prefix, place, "ok", time.perf_counter() - started)
+        return result
 
     async def _mesh_invoke_anywhere(
         self,
@@ -518,6 +603,14 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         stream = self.streams_by_client_id.get(client_id)
         return stream is not None and stream.is_open
 
+    async def _mesh_kick_by_operator(self, client_id: str) -> bool:
+        """An operator asked (``meshsrpc kick``): close the client's stream here with 1000."""
+        stream = self.streams_by_client_id.get(client_id)
+        if stream is None or not stream.is_open:
+            return False
+        await self.close_stream(stream, CLOSE_CODES["disconnect"], "disconnect", "Kicked")
+        return True
+
     # --- stream lifecycle hooks ------------------------------------------------------
 
     async def _on_stream_established(self, stream: SrpcStream) -> None:
@@ -570,6 +663,8 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             if _allows_supersede(stream):
                 self._mesh_takeovers.add(stream.id)
                 return
+            if self._mesh_metrics is not None:
+                self._mesh_metrics.client_conflict()
             # The owner may be dead (not cleaned up yet) or hold a ghost: if it says it
             # has no live connection, or does not answer, take the client over (at
             # activation, as a supersede) instead of refusing it until node_ttl.
@@ -1022,6 +1117,10 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         return updated
 
     # --- helpers -----------------------------------------------------------------------
+
+    def _mesh_count_connected(self) -> int:
+        """Clients whose stream here is activated (the metrics' connected-clients gauge)."""
+        return sum(1 for stream in self.streams_by_client_id.values() if stream.is_activated)
 
     def _mesh_is_announced(self, stream: SrpcStream) -> bool:
         """True once on_client_connected ran for ``stream`` (until its client is reported gone)."""

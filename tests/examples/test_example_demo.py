@@ -15,8 +15,14 @@ from examples.demo import CLIENTS, RedisGoneError, run_demo
 
 
 async def test_demo_scenario(
-    redis_server: RedisServer, mesh_prefix: str, capsys: pytest.CaptureFixture[str]
+    redis_server: RedisServer,
+    mesh_prefix: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # run_demo sets SRPC_AUTH_SECRET for its nodes when it is unset; set it here so that
+    # it is removed again, or every later test's unsigned client would get HTTP 403.
+    monkeypatch.setenv("SRPC_AUTH_SECRET", "demo-test-secret")
     # The transcript goes to stdout, so a failing run shows it (and the nodes' logs).
     # node_ttl stays well above the worst stall of a node on a loaded 2-core machine,
     # or a live node could be declared dead.
@@ -78,6 +84,12 @@ async def test_demo_scenario(
     assert report.presence["carol"]["online"] is False
     assert report.presence["carol"]["reason"] == f"node {ids['node2']} died"
     assert all(report.presence[c]["online"] for c in final)
+
+    # 7. the meshsrpc command shows the two live nodes and the four clients
+    node_rows = report.operator["nodes"].splitlines()[1:]
+    assert sorted(int(row.split()[0]) for row in node_rows) == sorted([ids["node1"], ids["node3"]])
+    assert report.operator["clients"].splitlines()[-1] == "4 client(s)"
+    assert "$ meshsrpc nodes presence" in transcript
 
     # every node process is gone
     for pid in report.pids:

@@ -80,6 +80,16 @@ class MeshKeys:
         """The broadcast channel every node subscribes to."""
         return f"{self.base}:broadcast"
 
+    @property
+    def leader(self) -> str:
+        """The current leader's instance id (an extension, for operators' tools)."""
+        return f"{self.base}:leader"
+
+    @property
+    def events(self) -> str:
+        """The presence-event channel (an extension: only operators' tools subscribe)."""
+        return f"{self.base}:events"
+
     def inbox(self, instance_id: int) -> str:
         """The pub/sub channel of one node."""
         return f"{self.base}:node:{instance_id}"
@@ -138,6 +148,19 @@ class MeshEngine(Protocol):
 
     async def publish_broadcast(self, payload: bytes) -> None:
         """Publish to the broadcast channel."""
+        ...
+
+    def send_event(self, payload: bytes) -> asyncio.Future[None]:
+        """Queue a publish to the presence-event channel, without waiting (as
+        :meth:`send_to_node`); nobody listening is the normal case."""
+        ...
+
+    async def ping(self) -> None:
+        """Round trip to the store; raises when it cannot be reached."""
+        ...
+
+    async def note_leader(self, instance_id: int, ttl_ms: int) -> None:
+        """Record ``instance_id`` as the leader for ``ttl_ms`` (for operators' tools)."""
         ...
 
     async def subscribe(

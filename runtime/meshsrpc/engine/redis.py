@@ -164,6 +164,18 @@ class RedisMeshEngine:
         """PUBLISH to ``broadcast``."""
         await self._publisher.publish(self.keys.broadcast, payload)
 
+    def send_event(self, payload: bytes) -> asyncio.Future[None]:
+        """Queue a PUBLISH to ``events``, in order with the node's other publishes."""
+        return self._publisher.send(self.keys.events, payload)
+
+    async def ping(self) -> None:
+        """PING on the command client."""
+        await self._client.ping()
+
+    async def note_leader(self, instance_id: int, ttl_ms: int) -> None:
+        """SET ``leader`` id PX ttl."""
+        await self._client.set(self.keys.leader, str(instance_id), px=ttl_ms)
+
     async def subscribe(
         self,
         instance_id: int,
