@@ -40,6 +40,7 @@ from .auth import (
     ReplayGuard,
     authenticate,
 )
+from .bytestream import PENDING_MAX_CONNECTION_BYTES, PENDING_MAX_STREAMS, ByteStreamLimits
 from .frames import CallField, FrameSchema
 from .ids import uuid7
 from .liveness import InactivityMonitor
@@ -98,6 +99,8 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         close_timeout: float = 5.0,
         compression: str | None = None,
         replay_protection: bool = True,
+        max_early_data: int = PENDING_MAX_CONNECTION_BYTES,
+        max_early_streams: int = PENDING_MAX_STREAMS,
     ) -> None:
         self.client_schema: FrameSchema[ClientMsgT] = FrameSchema(client_message)
         self.server_schema: FrameSchema[ServerMsgT] = FrameSchema(server_message)
@@ -111,6 +114,9 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         self.max_send_buffer = max_send_buffer
         self.close_timeout = close_timeout
         self.compression = compression
+        self.byte_stream_limits = ByteStreamLimits(
+            max_bytes=max_early_data, max_streams=max_early_streams
+        )
         self._handlers: dict[str, ServerMessageHandler] = {}
         self._response_classes: dict[str, type[betterproto2.Message]] = {}
         self._connection_handlers: list[ConnectionHandler] = []
@@ -345,6 +351,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             max_send_buffer=self.max_send_buffer,
             close_timeout=self.close_timeout,
             label=f"srpc[{stream.client_id}]",
+            byte_stream_limits=self.byte_stream_limits,
         )
         stream.session = session
         self._streams[stream.id] = stream

@@ -21,7 +21,7 @@ import betterproto2
 from .._deadlines import Deadlines
 from ..errors import SrpcError
 from . import _tracing
-from .bytestream import ByteStreamManager
+from .bytestream import ByteStreamLimits, ByteStreamManager
 from .frames import CallField
 from .protocol import (
     CLOSE_CODES,
@@ -63,6 +63,7 @@ class SrpcSession:
         max_send_buffer: int | None = None,
         close_timeout: float = 5.0,
         label: str = "srpc",
+        byte_stream_limits: ByteStreamLimits | None = None,
     ) -> None:
         self.protocol = protocol
         self.transport = transport
@@ -74,6 +75,7 @@ class SrpcSession:
         """Set once the stream is closing; the first cause wins."""
         self._first_byte_stream_id = first_byte_stream_id
         self._byte_streams: ByteStreamManager | None = None
+        self._byte_stream_limits = byte_stream_limits
         self._dispatch = dispatch
         self._on_ping = on_ping
         self._futures: dict[str, asyncio.Future[betterproto2.Message]] = {}
@@ -103,7 +105,9 @@ class SrpcSession:
     def byte_streams(self) -> ByteStreamManager:
         """The byte-stream multiplexer (created on first use)."""
         if self._byte_streams is None:
-            self._byte_streams = ByteStreamManager(self, self._first_byte_stream_id)
+            self._byte_streams = ByteStreamManager(
+                self, self._first_byte_stream_id, limits=self._byte_stream_limits
+            )
         return self._byte_streams
 
     # --- lifecycle -------------------------------------------------------------------
@@ -184,6 +188,9 @@ class SrpcSession:
         close_code = code if code is not None else CLOSE_CODES[cause]
         logger.debug("%s: closing with %s (%s) %s", self.label, close_code, cause, reason)
         self._close_args = (close_code, truncate_reason(reason))
+        if self._byte_streams is not None:
+            # The receive loop may be waiting for a slow reader: it must see the close.
+            self._byte_streams.stop_waiting()
         self._enqueue(_CLOSE)
         self._close_task = asyncio.create_task(self._close_watchdog(), name=f"{self.label}-close")
 
@@ -245,6 +252,8 @@ class SrpcSession:
 
     def _drop_slow_peer(self) -> None:
         self.close_cause = "timeout"
+        if self._byte_streams is not None:
+            self._byte_streams.stop_waiting()
         if self._queue is not None:
             self._queue.clear()
         self._buffered = 0
@@ -319,15 +328,22 @@ class SrpcSession:
             self._tasks.pop(id(event), None)
             raise
         except SrpcError as exc:
-            frame = self.protocol.error_reply(
-                event.request_id, exc.message, user_error=exc.is_user_error
-            )
+            frame = self._failed_request(event, exc.message, user_error=exc.is_user_error)
         except Exception as exc:
             prefix = call.prefix if call is not None else event.member
             logger.exception("%s: handler for %s failed", self.label, prefix)
-            frame = self.protocol.error_reply(event.request_id, str(exc), user_error=False)
+            frame = self._failed_request(event, str(exc), user_error=False)
         self._tasks.pop(id(event), None)
         self.send(frame)
+
+    def _failed_request(self, event: RequestReceived, message: str, *, user_error: bool) -> bytes:
+        # An upload the failed handler was reading is refused with it, so that its
+        # writer stops and the receive loop never waits for that reader.
+        if self._byte_streams is not None:
+            self._byte_streams.release_owned(
+                self._tasks.get(id(event)), f"request failed: {message}"
+            )
+        return self.protocol.error_reply(event.request_id, message, user_error=user_error)
 
     def _resolve(self, event: ReplyReceived) -> None:
         fut = self._futures.pop(event.request_id, None)
