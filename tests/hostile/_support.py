@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -41,3 +44,52 @@ def signed_url(server: Server, client_id: str = "raw", **overrides: str) -> str:
     )
     query |= overrides
     return f"{url_of(server)}?{urlencode(query)}"
+
+
+class ServerProcess:
+    """``_server_child.py`` running in its own process (``async with``; killed on exit)."""
+
+    def __init__(self, *args: str) -> None:
+        self.args = args
+        self.port = 0
+        self.stderr = b""
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> ServerProcess:
+        child = Path(__file__).with_name("_server_child.py")
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(child),
+            *self.args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert self.process.stdout is not None
+        async with asyncio.timeout(30):
+            self.port = int(await self.process.stdout.readline())
+        return self
+
+    @property
+    def url(self) -> str:
+        """The server's ws:// URL."""
+        return f"ws://127.0.0.1:{self.port}/srpc"
+
+    @property
+    def running(self) -> bool:
+        """True while the process has not exited."""
+        return self.process is not None and self.process.returncode is None
+
+    async def stop(self) -> bytes:
+        """Kill the process (if still running); return everything it logged."""
+        process = self.process
+        if process is None:
+            return self.stderr
+        if process.returncode is None:
+            process.kill()
+        _, stderr = await process.communicate()
+        self.stderr = stderr
+        self.process = None
+        return stderr
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()

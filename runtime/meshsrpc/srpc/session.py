@@ -333,6 +333,14 @@ class SrpcSession:
             prefix = call.prefix if call is not None else event.member
             logger.exception("%s: handler for %s failed", self.label, prefix)
             frame = self._failed_request(event, str(exc), user_error=False)
+        except BaseException as exc:
+            # SystemExit or KeyboardInterrupt from handler code (argparse exits on bad
+            # input): it fails this request, not the whole server.
+            prefix = call.prefix if call is not None else event.member
+            logger.exception("%s: handler for %s raised %r", self.label, prefix, exc)
+            frame = self._failed_request(
+                event, f"handler raised {type(exc).__name__}", user_error=False
+            )
         self._tasks.pop(id(event), None)
         self.send(frame)
 
