@@ -78,6 +78,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         max_frame_size: int = 1024 * 1024,
         max_send_buffer: int = 8 * 1024 * 1024,
         ssl: ssl_module.SSLContext | None = None,
+        peer_max_frame_size: int | None = None,
     ) -> None:
         self.url = url
         self.client_schema: FrameSchema[ClientMsgT] = FrameSchema(client_message)
@@ -96,6 +97,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         self.max_reconnect_delay = max_reconnect_delay
         self.max_frame_size = max_frame_size
         self.max_send_buffer = max_send_buffer
+        self.peer_max_frame_size = peer_max_frame_size
         self.ssl = ssl
         self._handlers: dict[str, ClientMessageHandler] = {}
         self._connection_handlers: list[ClientConnectionHandler] = []
@@ -225,6 +227,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
             max_send_buffer=self.max_send_buffer,
             close_timeout=5.0,
             label=f"srpc-client[{self.client_id}]",
+            peer_max_frame_size=self.peer_max_frame_size,
         )
         self._session = session
         self._connected = False

@@ -101,6 +101,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         replay_protection: bool = True,
         max_early_data: int = PENDING_MAX_CONNECTION_BYTES,
         max_early_streams: int = PENDING_MAX_STREAMS,
+        peer_max_frame_size: int | None = None,
     ) -> None:
         self.client_schema: FrameSchema[ClientMsgT] = FrameSchema(client_message)
         self.server_schema: FrameSchema[ServerMsgT] = FrameSchema(server_message)
@@ -114,6 +115,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         self.max_send_buffer = max_send_buffer
         self.close_timeout = close_timeout
         self.compression = compression
+        self.peer_max_frame_size = peer_max_frame_size
         self.byte_stream_limits = ByteStreamLimits(
             max_bytes=max_early_data, max_streams=max_early_streams
         )
@@ -352,6 +354,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             close_timeout=self.close_timeout,
             label=f"srpc[{stream.client_id}]",
             byte_stream_limits=self.byte_stream_limits,
+            peer_max_frame_size=self.peer_max_frame_size,
         )
         stream.session = session
         self._streams[stream.id] = stream

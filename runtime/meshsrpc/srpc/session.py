@@ -64,6 +64,7 @@ class SrpcSession:
         close_timeout: float = 5.0,
         label: str = "srpc",
         byte_stream_limits: ByteStreamLimits | None = None,
+        peer_max_frame_size: int | None = None,
     ) -> None:
         self.protocol = protocol
         self.transport = transport
@@ -71,6 +72,10 @@ class SrpcSession:
         self.max_in_flight = max_in_flight
         self.max_send_buffer = max_send_buffer
         self.close_timeout = close_timeout
+        self.peer_max_frame_size = (
+            peer_max_frame_size if peer_max_frame_size is not None else protocol.max_frame_size
+        )
+        """Largest frame the peer accepts: a bigger request or response fails here."""
         self.close_cause: CloseCause | None = None
         """Set once the stream is closing; the first cause wins."""
         self._first_byte_stream_id = first_byte_stream_id
@@ -324,6 +329,7 @@ class SrpcSession:
                 with _tracing.remote_parent(event.trace):
                     response = await self._dispatch(call, value)
             frame = self.protocol.reply(event.request_id, call, response)
+            self._check_frame_size(frame, f"{call.prefix} response")
         except asyncio.CancelledError:
             self._tasks.pop(id(event), None)
             raise
@@ -343,6 +349,15 @@ class SrpcSession:
             )
         self._tasks.pop(id(event), None)
         self.send(frame)
+
+    def _check_frame_size(self, frame: bytes, what: str) -> None:
+        # The peer would close the whole connection on it (4000 or 1009): fail only
+        # this call, here.
+        limit = self.peer_max_frame_size
+        if limit is not None and len(frame) > limit:
+            raise ValueError(
+                f"{what} of {len(frame)} bytes exceeds the peer's max frame size ({limit})"
+            )
 
     def _failed_request(self, event: RequestReceived, message: str, *, user_error: bool) -> bytes:
         # An upload the failed handler was reading is refused with it, so that its
@@ -393,7 +408,15 @@ class SrpcSession:
         if not self.is_open:
             raise SrpcError(f"stream closed ({self.close_cause})")
         trace = _tracing.current_trace(self.protocol.outgoing.trace_cls)
-        request_id, frame = self.protocol.request(call, request, trace=trace)
+        try:
+            request_id, frame = self.protocol.request(call, request, trace=trace)
+        except Exception as exc:
+            raise SrpcError(f"{prefix} request cannot be encoded: {exc}") from exc
+        try:
+            self._check_frame_size(frame, f"{prefix} request")
+        except ValueError as exc:
+            self.protocol.forget(request_id)
+            raise SrpcError(str(exc)) from None
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[betterproto2.Message] = loop.create_future()
         self._futures[request_id] = fut
