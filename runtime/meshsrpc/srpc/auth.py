@@ -108,7 +108,10 @@ def verify_signature(
         query.get("id", ""),
         query.get("cid", ""),
     )
-    return hmac.compare_digest(expected, query.get("signature", "").lower())
+    signature = query.get("signature", "")
+    if not signature.isascii():
+        return False  # compare_digest raises TypeError on non-ASCII text
+    return hmac.compare_digest(expected, signature.lower())
 
 
 class ReplayGuard(Protocol):
