@@ -30,7 +30,7 @@ from .frames import CallField, FrameSchema
 from .ids import uuid7
 from .protocol import CLOSE_CODES, CloseCause, SrpcProtocol
 from .session import SrpcSession
-from .transports.websockets import WebsocketsTransport
+from .transports.websockets import SrpcClientConnection, WebsocketsTransport
 
 __all__ = [
     "ClientConnectionHandler",
@@ -202,6 +202,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
                 max_size=max(2 * self.max_frame_size, 64 * 1024),
                 open_timeout=self.connect_timeout,
                 proxy=None,
+                create_connection=SrpcClientConnection,
                 **options,
             )
         except InvalidStatus as exc:

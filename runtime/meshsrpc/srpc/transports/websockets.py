@@ -9,20 +9,25 @@ import weakref
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.connection import Connection
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
+from websockets.client import ClientProtocol
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
-from websockets.protocol import State
+from websockets.protocol import Protocol, State
+from websockets.server import ServerProtocol
 
 from ..auth import HandshakeAccepted, HandshakeRejected, HandshakeRequest, parse_query
+from ..protocol import CLOSE_CODES
 
 if TYPE_CHECKING:
     from ..server import SrpcServer
 
-__all__ = ["WebsocketsTransport", "serve"]
+__all__ = ["SrpcClientConnection", "WebsocketsTransport", "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +45,44 @@ def _half_close(connection: Connection) -> None:
             pass
     else:  # pragma: no cover - TLS
         transport.close()
+
+
+class _OversizeIsBadArg(Protocol):
+    """websockets' protocol, closing with SRPC's 4000 (badArg) where it would send 1009.
+
+    Frames over ``max_size`` never reach our own size check (websockets refuses them
+    first); WIRE.md gives one code for every frame over the limit.
+    """
+
+    def fail(self, code: CloseCode | int, reason: str = "") -> None:
+        if code == CloseCode.MESSAGE_TOO_BIG:
+            code, reason = CLOSE_CODES["badArg"], "Frame too large"
+        super().fail(code, reason)
+
+
+class _SrpcServerProtocol(_OversizeIsBadArg, ServerProtocol):
+    pass
+
+
+class _SrpcClientProtocol(_OversizeIsBadArg, ClientProtocol):
+    pass
+
+
+class _SrpcServerConnection(ServerConnection):
+    def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
+        # serve() builds the protocol itself; same layout, one method more.
+        if type(protocol) is ServerProtocol:
+            protocol.__class__ = _SrpcServerProtocol
+        super().__init__(protocol, *args, **kwargs)
+
+
+class SrpcClientConnection(ClientConnection):
+    """The client's ``websockets`` connection: frames over ``max_size`` close with 4000."""
+
+    def __init__(self, protocol: ClientProtocol, *args: Any, **kwargs: Any) -> None:
+        if type(protocol) is ClientProtocol:
+            protocol.__class__ = _SrpcClientProtocol
+        super().__init__(protocol, *args, **kwargs)
 
 
 def _format_address(address: Any) -> str:
@@ -193,8 +236,10 @@ async def serve(
         ssl=ssl,
         process_request=process_request,
         compression=server.compression,
-        # Our own limit answers with 4000 (badArg); this one only stops absurd frames.
+        # Our own limit answers with 4000 (badArg); this one stops absurd frames before
+        # they are buffered whole, and answers 4000 too.
         max_size=max(2 * server.max_frame_size, 64 * 1024),
+        create_connection=_SrpcServerConnection,
         # SRPC has its own pings.
         ping_interval=None,
         close_timeout=server.close_timeout,
