@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.hostile._support import signed_server, signed_url
-from tests.srpc._support import ServerFactory
+from tests.srpc._support import ServerFactory, eventually
 
 
 async def test_a_non_ascii_signature_is_refused_with_403(make_server: ServerFactory) -> None:
@@ -23,6 +23,36 @@ async def test_a_non_ascii_signature_is_refused_with_403(make_server: ServerFact
         async with asyncio.timeout(10):
             await connect(signed_url(server, signature="é" * 64))
     assert refused.value.response.status_code == 403
+
+
+async def test_upgrades_past_max_connections_are_refused_with_503(
+    make_server: ServerFactory,
+) -> None:
+    server = await signed_server(make_server, max_connections=2)
+    async with asyncio.timeout(10):
+        first = await connect(signed_url(server, "a"))
+        second = await connect(signed_url(server, "b"))
+        await eventually(lambda: len(server.streams_by_id) == 2)
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(signed_url(server, "c"))
+        await first.close()
+        await eventually(lambda: len(server.streams_by_id) == 1)
+        third = await connect(signed_url(server, "c"))
+        await asyncio.gather(second.close(), third.close())
+    assert refused.value.response.status_code == 503
+
+
+async def test_a_connection_that_sends_no_upgrade_request_is_closed_after_the_handshake_timeout(
+    make_server: ServerFactory,
+) -> None:
+    server = await signed_server(make_server, handshake_timeout=0.2)
+    assert server.port is not None
+    async with asyncio.timeout(10):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        try:
+            assert await reader.read() == b""  # closed by the server, nothing sent
+        finally:
+            writer.close()
 
 
 async def test_a_frame_over_twice_the_max_frame_size_closes_with_4000(

@@ -99,6 +99,8 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         close_timeout: float = 5.0,
         compression: str | None = None,
         replay_protection: bool = True,
+        max_connections: int | None = None,
+        handshake_timeout: float = 10.0,
         max_early_data: int = PENDING_MAX_CONNECTION_BYTES,
         max_early_streams: int = PENDING_MAX_STREAMS,
         peer_max_frame_size: int | None = None,
@@ -115,6 +117,8 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         self.max_send_buffer = max_send_buffer
         self.close_timeout = close_timeout
         self.compression = compression
+        self.max_connections = max_connections
+        self.handshake_timeout = handshake_timeout
         self.peer_max_frame_size = peer_max_frame_size
         self.byte_stream_limits = ByteStreamLimits(
             max_bytes=max_early_data, max_streams=max_early_streams
@@ -268,6 +272,8 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         """Decide an HTTP upgrade request (transports call this before accepting)."""
         if self._closing:
             return HandshakeRejected(503, "Server is closing")
+        if self.max_connections is not None and len(self._streams) >= self.max_connections:
+            return HandshakeRejected(503, "Too many connections")
         if request.path != self.path:
             return HandshakeRejected(404, "Not found")
         return await authenticate(

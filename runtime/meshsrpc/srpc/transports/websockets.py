@@ -240,6 +240,7 @@ async def serve(
         # they are buffered whole, and answers 4000 too.
         max_size=max(2 * server.max_frame_size, 64 * 1024),
         create_connection=_SrpcServerConnection,
+        open_timeout=server.handshake_timeout,
         # SRPC has its own pings.
         ping_interval=None,
         close_timeout=server.close_timeout,
