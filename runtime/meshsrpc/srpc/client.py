@@ -227,7 +227,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
             first_byte_stream_id=1,
             max_send_buffer=self.max_send_buffer,
             close_timeout=5.0,
-            label=f"srpc-client[{self.client_id}]",
+            label=f"srpc-client[{self.client_id!r}]",
             peer_max_frame_size=self.peer_max_frame_size,
         )
         self._session = session
@@ -325,7 +325,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    logger.info("reconnect of %s failed: %s", self.client_id, exc)
+                    logger.info("reconnect of %r failed: %s", self.client_id, exc)
                     continue
                 attempt = 0
                 if not self._wanted and self._session is not None:

@@ -358,7 +358,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             max_in_flight=self.max_in_flight,
             max_send_buffer=self.max_send_buffer,
             close_timeout=self.close_timeout,
-            label=f"srpc[{stream.client_id}]",
+            label=f"srpc[{stream.client_id!r}]",
             byte_stream_limits=self.byte_stream_limits,
             peer_max_frame_size=self.peer_max_frame_size,
         )
@@ -387,7 +387,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             if self._streams_by_client.get(stream.client_id) is stream:
                 del self._streams_by_client[stream.client_id]
             cause = session.close_cause or "disconnect"
-            logger.debug("stream %s (%s) closed: %s", stream.id, stream.client_id, cause)
+            logger.debug("stream %s (%r) closed: %s", stream.id, stream.client_id, cause)
             try:
                 await self._run_close_hooks(stream, cause, announced)
             finally:
@@ -399,24 +399,24 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         try:
             await self._on_stream_closed(stream, cause)
         except Exception:
-            logger.exception("_on_stream_closed failed for %s", stream.client_id)
+            logger.exception("_on_stream_closed failed for %r", stream.client_id)
         if not announced:
             return
         for handler in list(self._disconnect_handlers):
             try:
                 await call_maybe_async(handler, stream, cause)
             except Exception:
-                logger.exception("disconnect handler failed for %s", stream.client_id)
+                logger.exception("disconnect handler failed for %r", stream.client_id)
 
     async def _establish(self, stream: SrpcStream, session: SrpcSession) -> bool:
         """Same-client-id policy and the established hook; True once the first ping is out."""
         existing = self._streams_by_client.get(stream.client_id)
         if existing is not None and existing is not stream and existing.is_open:
             if stream.protocol_version >= 2 and not stream.supersede:
-                logger.info("refusing %s: already connected (protocol v2)", stream.client_id)
+                logger.info("refusing %r: already connected (protocol v2)", stream.client_id)
                 await session.close("conflict", "Client already connected")
                 return False
-            logger.info("client %s reconnected; superseding its old stream", stream.client_id)
+            logger.info("client %r reconnected; superseding its old stream", stream.client_id)
             await self.close_stream(
                 existing, CLOSE_CODES["supersede"], "supersede", "Superseded by a new connection"
             )
@@ -440,7 +440,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             await session.close("conflict", exc.message)
             return False
         except Exception as exc:
-            logger.exception("%s failed for %s", getattr(hook, "__name__", hook), stream.client_id)
+            logger.exception("%s failed for %r", getattr(hook, "__name__", hook), stream.client_id)
             await session.close("disconnect", str(exc), code=INTERNAL_ERROR_CODE)
             return False
         return True
@@ -453,7 +453,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             try:
                 await call_maybe_async(handler, stream)
             except Exception as exc:
-                logger.exception("connection handler failed for %s", stream.client_id)
+                logger.exception("connection handler failed for %r", stream.client_id)
                 await session.close(
                     "disconnect", f"Connection handler failed: {exc}", code=INTERNAL_ERROR_CODE
                 )
@@ -470,7 +470,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         try:
             await self._on_stream_activated(stream)
         except Exception:
-            logger.exception("_on_stream_activated failed for %s", stream.client_id)
+            logger.exception("_on_stream_activated failed for %r", stream.client_id)
 
     async def _dispatch(
         self, stream: SrpcStream, call: CallField, request: betterproto2.Message
