@@ -2,7 +2,9 @@
 
 Usage: ``python _server_child.py [--nofile N] [--handshake-timeout S]``. Prints its port,
 then serves until killed; logs to stderr. ``uEcho`` with message ``exit`` raises
-SystemExit (as argparse does on bad input), ``interrupt`` raises KeyboardInterrupt.
+SystemExit (as argparse does on bad input), ``interrupt`` raises KeyboardInterrupt; the
+connection handler raises SystemExit for client ``exit-on-connect``, the disconnect
+handler for ``exit-on-disconnect``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,16 @@ def echo(stream: SrpcStream, request: UEchoRequest) -> UEchoResponse:
     return UEchoResponse(message=request.message)
 
 
+def on_connect(stream: SrpcStream) -> None:
+    if stream.client_id == "exit-on-connect":
+        raise SystemExit(2)
+
+
+def on_disconnect(stream: SrpcStream, cause: str) -> None:
+    if stream.client_id == "exit-on-disconnect":
+        raise SystemExit(2)
+
+
 async def main(handshake_timeout: float | None) -> None:
     options: dict[str, Any] = {}
     if handshake_timeout is not None:
@@ -44,6 +56,8 @@ async def main(handshake_timeout: float | None) -> None:
         ClientMessage, ServerMessage, auth_secret=SECRET, **options
     )
     server.register_message_handler("uEcho", echo)
+    server.register_connection_handler(on_connect)
+    server.register_disconnect_handler(on_disconnect)
     await server.listen("127.0.0.1", 0)
     print(server.port, flush=True)
     await asyncio.Event().wait()

@@ -41,3 +41,38 @@ async def test_a_handler_raising_a_base_exception_fails_only_its_call(
         assert server.running
         log = await server.stop()
     assert f"handler for uEcho raised {raised}".encode() in log
+
+
+@pytest.mark.parametrize("client_id", ["exit-on-connect", "exit-on-disconnect"])
+async def test_a_lifecycle_handler_raising_system_exit_leaves_the_server_running(
+    client_id: str,
+) -> None:
+    async with asyncio.timeout(60), ServerProcess() as server:
+
+        def client(name: str) -> SrpcClient[ClientMessage, ServerMessage]:
+            return SrpcClient(
+                server.url,
+                ClientMessage,
+                ServerMessage,
+                name,
+                client_secret=SECRET,
+                enable_reconnect=False,
+            )
+
+        doomed = client(client_id)
+        try:
+            await doomed.connect()
+            await doomed.invoke("uEcho", UEchoRequest(message="x"), timeout=10)
+        except SrpcError:
+            pass  # the connection handler's failure closes that stream (1011)
+        finally:
+            await doomed.disconnect()
+        survivor = client("after")
+        await survivor.connect()
+        try:
+            reply = await survivor.invoke("uEcho", UEchoRequest(message="after"), timeout=10)
+        finally:
+            await survivor.disconnect()
+        assert reply.message == "after"
+        log = await server.stop()
+    assert b"handler failed for 'exit-on-" in log

@@ -405,7 +405,10 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         for handler in list(self._disconnect_handlers):
             try:
                 await call_maybe_async(handler, stream, cause)
-            except Exception:
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
+                # SystemExit / KeyboardInterrupt too: app code must not end the server.
                 logger.exception("disconnect handler failed for %r", stream.client_id)
 
     async def _establish(self, stream: SrpcStream, session: SrpcSession) -> bool:
@@ -452,10 +455,14 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         for handler in list(self._connection_handlers):
             try:
                 await call_maybe_async(handler, stream)
-            except Exception as exc:
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                # SystemExit / KeyboardInterrupt too: app code must not end the server.
                 logger.exception("connection handler failed for %r", stream.client_id)
+                reason = str(exc) if isinstance(exc, Exception) else type(exc).__name__
                 await session.close(
-                    "disconnect", f"Connection handler failed: {exc}", code=INTERNAL_ERROR_CODE
+                    "disconnect", f"Connection handler failed: {reason}", code=INTERNAL_ERROR_CODE
                 )
                 return
             if not session.is_open:
