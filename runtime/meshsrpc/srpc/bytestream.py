@@ -334,6 +334,7 @@ class ByteStreamManager:
         reader._finalizer = weakref.finalize(
             reader, self._reader_dropped, stream_id, reader._room, asyncio.get_running_loop()
         )
+        reader._finalizer.atexit = False  # at interpreter exit there is no one to tell
         pending = self._drop_pending(stream_id)
         if pending is not None:
             for chunk in pending.chunks:
