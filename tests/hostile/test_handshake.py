@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from meshsrpc import SrpcError
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.hostile._support import signed_server, signed_url
-from tests.srpc._support import ServerFactory, eventually
+from tests.hostile._support import SECRET, signed_server, signed_url
+from tests.srpc._support import ClientFactory, ServerFactory, eventually
+from tests.srpc.test_transports import Uvicorn
 
 
 async def test_a_non_ascii_signature_is_refused_with_403(make_server: ServerFactory) -> None:
@@ -67,3 +69,16 @@ async def test_a_frame_over_twice_the_max_frame_size_closes_with_4000(
                 await websocket.recv()
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 4000
+
+
+async def test_upgrades_past_max_connections_are_refused_with_503_under_asgi(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    server = await signed_server(make_server, listen=False, max_connections=1)
+    async with asyncio.timeout(30), Uvicorn(server.asgi) as web:
+        url = f"ws://127.0.0.1:{web.port}/srpc"
+        first = make_client(url, "a", client_secret=SECRET, enable_reconnect=False)
+        await first.connect()
+        with pytest.raises(SrpcError, match="503"):
+            await make_client(url, "b", client_secret=SECRET, enable_reconnect=False).connect()
+        await first.disconnect()
