@@ -90,6 +90,7 @@ class MeshSrpcServerOptions(SrpcServerOptions, Generic[MetaT], total=False):
     redis: RedisLike
     forward_safety_timeout: float
     probe_timeout: float
+    metrics: MeshObserver | None
 
 
 class _MessageJson(dict[str, Any]):
@@ -588,11 +589,11 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         except Exception:
             owner = None  # cannot tell: do as the other node asked
         if owner is not None and owner.node_id == self.mesh_instance_id:
-            logger.info("ignoring a stale kick of client %s", client_id)
+            logger.info("ignoring a stale kick of client %r", client_id)
             return False
         if self.streams_by_client_id.get(client_id) is not stream:
             return False
-        logger.info("client %s moved to another node; closing its stream here", client_id)
+        logger.info("client %r moved to another node; closing its stream here", client_id)
         await self.close_stream(
             stream, CLOSE_CODES["supersede"], "supersede", "Superseded by a connection elsewhere"
         )
@@ -628,7 +629,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             return
         step = functools.partial(self._mesh_activate, stream, metadata)
         if not await asyncio.shield(self._mesh_registry_steps.submit(stream.client_id, step)):
-            logger.warning("client %s lost its reservation before activation", stream.client_id)
+            logger.warning("client %r lost its reservation before activation", stream.client_id)
             await self.close_stream(
                 stream, CLOSE_CODES["supersede"], "supersede", "Client moved to another node"
             )
@@ -673,7 +674,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
                 self._mesh_takeovers.add(stream.id)
                 return
             logger.info(
-                "refusing %s: connected to node %d (protocol v2)",
+                "refusing %r: connected to node %d (protocol v2)",
                 stream.client_id,
                 exc.owner_node_id,
             )
@@ -729,11 +730,11 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         except ClientConflictError:
             registered = False
         except Exception:
-            logger.exception("could not register client %s at mesh start", client_id)
+            logger.exception("could not register client %r at mesh start", client_id)
             return
         if not registered:
             self._mesh_give_up_hold(stream, previous)
-            logger.info("closing %s: it is connected to another node", client_id)
+            logger.info("closing %r: it is connected to another node", client_id)
             await self.close_stream(
                 stream, CLOSE_CODES["conflict"], "conflict", "Client ID already connected"
             )
@@ -749,7 +750,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         if self._mesh_holders.get(client_id) is not stream:
             # Refused, closed before its reservation, or taken over by a newer stream
             # here: the entry (if any) is another stream's to remove.
-            logger.debug("released %s: the stream held no registry entry", client_id)
+            logger.debug("released %r: the stream held no registry entry", client_id)
             return
         del self._mesh_holders[client_id]
         grace = self._mesh_drain_grace
@@ -771,7 +772,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         try:
             removed = await self._mesh_client_service.unregister_client(client_id)
         except Exception as exc:
-            logger.warning("could not unregister client %s: %s", client_id, exc)
+            logger.warning("could not unregister client %r: %s", client_id, exc)
             # Redis is unreachable (or restarting empty, so that a later unregister would
             # find nothing and report nothing). As far as this node knows it still owns
             # the client: a takeover would have closed the stream with "supersede". So
@@ -779,7 +780,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             removed = cause != "supersede"
             unreachable = True
         logger.debug(
-            "released %s: removed=%s announced=%s cause=%s",
+            "released %r: removed=%s announced=%s cause=%s",
             client_id,
             removed,
             announced,
@@ -843,7 +844,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
                 return
             except Exception:
                 continue
-        logger.warning("gave up unregistering client %s", client_id)
+        logger.warning("gave up unregistering client %r", client_id)
 
     async def _mesh_restore_registry(self) -> None:
         """The mesh found our entries gone (Redis restarted empty): register our streams again.
@@ -896,7 +897,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         for stream in held:
             if stream.client_id in registered or not self._mesh_is_current(stream):
                 continue
-            logger.info("client %s is held here but unregistered; registering it", stream.client_id)
+            logger.info("client %r is held here but unregistered; registering it", stream.client_id)
             step = functools.partial(self._mesh_restore, stream, True)
             self._mesh_registry_steps.submit(stream.client_id, step)
 
@@ -949,11 +950,11 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             return
         try:
             if await self._mesh_client_service.client_registry.get_client(client_id) is not None:
-                logger.debug("unsure %s: registered elsewhere, not reported", client_id)
+                logger.debug("unsure %r: registered elsewhere, not reported", client_id)
                 return  # it is registered elsewhere now: it moved, it did not leave
         except Exception:
-            logger.exception("could not look up client %s", client_id)
-        logger.debug("unsure %s: held by nobody, reported as disconnected", client_id)
+            logger.exception("could not look up client %r", client_id)
+        logger.debug("unsure %r: held by nobody, reported as disconnected", client_id)
         handlers = self._mesh_disconnected_handlers
         step = functools.partial(self._mesh_run_handlers, handlers, client_id, metadata)
         self._mesh_callback_steps.submit(client_id, step)
@@ -988,11 +989,11 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             except Exception:
                 # Right after a restart, pooled connections to the old server fail once.
                 if attempt + 1 == _RESTORE_ATTEMPTS:
-                    logger.exception("could not re-register client %s", client_id)
+                    logger.exception("could not re-register client %r", client_id)
                     return
                 await asyncio.sleep(0.1 * (attempt + 1))
         if not registered and stream.is_open:
-            logger.info("client %s moved to another node meanwhile; closing it here", client_id)
+            logger.info("client %r moved to another node meanwhile; closing it here", client_id)
             await self.close_stream(
                 stream, CLOSE_CODES["supersede"], "supersede", "Client moved to another node"
             )
@@ -1027,7 +1028,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
                 if inspect.isawaitable(result):
                     await result
             except Exception:
-                logger.exception("client lifecycle callback failed for %s", client_id)
+                logger.exception("client lifecycle callback failed for %r", client_id)
 
     # --- metadata ----------------------------------------------------------------------
 
@@ -1072,7 +1073,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         try:
             metadata = self._mesh_extract(stream)
         except Exception:
-            logger.exception("extract_metadata failed for %s", client_id)
+            logger.exception("extract_metadata failed for %r", client_id)
             return
         known = self._mesh_metadata.get(client_id, _MISSING)
         if known is not _MISSING and not _differs(known, metadata):
@@ -1087,7 +1088,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         try:
             await self._mesh_write_metadata(stream, metadata)
         except Exception:
-            logger.exception("could not sync the metadata of client %s", stream.client_id)
+            logger.exception("could not sync the metadata of client %r", stream.client_id)
 
     async def _mesh_apply_client_metadata(self, client_id: str, metadata: Any) -> bool:
         """MeshClientService's ``client_update_meta_fn``: runs on the owning node."""
@@ -1107,7 +1108,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         try:
             updated = await asyncio.shield(self._mesh_registry_steps.submit(client_id, step))
         except Exception:
-            logger.exception("could not update the metadata of client %s", client_id)
+            logger.exception("could not update the metadata of client %r", client_id)
             updated = False
         if not updated and self._mesh_metadata.get(client_id, _MISSING) is snapshot:
             if previous is _MISSING:

@@ -116,7 +116,10 @@ def verify_signature(
         query.get("id", ""),
         query.get("cid", ""),
     )
-    return hmac.compare_digest(expected, query.get("signature", "").lower())
+    signature = query.get("signature", "")
+    if not signature.isascii():
+        return False  # compare_digest raises TypeError on non-ASCII text
+    return hmac.compare_digest(expected, signature.lower())
 
 
 class ReplayGuard(Protocol):
@@ -211,7 +214,7 @@ async def authenticate(
         try:
             verdict = await _maybe_await(authorizer(query, request))
         except Exception:
-            logger.exception("client authorizer failed for %s", query.get("cid"))
+            logger.exception("client authorizer failed for %r", query.get("cid"))
             return HandshakeRejected(500, "Authorizer failed")
         if isinstance(verdict, dict):
             meta.update(verdict)
@@ -222,7 +225,7 @@ async def authenticate(
         try:
             client_secret = await _maybe_await(key_fetcher(query["cid"]))
         except Exception:
-            logger.exception("client key fetcher failed for %s", query.get("cid"))
+            logger.exception("client key fetcher failed for %r", query.get("cid"))
             return HandshakeRejected(500, "Key fetcher failed")
         if client_secret is None or not verify_signature(query, client_secret, clock_drift):
             return HandshakeRejected(403, "Unauthorized")
@@ -247,9 +250,9 @@ async def _check_replay(
     try:
         first = await _first_use(replay_guard, query, 2 * clock_drift)
     except Exception:
-        logger.exception("replay guard failed for %s", query.get("cid"))
+        logger.exception("replay guard failed for %r", query.get("cid"))
         return HandshakeRejected(500, "Replay check failed")
     if not first:
-        logger.warning("refusing a replayed handshake of %s", query.get("cid"))
+        logger.warning("refusing a replayed handshake of %r", query.get("cid"))
         return HandshakeRejected(403, "Unauthorized")
     return HandshakeAccepted(meta)

@@ -31,7 +31,7 @@ from .frames import CallField, FrameSchema
 from .ids import uuid7
 from .protocol import CLOSE_CODES, UNHANDLED_MESSAGE_TYPE, CloseCause, SrpcProtocol
 from .session import SrpcSession
-from .transports.websockets import WebsocketsTransport
+from .transports.websockets import SrpcClientConnection, WebsocketsTransport
 
 __all__ = [
     "ClientConnectionHandler",
@@ -80,6 +80,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         max_send_buffer: int = 8 * 1024 * 1024,
         ssl: ssl_module.SSLContext | None = None,
         fallback_urls: Sequence[str] = (),
+        peer_max_frame_size: int | None = None,
     ) -> None:
         self.url = _checked_url(url)
         self.client_schema: FrameSchema[ClientMsgT] = FrameSchema(client_message)
@@ -98,6 +99,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         self.max_reconnect_delay = max_reconnect_delay
         self.max_frame_size = max_frame_size
         self.max_send_buffer = max_send_buffer
+        self.peer_max_frame_size = peer_max_frame_size
         self.ssl = ssl
         self._handlers: dict[str, ClientMessageHandler] = {}
         self._connection_handlers: list[ClientConnectionHandler] = []
@@ -207,6 +209,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
                 max_size=max(2 * self.max_frame_size, 64 * 1024),
                 open_timeout=self.connect_timeout,
                 proxy=None,
+                create_connection=SrpcClientConnection,
                 **options,
             )
         except InvalidStatus as exc:
@@ -234,7 +237,8 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
             first_byte_stream_id=1,
             max_send_buffer=self.max_send_buffer,
             close_timeout=5.0,
-            label=f"srpc-client[{self.client_id}]",
+            label=f"srpc-client[{self.client_id!r}]",
+            peer_max_frame_size=self.peer_max_frame_size,
         )
         self._session = session
         self._connected = False
@@ -347,7 +351,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    logger.info("reconnect of %s failed: %s", self.client_id, exc)
+                    logger.info("reconnect of %r failed: %s", self.client_id, exc)
                     continue
                 attempt = 0
                 if not self._wanted and self._session is not None:

@@ -28,6 +28,11 @@ class SrpcServerOptions(TypedDict, total=False):
     replay_protection: bool
     allow_unsigned: bool
     expose_errors: bool
+    max_connections: int | None
+    handshake_timeout: float
+    max_early_data: int
+    max_early_streams: int
+    peer_max_frame_size: int | None
 
 
 class SrpcClientOptions(TypedDict, total=False):
@@ -47,3 +52,4 @@ class SrpcClientOptions(TypedDict, total=False):
     max_send_buffer: int
     ssl: ssl_module.SSLContext | None
     fallback_urls: Sequence[str]
+    peer_max_frame_size: int | None

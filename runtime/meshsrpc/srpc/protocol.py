@@ -244,10 +244,11 @@ class SrpcProtocol:
     ) -> tuple[str, bytes]:
         """Start a call; return its new request id and the frame to send."""
         request_id = uuid7()
-        self._pending[request_id] = call
-        return request_id, self.outgoing.encode(
+        frame = self.outgoing.encode(
             request_id=request_id, trace=trace, member=call.attr, value=value
         )
+        self._pending[request_id] = call
+        return request_id, frame
 
     def forget(self, request_id: str, *, expired: bool = False) -> None:
         """Stop expecting a reply.

@@ -41,6 +41,7 @@ from .auth import (
     ReplayGuard,
     authenticate,
 )
+from .bytestream import PENDING_MAX_CONNECTION_BYTES, PENDING_MAX_STREAMS, ByteStreamLimits
 from .clientmeta import ClientMetaSchema
 from .frames import CallField, FrameSchema
 from .ids import uuid7
@@ -112,6 +113,11 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         replay_protection: bool = True,
         allow_unsigned: bool = False,
         expose_errors: bool = False,
+        max_connections: int | None = None,
+        handshake_timeout: float = 10.0,
+        max_early_data: int = PENDING_MAX_CONNECTION_BYTES,
+        max_early_streams: int = PENDING_MAX_STREAMS,
+        peer_max_frame_size: int | None = None,
     ) -> None:
         self.client_schema: FrameSchema[ClientMsgT] = FrameSchema(client_message)
         self.server_schema: FrameSchema[ServerMsgT] = FrameSchema(server_message)
@@ -134,6 +140,12 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         self.max_send_buffer = max_send_buffer
         self.close_timeout = close_timeout
         self.compression = compression
+        self.max_connections = max_connections
+        self.handshake_timeout = handshake_timeout
+        self.peer_max_frame_size = peer_max_frame_size
+        self.byte_stream_limits = ByteStreamLimits(
+            max_bytes=max_early_data, max_streams=max_early_streams
+        )
         self._handlers: dict[str, ServerMessageHandler] = {}
         self._response_classes: dict[str, type[betterproto2.Message]] = {}
         self._connection_handlers: list[ConnectionHandler] = []
@@ -317,6 +329,8 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         """Decide an HTTP upgrade request (transports call this before accepting)."""
         if self._closing or self._draining:
             return HandshakeRejected(503, "Server is closing")
+        if self.max_connections is not None and len(self._streams) >= self.max_connections:
+            return HandshakeRejected(503, "Too many connections")
         if request.path != self.path:
             return HandshakeRejected(404, "Not found")
         verdict = await authenticate(
@@ -406,8 +420,10 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             max_in_flight=self.max_in_flight,
             max_send_buffer=self.max_send_buffer,
             close_timeout=self.close_timeout,
-            label=f"srpc[{stream.client_id}]",
+            label=f"srpc[{stream.client_id!r}]",
             expose_errors=self.expose_errors,
+            byte_stream_limits=self.byte_stream_limits,
+            peer_max_frame_size=self.peer_max_frame_size,
         )
         stream.session = session
         self._streams[stream.id] = stream
@@ -434,7 +450,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             if self._streams_by_client.get(stream.client_id) is stream:
                 del self._streams_by_client[stream.client_id]
             cause = session.close_cause or "disconnect"
-            logger.debug("stream %s (%s) closed: %s", stream.id, stream.client_id, cause)
+            logger.debug("stream %s (%r) closed: %s", stream.id, stream.client_id, cause)
             try:
                 await self._run_close_hooks(stream, cause, announced)
             finally:
@@ -446,24 +462,27 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         try:
             await self._on_stream_closed(stream, cause)
         except Exception:
-            logger.exception("_on_stream_closed failed for %s", stream.client_id)
+            logger.exception("_on_stream_closed failed for %r", stream.client_id)
         if not announced:
             return
         for handler in list(self._disconnect_handlers):
             try:
                 await call_maybe_async(handler, stream, cause)
-            except Exception:
-                logger.exception("disconnect handler failed for %s", stream.client_id)
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
+                # SystemExit / KeyboardInterrupt too: app code must not end the server.
+                logger.exception("disconnect handler failed for %r", stream.client_id)
 
     async def _establish(self, stream: SrpcStream, session: SrpcSession) -> bool:
         """Same-client-id policy and the established hook; True once the first ping is out."""
         existing = self._streams_by_client.get(stream.client_id)
         if existing is not None and existing is not stream and existing.is_open:
             if stream.protocol_version >= 2 and not stream.supersede:
-                logger.info("refusing %s: already connected (protocol v2)", stream.client_id)
+                logger.info("refusing %r: already connected (protocol v2)", stream.client_id)
                 await session.close("conflict", "Client already connected")
                 return False
-            logger.info("client %s reconnected; superseding its old stream", stream.client_id)
+            logger.info("client %r reconnected; superseding its old stream", stream.client_id)
             await self.close_stream(
                 existing, CLOSE_CODES["supersede"], "supersede", "Superseded by a new connection"
             )
@@ -487,7 +506,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             await session.close("conflict", exc.message)
             return False
         except Exception as exc:
-            logger.exception("%s failed for %s", getattr(hook, "__name__", hook), stream.client_id)
+            logger.exception("%s failed for %r", getattr(hook, "__name__", hook), stream.client_id)
             await session.close("disconnect", str(exc), code=INTERNAL_ERROR_CODE)
             return False
         return True
@@ -499,10 +518,14 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         for handler in list(self._connection_handlers):
             try:
                 await call_maybe_async(handler, stream)
-            except Exception as exc:
-                logger.exception("connection handler failed for %s", stream.client_id)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                # SystemExit / KeyboardInterrupt too: app code must not end the server.
+                logger.exception("connection handler failed for %r", stream.client_id)
+                reason = str(exc) if isinstance(exc, Exception) else type(exc).__name__
                 await session.close(
-                    "disconnect", f"Connection handler failed: {exc}", code=INTERNAL_ERROR_CODE
+                    "disconnect", f"Connection handler failed: {reason}", code=INTERNAL_ERROR_CODE
                 )
                 return
             if not session.is_open:
@@ -517,7 +540,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         try:
             await self._on_stream_activated(stream)
         except Exception:
-            logger.exception("_on_stream_activated failed for %s", stream.client_id)
+            logger.exception("_on_stream_activated failed for %r", stream.client_id)
 
     async def _dispatch(
         self, stream: SrpcStream, call: CallField, request: betterproto2.Message
