@@ -1,0 +1,40 @@
+"""Which WebSocket implementation carries SRPC: ``picows`` when installed, else ``websockets``."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Final, Literal, TypeAlias
+
+__all__ = ["TRANSPORT_ENV", "TransportName", "choose_transport", "picows_available"]
+
+TransportName: TypeAlias = Literal["websockets", "picows"]
+
+TRANSPORT_ENV: Final = "MESHSRPC_TRANSPORT"
+"""Environment variable naming the transport when the code does not: websockets, picows, auto."""
+
+_NAMES: Final[tuple[TransportName, ...]] = ("websockets", "picows")
+
+
+def picows_available() -> bool:
+    """True when the ``picows`` package can be imported."""
+    return importlib.util.find_spec("picows") is not None
+
+
+def choose_transport(name: str | None = None) -> TransportName:
+    """The transport to use: ``name``, else ``$MESHSRPC_TRANSPORT``, else ``auto``.
+
+    ``auto`` is ``picows`` (the faster one) when it is installed and ``websockets``
+    otherwise; asking for ``picows`` where it is missing is an error, not a fallback.
+    """
+    value = (name or os.environ.get(TRANSPORT_ENV) or "auto").strip().lower()
+    if value == "auto":
+        return "picows" if picows_available() else "websockets"
+    for known in _NAMES:
+        if value == known:
+            if known == "picows" and not picows_available():
+                raise RuntimeError(
+                    "the picows transport needs the picows package (pip install picows)"
+                )
+            return known
+    raise ValueError(f"unknown SRPC transport {value!r} (known: auto, {', '.join(_NAMES)})")
