@@ -15,7 +15,7 @@ import ssl as ssl_module
 from collections import deque
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from picows import (
@@ -321,10 +321,10 @@ class _Upgrade(asyncio.Protocol):
         self._deciding: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport (uvloop's do not derive from asyncio.Transport).
+        self._transport = cast(asyncio.Transport, transport)
         self._timer = asyncio.get_running_loop().call_later(
-            self._listener.handshake_timeout, transport.abort
+            self._listener.handshake_timeout, self._transport.abort
         )
 
     def data_received(self, data: bytes) -> None:
