@@ -13,6 +13,8 @@ import asyncio
 import time
 from typing import Any
 
+import meshsrpc.loops
+
 from .generated.presence import (
     DGetStatusRequest,
     DGetStatusResponse,
@@ -96,7 +98,7 @@ def main() -> None:
     parser.add_argument("--send", help="to:text, a direct message to send")
     parser.add_argument("--linger", type=float, default=5.0, help="seconds to stay connected")
     args = parser.parse_args()
-    asyncio.run(run(args.url, args.id, args.send, args.linger))
+    meshsrpc.loops.run(run(args.url, args.id, args.send, args.linger))
 
 
 if __name__ == "__main__":
