@@ -328,9 +328,10 @@ class _Upgrade(asyncio.Protocol):
         )
 
     def data_received(self, data: bytes) -> None:
-        if self._deciding is not None:
-            return
         self._buffer += data
+        if self._deciding is not None:
+            # Read before the pause took effect: replayed to picows with the head.
+            return
         end = self._buffer.find(b"\r\n\r\n")
         transport = self._transport
         assert transport is not None
@@ -368,7 +369,12 @@ class _Upgrade(asyncio.Protocol):
             self._refuse(400, "Bad Request")
             return
         server = self._listener.server
-        decision = await server._authorize_upgrade(request)
+        try:
+            decision = await server._authorize_upgrade(request)
+        except asyncio.CancelledError:
+            # The listener is closing: the connection goes with the decision.
+            transport.abort()
+            raise
         if transport.is_closing():
             return
         if isinstance(decision, HandshakeRejected):
