@@ -50,6 +50,9 @@ _INBOX_LOW = 8
 _MAX_REQUEST_HEAD = 16 * 1024
 # Seconds a new connection has to send its upgrade request (as websockets' open_timeout).
 _DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+# Initial read buffer of a server connection; picows doubles it when a frame needs more.
+# Small, since most connections are idle most of the time (picows's default: 16 KiB).
+_READ_BUFFER = 4 * 1024
 _NO_CODE = 1005  # a close frame without a status code (RFC 6455 §7.1.5)
 
 
@@ -152,8 +155,7 @@ class PicowsTransport(WSListener):
             self._fail(WSCloseCode.INVALID_TEXT, "invalid UTF-8")
 
     def _deliver(self, data: bytes | str) -> None:
-        if isinstance(data, bytes) or not self._disconnected:
-            self._inbox.append(data)
+        self._inbox.append(data)
         if len(self._inbox) >= _INBOX_HIGH and not self._reading_paused and self.ws is not None:
             self._reading_paused = True
             self.ws.underlying_transport.pause_reading()
@@ -418,7 +420,7 @@ class _Upgrade(asyncio.Protocol):
             True,  # answer pings
             frame_limit(server.max_frame_size),
             None,  # extra headers: client side only
-            16 * 1024,
+            _READ_BUFFER,
         )
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
