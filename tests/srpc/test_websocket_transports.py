@@ -126,6 +126,17 @@ async def test_picows_answers_a_malformed_request_with_400(make_server: ServerFa
     assert answer.startswith(b"HTTP/1.1 400 ")
 
 
+async def test_picows_answers_an_oversized_request_head_with_400(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server(auth_secret=SECRET, listen=False)
+    await server.listen("127.0.0.1", 0, transport="picows")
+    assert server.port is not None
+    request = b"GET /srpc HTTP/1.1\r\n" + b"X-Filler: " + b"x" * (17 * 1024) + b"\r\n\r\n"
+    answer = await http_exchange(server.port, request)
+    assert answer.startswith(b"HTTP/1.1 400 ")
+
+
 async def test_refusal_is_an_http_response_with_the_reason(make_server: ServerFactory) -> None:
     server = await make_server(auth_secret=SECRET)
     assert server.port is not None
