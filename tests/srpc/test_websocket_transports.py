@@ -161,6 +161,26 @@ async def test_picows_drops_a_connection_that_sends_no_request(
     assert await http_exchange(server.port, b"") == b""
 
 
+async def test_picows_close_drops_connections_still_before_their_upgrade(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server(auth_secret=SECRET, listen=False)
+    await server.listen("127.0.0.1", 0, transport="picows")
+    assert server.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /srpc HTTP/1.1\r\n")  # an unfinished request head
+    await writer.drain()
+    async with asyncio.timeout(5):
+        while not server._listener._upgrading:  # noqa: ASYNC110 - the listener's own state
+            await asyncio.sleep(0.01)
+        await server.close()
+        try:
+            assert await reader.read() == b""
+        except ConnectionResetError:
+            pass  # dropped (aborted), as it should be
+    writer.close()
+
+
 # --- frames -----------------------------------------------------------------------------
 
 

@@ -325,6 +325,7 @@ class _Upgrade(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport (uvloop's do not derive from asyncio.Transport).
         self._transport = cast(asyncio.Transport, transport)
+        self._listener._upgrading.add(self)
         self._timer = asyncio.get_running_loop().call_later(
             self._listener.handshake_timeout, self._transport.abort
         )
@@ -350,10 +351,16 @@ class _Upgrade(asyncio.Protocol):
         self._deciding.add_done_callback(self._listener._pending.discard)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._listener._upgrading.discard(self)
         if self._timer is not None:
             self._timer.cancel()
         if self._deciding is not None:
             self._deciding.cancel()
+
+    def abort(self) -> None:
+        """Drop the connection before its upgrade (the listener is closing)."""
+        if self._transport is not None:
+            self._transport.abort()
 
     def _refuse(self, status: int, reason: str) -> None:
         assert self._transport is not None
@@ -391,6 +398,7 @@ class _Upgrade(asyncio.Protocol):
         self, transport: asyncio.Transport, request: HandshakeRequest, decision: HandshakeAccepted
     ) -> None:
         listener = self._listener
+        listener._upgrading.discard(self)
         server = listener.server
         connection = PicowsTransport(
             max_message_size=frame_limit(server.max_frame_size),
@@ -445,6 +453,8 @@ class PicowsListener:
         self._asyncio_server: asyncio.Server | None = None
         self._pending: set[asyncio.Task[None]] = set()
         self._serving: set[asyncio.Task[None]] = set()
+        # Connections whose upgrade request is not decided yet (picows has the others).
+        self._upgrading: set[_Upgrade] = set()
 
     @property
     def sockets(self) -> tuple[Any, ...]:
@@ -457,6 +467,10 @@ class PicowsListener:
             self._asyncio_server.close()
         for task in list(self._pending):
             task.cancel()
+        # Not left to their handshake timeout: asyncio.Server.wait_closed (3.12+)
+        # waits for every connection it accepted.
+        for upgrade in list(self._upgrading):
+            upgrade.abort()
 
     async def wait_closed(self) -> None:
         """Wait until the listening sockets are closed and no upgrade is being decided."""
