@@ -78,6 +78,30 @@ def test_auto_transport_is_picows_when_installed(monkeypatch: pytest.MonkeyPatch
     assert choose_transport("auto") == "picows"
 
 
+def test_auto_transport_is_websockets_when_compression_is_wanted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(TRANSPORT_ENV)
+    assert choose_transport(compression="deflate") == "websockets"
+
+
+def test_picows_with_compression_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no 'deflate' compression"):
+        choose_transport("picows", compression="deflate")
+
+
+async def test_compressed_server_listens_on_websockets_by_default(
+    make_server: ServerFactory, make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(TRANSPORT_ENV)
+    server = await make_server(auth_secret=SECRET, compression="deflate")
+    server.register_message_handler("uEcho", echo)
+    client = make_client(server, client_secret=SECRET)
+    await client.connect()
+    assert (await client.invoke("uEcho", UEchoRequest(message="z"))).message == "Echo: z"
+    assert type(server._listener).__module__.startswith("websockets")
+
+
 def test_unknown_transport_is_an_error() -> None:
     with pytest.raises(ValueError, match="unknown SRPC transport 'tornado'"):
         choose_transport("tornado")

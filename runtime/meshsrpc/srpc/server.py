@@ -497,7 +497,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         if self._listener is not None:
             raise RuntimeError("already listening")
         self._closing = False
-        if choose_transport(transport) == "picows":
+        if choose_transport(transport, compression=self.compression) == "picows":
             from .transports.picows import serve as serve_picows
 
             self._listener = await serve_picows(self, host, port, ssl=ssl)

@@ -21,20 +21,23 @@ def picows_available() -> bool:
     return importlib.util.find_spec("picows") is not None
 
 
-def choose_transport(name: str | None = None) -> TransportName:
+def choose_transport(name: str | None = None, *, compression: str | None = None) -> TransportName:
     """The transport to use: ``name``, else ``$MESHSRPC_TRANSPORT``, else ``auto``.
 
     ``auto`` is ``picows`` (the faster one) when it is installed and ``websockets``
-    otherwise; asking for ``picows`` where it is missing is an error, not a fallback.
+    otherwise, or when ``compression`` is wanted (picows has no permessage-deflate).
+    Asking for ``picows`` where it is missing, or with compression, is an error.
     """
     value = (name or os.environ.get(TRANSPORT_ENV) or "auto").strip().lower()
     if value == "auto":
-        return "picows" if picows_available() else "websockets"
+        return "picows" if picows_available() and compression is None else "websockets"
     for known in _NAMES:
         if value == known:
             if known == "picows" and not picows_available():
                 raise RuntimeError(
                     "the picows transport needs the picows package (pip install picows)"
                 )
+            if known == "picows" and compression is not None:
+                raise ValueError(f"the picows transport has no {compression!r} compression")
             return known
     raise ValueError(f"unknown SRPC transport {value!r} (known: auto, {', '.join(_NAMES)})")
