@@ -10,6 +10,7 @@ from . import (
     cross_node,
     local_invoke,
     metrics_overhead,
+    node_echo,
     registry_bench,
     scale,
     srpc_echo,
@@ -17,6 +18,7 @@ from . import (
 
 BENCHMARKS: list[tuple[str, ModuleType]] = [
     (srpc_echo.NAME, srpc_echo),
+    (node_echo.NAME, node_echo),
     (cross_node.NAME, cross_node),
     (local_invoke.NAME, local_invoke),
     (registry_bench.NAME, registry_bench),

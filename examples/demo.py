@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+import meshsrpc.loops
 from meshsrpc import RedisSettings
 from meshsrpc.engine import MeshKeys
 from meshsrpc.redis_server import RedisServer, free_port
@@ -565,7 +566,7 @@ async def _delete_keys(url: str, prefix: str) -> None:
 
 def main() -> None:
     """``python -m examples.demo``."""
-    sys.exit(asyncio.run(_main()))
+    sys.exit(meshsrpc.loops.run(_main()))
 
 
 if __name__ == "__main__":

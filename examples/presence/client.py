@@ -14,6 +14,7 @@ import os
 import time
 from typing import Unpack
 
+import meshsrpc.loops
 from meshsrpc.srpc.options import SrpcClientOptions
 
 from .generated.presence import (
@@ -104,7 +105,7 @@ def main() -> None:
     parser.add_argument("--send", help="to:text, a direct message to send")
     parser.add_argument("--linger", type=float, default=5.0, help="seconds to stay connected")
     args = parser.parse_args()
-    asyncio.run(run(args.url, args.id, args.send, args.linger))
+    meshsrpc.loops.run(run(args.url, args.id, args.send, args.linger))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import meshsrpc.loops
 from meshsrpc import ClientNotFoundError, RegisteredClient, SrpcError, SrpcStream
 
 from .generated.presence import (
@@ -229,7 +230,7 @@ def main() -> None:
     parser.add_argument("--redis", default=None, help="URL; default: MESH_REDIS_URL etc.")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    asyncio.run(serve(args.host, args.port, redis=args.redis))
+    meshsrpc.loops.run(serve(args.host, args.port, redis=args.redis))
 
 
 if __name__ == "__main__":

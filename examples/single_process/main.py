@@ -11,9 +11,9 @@ This is also how to unit-test an app: ``memory://<unique name>`` per test.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
+import meshsrpc.loops
 from meshsrpc.redis_server import free_port
 
 from ..presence.client import PresenceClient
@@ -75,7 +75,7 @@ async def run(url: str = "memory://single_process") -> list[str]:
 
 def main() -> None:
     """``python -m examples.single_process.main``."""
-    asyncio.run(run(sys.argv[1] if len(sys.argv) > 1 else "memory://single_process"))
+    meshsrpc.loops.run(run(sys.argv[1] if len(sys.argv) > 1 else "memory://single_process"))
 
 
 if __name__ == "__main__":

@@ -9,26 +9,37 @@ Fixtures:
   for tests that stop, kill, pause or restart Redis;
 - ``mesh_prefix``: a key prefix unique to the test, so tests never see each other;
 - ``redis_settings``: :class:`RedisSettings` for the session server with that prefix;
-- ``memory_url``: a ``memory://<name>`` URL unique to the test.
+- ``memory_url``: a ``memory://<name>`` URL unique to the test;
+- ``srpc_transport``: parametrized over the installed SRPC transports (``websockets``,
+  ``picows``), it sets ``MESHSRPC_TRANSPORT`` for the test; make it autouse in a
+  ``conftest.py`` to run that directory's tests on each transport.
+
+:func:`loop_factories` returns event loop factories (asyncio, and uvloop when installed)
+for pytest-asyncio's ``pytest_asyncio_loop_factories`` hook, to run tests on each loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 
+from .loops import loop_factory, uvloop_available
 from .redis_server import RedisServer
 from .settings import RedisSettings
+from .srpc.transports.choice import TRANSPORT_ENV, picows_available
 
 __all__ = [
     "RedisServer",
+    "loop_factories",
     "memory_url",
     "mesh_prefix",
     "redis_server",
     "redis_server_factory",
     "redis_settings",
+    "srpc_transport",
 ]
 
 
@@ -72,3 +83,22 @@ def redis_settings(redis_server: RedisServer, mesh_prefix: str) -> RedisSettings
 def memory_url() -> str:
     """A ``memory://`` URL naming an in-process mesh of this test's own."""
     return f"memory://t{uuid.uuid4().hex[:12]}"
+
+
+_TRANSPORTS = ["websockets", *(["picows"] if picows_available() else [])]
+
+
+@pytest.fixture(params=_TRANSPORTS)
+def srpc_transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each installed SRPC transport in turn, set as ``MESHSRPC_TRANSPORT`` for the test."""
+    name = str(request.param)
+    monkeypatch.setenv(TRANSPORT_ENV, name)
+    return name
+
+
+def loop_factories() -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Event loop factories by name: ``asyncio``, and ``uvloop`` when it is installed."""
+    factories = {"asyncio": asyncio.new_event_loop}
+    if uvloop_available():
+        factories["uvloop"] = loop_factory(uvloop=True)
+    return factories

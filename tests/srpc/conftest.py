@@ -15,9 +15,21 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from meshsrpc import SrpcClient, SrpcServer  # noqa: E402
+from meshsrpc.testing import loop_factories  # noqa: E402
 
 from tests.generated.sgnl24.TestRpc import ClientMessage, ServerMessage  # noqa: E402
 from tests.srpc._support import ClientFactory, ServerFactory, url_of  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _each_transport(srpc_transport: str) -> str:
+    """Every SRPC test runs on each standalone transport (websockets, picows)."""
+    return srpc_transport
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    """Every SRPC test runs on each event loop (asyncio, uvloop)."""
+    return loop_factories()
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, Self, TypeAlias, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import betterproto2
+from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI
 
@@ -31,6 +32,8 @@ from .frames import CallField, FrameSchema
 from .ids import uuid7
 from .protocol import CLOSE_CODES, UNHANDLED_MESSAGE_TYPE, CloseCause, SrpcProtocol
 from .session import SrpcSession
+from .transports.base import Transport
+from .transports.choice import choose_transport
 from .transports.websockets import SrpcClientConnection, WebsocketsTransport
 
 __all__ = [
@@ -81,8 +84,11 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         ssl: ssl_module.SSLContext | None = None,
         fallback_urls: Sequence[str] = (),
         peer_max_frame_size: int | None = None,
+        transport: str | None = None,
     ) -> None:
         self.url = _checked_url(url)
+        # "websockets", "picows" or "auto" (None: $MESHSRPC_TRANSPORT, else auto).
+        self.transport = transport
         self.client_schema: FrameSchema[ClientMsgT] = FrameSchema(client_message)
         self.server_schema: FrameSchema[ServerMsgT] = FrameSchema(server_message)
         self.client_id = client_id
@@ -198,29 +204,18 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         """One connection attempt; returns once the server's first ping arrived."""
         _checked_url(self.url)  # the attribute may have changed since __init__
         url = self._build_url(self._supersede)
-        options: dict[str, Any] = {}
-        if self.ssl is not None:
-            options["ssl"] = self.ssl
-        try:
-            connection = await ws_connect(
+        transport: Transport
+        if choose_transport(self.transport) == "picows":
+            from .transports.picows import connect as picows_connect
+
+            transport = await picows_connect(
                 url,
-                compression=None,
-                ping_interval=None,
-                max_size=max(2 * self.max_frame_size, 64 * 1024),
-                open_timeout=self.connect_timeout,
-                proxy=None,
-                create_connection=SrpcClientConnection,
-                **options,
+                max_frame_size=self.max_frame_size,
+                connect_timeout=self.connect_timeout,
+                ssl=self.ssl,
             )
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            body = exc.response.body.decode(errors="replace").strip() if exc.response.body else ""
-            raise SrpcError(f"server refused the connection: HTTP {status} {body}".strip()) from exc
-        except InvalidURI:
-            # Not chained: its text holds the signed query.
-            raise SrpcError(f"could not connect: invalid URL {_bare(self.url)!r}") from None
-        except (OSError, TimeoutError, InvalidHandshake, InvalidMessage) as exc:
-            raise SrpcError(f"could not connect to {self.url}: {exc}") from exc
+        else:
+            transport = WebsocketsTransport(await self._connect_websockets(url))
         protocol = SrpcProtocol(
             self.server_schema,
             self.client_schema,
@@ -231,7 +226,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         self._first_ping = first_ping
         session = SrpcSession(
             protocol,
-            WebsocketsTransport(connection),
+            transport,
             dispatch=self._dispatch,
             on_ping=self._on_server_ping,
             first_byte_stream_id=1,
@@ -266,6 +261,32 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         self._ping_task = asyncio.create_task(self._ping_loop(), name="srpc-client-ping")
         for handler in list(self._connection_handlers):
             self._spawn(self._run_handler(handler))
+
+    async def _connect_websockets(self, url: str) -> ClientConnection:
+        options: dict[str, Any] = {}
+        if self.ssl is not None:
+            options["ssl"] = self.ssl
+        try:
+            connection = await ws_connect(
+                url,
+                compression=None,
+                ping_interval=None,
+                max_size=max(2 * self.max_frame_size, 64 * 1024),
+                open_timeout=self.connect_timeout,
+                proxy=None,
+                create_connection=SrpcClientConnection,
+                **options,
+            )
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            body = exc.response.body.decode(errors="replace").strip() if exc.response.body else ""
+            raise SrpcError(f"server refused the connection: HTTP {status} {body}".strip()) from exc
+        except InvalidURI:
+            # Not chained: its text holds the signed query.
+            raise SrpcError(f"could not connect: invalid URL {_bare(self.url)!r}") from None
+        except (OSError, TimeoutError, InvalidHandshake, InvalidMessage) as exc:
+            raise SrpcError(f"could not connect to {self.url}: {exc}") from exc
+        return connection
 
     def _on_server_ping(self) -> None:
         self._last_pong = time.monotonic()

@@ -53,3 +53,4 @@ class SrpcClientOptions(TypedDict, total=False):
     ssl: ssl_module.SSLContext | None
     fallback_urls: Sequence[str]
     peer_max_frame_size: int | None
+    transport: str | None

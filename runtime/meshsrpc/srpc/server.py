@@ -50,6 +50,7 @@ from .protocol import CLOSE_CODES, UNHANDLED_MESSAGE_TYPE, CloseCause, SrpcProto
 from .session import SrpcSession
 from .stream import SrpcStream, StreamMeta
 from .transports.base import Transport
+from .transports.choice import choose_transport
 
 if TYPE_CHECKING:
     import ssl as ssl_module
@@ -89,7 +90,7 @@ INTERNAL_ERROR_CODE = 1011
 class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
     """An SRPC server for one app's ``ClientMessage`` / ``ServerMessage`` pair.
 
-    Serve it standalone with :meth:`listen` (on ``websockets``) or mount :attr:`asgi`
+    Serve it standalone with :meth:`listen` (on ``picows`` or ``websockets``) or mount :attr:`asgi`
     in Starlette/FastAPI. Durations are seconds.
     """
 
@@ -567,16 +568,30 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
     # --- serving ---------------------------------------------------------------------
 
     async def listen(
-        self, host: str | None, port: int, ssl: ssl_module.SSLContext | None = None
+        self,
+        host: str | None,
+        port: int,
+        ssl: ssl_module.SSLContext | None = None,
+        *,
+        transport: str | None = None,
     ) -> None:
-        """Serve standalone on ``websockets`` until :meth:`close`; see :attr:`port`."""
-        from .transports.websockets import serve
+        """Serve standalone until :meth:`close`; see :attr:`port`.
 
+        ``transport`` is ``"picows"``, ``"websockets"`` or ``"auto"`` (websockets;
+        picows is opt-in); None reads ``$MESHSRPC_TRANSPORT``, else auto.
+        """
         if self._listener is not None:
             raise RuntimeError("already listening")
         self._closing = False
         self._draining = False
-        self._listener = await serve(self, host, port, ssl=ssl)
+        if choose_transport(transport, compression=self.compression) == "picows":
+            from .transports.picows import serve as serve_picows
+
+            self._listener = await serve_picows(self, host, port, ssl=ssl)
+        else:
+            from .transports.websockets import serve
+
+            self._listener = await serve(self, host, port, ssl=ssl)
         self._log_auth_mode()
 
     @property
