@@ -34,7 +34,7 @@ class MypyResult:
 
 @pytest.fixture(scope="session")
 def mypy_result(tmp_path_factory: pytest.TempPathFactory) -> MypyResult:
-    # The two golden packages are the generator's checked-in output (test_meshgen_golden
+    # The golden packages are the generator's checked-in output (test_meshgen_golden
     # proves they are current); echo_only (no downstream calls, no broadcasts, no
     # package) and tricky (clashing names, recursion, keyword keys) are generated fresh.
     work = tmp_path_factory.mktemp("typing")
@@ -66,6 +66,8 @@ def mypy_result(tmp_path_factory: pytest.TempPathFactory) -> MypyResult:
             "--hide-error-context",
             str(GOLDEN / "srpc_test"),
             str(GOLDEN / "lobby"),
+            str(GOLDEN / "srpc_test_gateway"),
+            str(GOLDEN / "lobby_gateway"),
             str(work / "echo_only"),
             str(work / "tricky"),
             *cases,
