@@ -6,6 +6,7 @@ The generated ``<Name>Gateway`` (``meshgen --gateway``) maps its typed rpcs onto
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import datetime
 import json
@@ -98,7 +99,10 @@ class MeshGateway:
             raise GRPCError(Status.INVALID_ARGUMENT, "request is missing")
         seconds = self._timeout(timeout)
         try:
-            return await invoke(client_id, request, timeout=seconds)
+            # The mesh's own timeout restarts on each heartbeat of the client's node:
+            # the whole call is bounded here.
+            async with asyncio.timeout(seconds):
+                return await invoke(client_id, request, timeout=seconds)
         except GRPCError:
             raise
         except Exception as exc:
@@ -175,7 +179,7 @@ def connected_at(client: RegisteredClient[Any]) -> datetime.datetime:
 
 def broadcast_payload(message: betterproto2.Message) -> Any:
     """A broadcast payload as the app's TypedDicts type it: proto JSON names, every
-    field present, enums by name, 64-bit integers as numbers."""
+    field present but unset optional ones, enums by name, 64-bit integers as numbers."""
     proto_json = message.to_dict(include_default_values=True)
     return _numbers_from(proto_json, message_to_object(message))
 
@@ -183,7 +187,12 @@ def broadcast_payload(message: betterproto2.Message) -> Any:
 def _numbers_from(proto_json: Any, numbers: Any) -> Any:
     # Proto JSON writes 64-bit integers as strings; the ts-proto shape has them as numbers.
     if isinstance(proto_json, dict) and isinstance(numbers, dict):
-        return {k: _numbers_from(v, numbers.get(k)) for k, v in proto_json.items()}
+        # An unset `optional` field is absent (NotRequired), not null.
+        return {
+            k: _numbers_from(v, numbers.get(k))
+            for k, v in proto_json.items()
+            if v is not None or k in numbers
+        }
     if (
         isinstance(proto_json, list)
         and isinstance(numbers, list)

@@ -1,0 +1,111 @@
+"""ListClients and WatchPresence through the gateway, on a real 2-node mesh."""
+
+from __future__ import annotations
+
+import asyncio
+
+from conftest import Mesh, eventually
+from srpc_test_gateway.sgnl24.TestRpc import ClientMeta
+from srpc_test_gateway.sgnl24.TestRpc.gateway import (
+    ListClientsRequest,
+    PresenceEvent,
+    PresenceKind,
+    WatchPresenceRequest,
+)
+
+
+async def test_list_clients_filters_1000_clients_by_node_and_metadata(mesh: Mesh) -> None:
+    # 1,000 registry entries written as node b through its own (Redis) registry, plus
+    # one real client on each node.
+    registry = mesh.b.client_registry
+    for start in range(0, 1000, 100):
+        await asyncio.gather(
+            *(
+                registry.register(
+                    f"user-{i}",
+                    {"displayName": f"user {i}", "device": "phone" if i % 10 == 0 else "desk"},
+                )
+                for i in range(start, start + 100)
+            )
+        )
+    await mesh.connect(mesh.a, "alice", client_meta={"displayName": "Alice", "device": "phone"})
+    await mesh.connect(mesh.b, "bob", client_meta={"displayName": "Bob", "device": "phone"})
+
+    everyone = [c async for c in mesh.stub.list_clients(ListClientsRequest())]
+    assert len(everyone) == 1002
+
+    phones_on_b = [
+        c
+        async for c in mesh.stub.list_clients(
+            ListClientsRequest(node_id=mesh.b.mesh_instance_id, metadata={"device": "phone"})
+        )
+    ]
+    assert sorted(c.client_id for c in phones_on_b) == sorted(
+        ["bob", *(f"user-{i}" for i in range(0, 1000, 10))]
+    )
+    assert {c.node_id for c in phones_on_b} == {mesh.b.mesh_instance_id}
+    bob = next(c for c in phones_on_b if c.client_id == "bob")
+    assert bob.metadata == ClientMeta(display_name="Bob", device="phone")
+    assert bob.connected_at is not None
+
+
+async def test_list_clients_of_an_unknown_node_is_empty(mesh: Mesh) -> None:
+    await mesh.connect(mesh.b, "bob")
+    assert [c async for c in mesh.stub.list_clients(ListClientsRequest(node_id=999_999))] == []
+
+
+async def test_watch_presence_sees_connect_move_and_disconnect_in_order(mesh: Mesh) -> None:
+    events: list[PresenceEvent] = []
+    watching = asyncio.Event()
+
+    async def watch() -> None:
+        async for event in mesh.stub.watch_presence(WatchPresenceRequest(client_id="mover")):
+            if event.kind == PresenceKind.WATCHING:
+                watching.set()
+                continue
+            events.append(event)
+            if len(events) == 3:
+                return
+
+    watcher = asyncio.create_task(watch())
+    await watching.wait()
+    await mesh.connect(mesh.a, "mover", client_meta={"displayName": "M"})
+    await eventually(lambda: len(events) >= 1)
+    moved = await mesh.connect(mesh.b, "mover", supersede=True, client_meta={"displayName": "M2"})
+    await eventually(lambda: len(events) >= 2)
+    await moved.disconnect()
+    async with asyncio.timeout(10):
+        await watcher
+
+    a, b = mesh.a.mesh_instance_id, mesh.b.mesh_instance_id
+    assert [(e.kind, e.client_id, e.node_id, e.previous_node_id) for e in events] == [
+        (PresenceKind.CONNECTED, "mover", a, 0),
+        (PresenceKind.MOVED, "mover", b, a),
+        (PresenceKind.DISCONNECTED, "mover", b, 0),
+    ]
+    assert [e.metadata for e in events] == [
+        ClientMeta(display_name="M"),
+        ClientMeta(display_name="M2"),
+        ClientMeta(display_name="M2"),
+    ]
+
+
+async def test_watch_presence_of_one_client_skips_the_others(mesh: Mesh) -> None:
+    events: list[PresenceEvent] = []
+    watching = asyncio.Event()
+
+    async def watch() -> None:
+        async for event in mesh.stub.watch_presence(WatchPresenceRequest(client_id="wanted")):
+            if event.kind == PresenceKind.WATCHING:
+                watching.set()
+                continue
+            events.append(event)
+            return
+
+    watcher = asyncio.create_task(watch())
+    await watching.wait()
+    await mesh.connect(mesh.b, "other")
+    await mesh.connect(mesh.b, "wanted")
+    async with asyncio.timeout(10):
+        await watcher
+    assert [(e.kind, e.client_id) for e in events] == [(PresenceKind.CONNECTED, "wanted")]
