@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from conftest import Mesh, eventually
+from meshsrpc import MeshSrpcServer
+from meshsrpc.gateway import PRESENCE_BROADCAST, PresenceFeed
 from srpc_test_gateway.sgnl24.TestRpc import ClientMeta
 from srpc_test_gateway.sgnl24.TestRpc.gateway import (
     ListClientsRequest,
@@ -109,3 +111,31 @@ async def test_watch_presence_of_one_client_skips_the_others(mesh: Mesh) -> None
     async with asyncio.timeout(10):
         await watcher
     assert [(e.kind, e.client_id) for e in events] == [(PresenceKind.CONNECTED, "wanted")]
+
+
+async def test_a_watch_the_caller_leaves_is_closed_on_the_gateway(mesh: Mesh) -> None:
+    feed = PresenceFeed.of(mesh.a)
+    watch = mesh.stub.watch_presence(WatchPresenceRequest())
+    first = await anext(watch)
+    assert first.kind == PresenceKind.WATCHING
+    assert feed.watch_count == 1
+    await watch.aclose()
+    await eventually(lambda: feed.watch_count == 0)
+
+
+async def test_malformed_presence_broadcast_is_dropped(mesh: Mesh) -> None:
+    events: list[PresenceEvent] = []
+
+    async def watch() -> None:
+        async for event in mesh.stub.watch_presence(WatchPresenceRequest()):
+            if event.kind == PresenceKind.WATCHING:
+                # Another node's bad payload first: dropped, and the watch goes on.
+                await MeshSrpcServer.broadcast(mesh.b, PRESENCE_BROADCAST, {"kind": "bogus"})
+                await mesh.connect(mesh.b, "late")
+                continue
+            events.append(event)
+            return
+
+    async with asyncio.timeout(10):
+        await watch()
+    assert [(e.kind, e.client_id) for e in events] == [(PresenceKind.CONNECTED, "late")]

@@ -149,6 +149,11 @@ class PresenceFeed:
             feed = _FEEDS[server] = cls(server)
         return feed
 
+    @property
+    def watch_count(self) -> int:
+        """How many watches are open on this node."""
+        return len(self._watches)
+
     def watch(self, client_id: str = "", *, backlog: int = DEFAULT_WATCH_BACKLOG) -> PresenceWatch:
         """Watch every client's changes (or one client's) from now on."""
         return PresenceWatch(self, client_id, backlog)
