@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -77,3 +79,14 @@ def test_rpc_name_clash_is_reported(meshgen: Callable[..., Run], tmp_path: Path)
     assert run.code == 2
     assert "listClients and ListClients both become the gateway rpc ListClients" in run.err
     assert not (tmp_path / "out").exists()
+
+
+def test_generated_server_imports_without_grpclib(in_repo: Path) -> None:
+    # grpclib is the optional `gateway` extra: only serving the gateway needs it.
+    code = (
+        "import sys; sys.modules['grpclib'] = None; sys.path.insert(0, 'tests/golden'); "
+        "import meshsrpc, srpc_test_gateway.srpc_test_srpc as m; "
+        "assert hasattr(m.SrpcTestMeshSrpcServer, 'serve_gateway')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
