@@ -12,8 +12,14 @@ from examples.demo import CLIENTS, run_demo
 
 
 async def test_demo_scenario(
-    redis_server: RedisServer, mesh_prefix: str, capsys: pytest.CaptureFixture[str]
+    redis_server: RedisServer,
+    mesh_prefix: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # run_demo sets SRPC_AUTH_SECRET if unset; set it here so that it is unset again
+    # afterwards (left set, every later unsigned connection of the session gets 403).
+    monkeypatch.setenv("SRPC_AUTH_SECRET", "demo-test-secret")
     # The transcript goes to stdout, so a failing run shows it (and the nodes' logs).
     # node_ttl stays well above the worst stall of a node on a loaded 2-core machine,
     # or a live node could be declared dead.
