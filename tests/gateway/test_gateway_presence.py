@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-from conftest import Mesh, eventually
-from meshsrpc import MeshSrpcServer
+from conftest import Client, Mesh, Node, eventually
+from grpclib.client import Channel
+from meshsrpc import MeshSrpcServer, RedisSettings
 from meshsrpc.gateway import PRESENCE_BROADCAST, PresenceFeed
+from redis.asyncio import Redis
 from srpc_test_gateway.sgnl24.TestRpc import ClientMeta
 from srpc_test_gateway.sgnl24.TestRpc.gateway import (
     ListClientsRequest,
@@ -14,6 +20,10 @@ from srpc_test_gateway.sgnl24.TestRpc.gateway import (
     PresenceKind,
     WatchPresenceRequest,
 )
+from srpc_test_gateway.srpc_test_gateway import SrpcTestGatewayStub
+
+# A plain MeshSrpcServer node in its own process, on mesh "app", that a test SIGKILLs.
+CHILD = Path(__file__).resolve().parents[1] / "mesh_server" / "mesh_server_child.py"
 
 
 async def test_list_clients_filters_1000_clients_by_node_and_metadata(mesh: Mesh) -> None:
@@ -139,3 +149,54 @@ async def test_malformed_presence_broadcast_is_dropped(mesh: Mesh) -> None:
     async with asyncio.timeout(10):
         await watch()
     assert [(e.kind, e.client_id) for e in events] == [(PresenceKind.CONNECTED, "late")]
+
+
+async def test_watch_presence_sees_the_clients_of_a_killed_node_leave(
+    make_node: Callable[..., Any], redis_settings: RedisSettings
+) -> None:
+    # The leader (the gateway's node) reports a dead node's clients once it cleans it up.
+    leader = await make_node(heartbeat_interval=0.1, node_ttl=0.6)
+    assert redis_settings.url is not None and redis_settings.prefix is not None
+    raw = Redis.from_url(redis_settings.url)
+    try:
+        await eventually(lambda: raw.exists(f"{redis_settings.prefix}:leader:mesh:_mc:app"))
+    finally:
+        await raw.aclose()
+    gateway = await leader.serve_gateway()
+    channel = Channel("127.0.0.1", gateway.port)
+    stub = SrpcTestGatewayStub(channel, timeout=20)
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, str(CHILD), redis_settings.url, redis_settings.prefix,
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None
+        async with asyncio.timeout(20):
+            port, child_id = (int(part) for part in (await child.stdout.readline()).split())
+        watch = stub.watch_presence(WatchPresenceRequest(client_id="c9"))
+        assert (await anext(watch)).kind == PresenceKind.WATCHING
+        client = Client(f"ws://127.0.0.1:{port}/srpc", "c9", enable_reconnect=False)
+        await client.connect()
+        await eventually(lambda: _on(leader, "c9", child_id))
+        child.kill()  # SIGKILL: the child says nothing
+        await child.wait()
+        async with asyncio.timeout(15):
+            left = await anext(watch)
+        assert (left.kind, left.client_id, left.node_id) == (
+            PresenceKind.DISCONNECTED,
+            "c9",
+            child_id,
+        )
+        await watch.aclose()
+        await client.disconnect()
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+        channel.close()
+        await gateway.close()
+
+
+async def _on(node: Node, client_id: str, node_id: int) -> bool:
+    entry = await node.client_registry.get_client(client_id)
+    return entry is not None and entry.node_id == node_id
