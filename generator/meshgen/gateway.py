@@ -41,7 +41,6 @@ class GatewayRpc:
     message: str  # the gateway's request message: "DNotifyGatewayRequest"
     payload_type: str  # ".sgnl24.TestRpc.DNotifyRequest"
     response_type: str  # ".sgnl24.TestRpc.DNotifyResponse" ("" for broadcasts)
-    payload: MessageRef
     response: MessageRef | None
     server_method: str  # "invoke_d_notify", "broadcast_room_closed"
     doc: tuple[str, ...]
@@ -87,7 +86,6 @@ def build_gateway(index: ProtoIndex, app: App, containers: Containers) -> Gatewa
                 message=f"{rpc}GatewayRequest",
                 payload_type=payload,
                 response_type=response,
-                payload=refs.ref(index.messages[payload]),
                 response=refs.ref(index.messages[response]),
                 server_method=f"invoke_{call.snake}",
                 doc=call.doc,
@@ -107,7 +105,6 @@ def build_gateway(index: ProtoIndex, app: App, containers: Containers) -> Gatewa
                 message=f"{pascal_case(broadcast.type)}BroadcastRequest",
                 payload_type=payload,
                 response_type="",
-                payload=refs.ref(index.messages[payload]),
                 response=None,
                 server_method=f"broadcast_{broadcast.snake}",
                 doc=broadcast.doc,

@@ -9,16 +9,16 @@ LobbyGatewayStub, from any language with lobby_gateway.proto.
 
 from __future__ import annotations
 
+import collections.abc as _abc
 import ssl as _ssl
-from collections.abc import AsyncIterator
 
-import grpclib.const
+import grpclib.const as _grpclib_const
 from meshsrpc import gateway as _meshgw
 
 from .games.Lobby import gateway as _gateway
 from .google.protobuf import Empty as _Empty
 from .lobby_srpc import LobbyMeshSrpcServer
-from .games.Lobby import ClientMeta, DOfferSeatRequest, DOfferSeatResponse, TableChanged
+from .games.Lobby import ClientMeta, DOfferSeatResponse
 
 __all__ = ["LobbyGateway", "LobbyGatewayStub"]
 
@@ -36,7 +36,7 @@ class LobbyGateway(_gateway.LobbyGatewayBase):
         self._server = server
         self._mesh = _meshgw.MeshGateway(server)
 
-    def __mapping__(self) -> dict[str, grpclib.const.Handler]:
+    def __mapping__(self) -> dict[str, _grpclib_const.Handler]:
         return _meshgw.with_current_stream(super().__mapping__())
 
     async def serve(
@@ -75,7 +75,7 @@ class LobbyGateway(_gateway.LobbyGatewayBase):
 
     async def list_clients(
         self, message: _gateway.ListClientsRequest
-    ) -> AsyncIterator[_gateway.ClientInfo]:
+    ) -> _abc.AsyncIterator[_gateway.ClientInfo]:
         """The connected clients, filtered by node and metadata."""
         async for client in self._mesh.list_clients(message.node_id, message.metadata):
             yield _gateway.ClientInfo(
@@ -87,7 +87,7 @@ class LobbyGateway(_gateway.LobbyGatewayBase):
 
     async def watch_presence(
         self, message: _gateway.WatchPresenceRequest
-    ) -> AsyncIterator[_gateway.PresenceEvent]:
+    ) -> _abc.AsyncIterator[_gateway.PresenceEvent]:
         """WATCHING once the watch is live, then every presence change as it happens."""
         async for change in self._mesh.watch(message.client_id):
             if change is None:

@@ -9,10 +9,10 @@ SrpcTestGatewayStub, from any language with srpc_test_gateway.proto.
 
 from __future__ import annotations
 
+import collections.abc as _abc
 import ssl as _ssl
-from collections.abc import AsyncIterator
 
-import grpclib.const
+import grpclib.const as _grpclib_const
 from meshsrpc import gateway as _meshgw
 
 from .sgnl24.TestRpc import gateway as _gateway
@@ -20,14 +20,9 @@ from .google.protobuf import Empty as _Empty
 from .srpc_test_srpc import SrpcTestMeshSrpcServer
 from .sgnl24.TestRpc import (
     ClientMeta,
-    DComputeRequest,
     DComputeResponse,
-    DNotifyRequest,
     DNotifyResponse,
-    DRequestDataRequest,
     DRequestDataResponse,
-    RoomClosed,
-    ServerNotice,
 )
 
 __all__ = ["SrpcTestGateway", "SrpcTestGatewayStub"]
@@ -46,7 +41,7 @@ class SrpcTestGateway(_gateway.SrpcTestGatewayBase):
         self._server = server
         self._mesh = _meshgw.MeshGateway(server)
 
-    def __mapping__(self) -> dict[str, grpclib.const.Handler]:
+    def __mapping__(self) -> dict[str, _grpclib_const.Handler]:
         return _meshgw.with_current_stream(super().__mapping__())
 
     async def serve(
@@ -114,7 +109,7 @@ class SrpcTestGateway(_gateway.SrpcTestGatewayBase):
 
     async def list_clients(
         self, message: _gateway.ListClientsRequest
-    ) -> AsyncIterator[_gateway.ClientInfo]:
+    ) -> _abc.AsyncIterator[_gateway.ClientInfo]:
         """The connected clients, filtered by node and metadata."""
         async for client in self._mesh.list_clients(message.node_id, message.metadata):
             yield _gateway.ClientInfo(
@@ -126,7 +121,7 @@ class SrpcTestGateway(_gateway.SrpcTestGatewayBase):
 
     async def watch_presence(
         self, message: _gateway.WatchPresenceRequest
-    ) -> AsyncIterator[_gateway.PresenceEvent]:
+    ) -> _abc.AsyncIterator[_gateway.PresenceEvent]:
         """WATCHING once the watch is live, then every presence change as it happens."""
         async for change in self._mesh.watch(message.client_id):
             if change is None:
