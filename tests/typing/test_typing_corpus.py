@@ -138,6 +138,10 @@ def test_corpus_covers_every_typed_promise() -> None:
         "err_broadcast_extra_key",
         "err_broadcast_wrong_value_type",
         "err_broadcast_unknown_type",
+        # the gateway's grpclib stub (meshgen --gateway)
+        "err_gateway_stub_wrong_request",
+        "err_gateway_request_wrong_payload",
+        "err_gateway_response_wrong_type",
     ):
         assert promised in names
     assert len(names) >= 12
