@@ -20,6 +20,16 @@ def main(generated: str, port: int) -> None:
 
     results: dict[str, object] = {}
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        # Bytes that do not parse: only this call fails, the channel goes on.
+        raw = channel.unary_unary(
+            "/sgnl24.TestRpc.gateway.SrpcTestGateway/DCompute",
+            request_serializer=lambda data: data,
+            response_deserializer=lambda data: data,
+        )
+        try:
+            raw(b"\x0a\xff\xff\xff", timeout=10)
+        except grpc.RpcError as error:
+            results["malformed"] = error.code().name
         stub = gateway_grpc.SrpcTestGatewayStub(channel)
         request = gateway.DComputeGatewayRequest(
             client_id="bob", request=app.DComputeRequest(number=21, operation="double")

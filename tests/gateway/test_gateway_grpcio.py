@@ -63,6 +63,7 @@ async def test_grpcio_client_from_the_emitted_proto_calls_the_gateway(
     assert results.pop("held")[0] == "DEADLINE_EXCEEDED"
     assert results == {
         "result": 42,
+        "malformed": "INVALID_ARGUMENT",
         "unknown": "NOT_FOUND",
         "failed": ["ABORTED", "cannot compute 1"],
         "clients": [["bob", "Bob"]],

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from grpclib.const import Status
+from grpclib.encoding.proto import ProtoCodec
 from grpclib.events import RecvRequest, listen
 from grpclib.exceptions import GRPCError
 from grpclib.server import Server
@@ -57,13 +58,27 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
+class _RequestCodec(ProtoCodec):
+    """Protobuf, with a request that does not parse answered INVALID_ARGUMENT.
+
+    grpclib would answer UNKNOWN and log the parser's traceback as an app error.
+    """
+
+    def decode(self, data: bytes, message_type: Any) -> Any:
+        try:
+            return super().decode(data, message_type)
+        except Exception as exc:
+            name = getattr(message_type, "__name__", "message")
+            raise GRPCError(Status.INVALID_ARGUMENT, f"malformed {name}: {exc}") from exc
+
+
 class GatewayServer:
     """grpclib serving gateway services, behind an optional authenticator."""
 
     def __init__(
         self, services: Collection[Any], *, authenticate: Authenticator | None = None
     ) -> None:
-        self._server = Server(list(services))
+        self._server = Server(list(services), codec=_RequestCodec())
         self._authenticate = authenticate
         self._port: int | None = None
         if authenticate is not None:
