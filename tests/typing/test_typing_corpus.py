@@ -36,7 +36,8 @@ class MypyResult:
 def mypy_result(tmp_path_factory: pytest.TempPathFactory) -> MypyResult:
     # The golden packages are the generator's checked-in output (test_meshgen_golden
     # proves they are current); echo_only (no downstream calls, no broadcasts, no
-    # package) and tricky (clashing names, recursion, keyword keys) are generated fresh.
+    # package) and tricky (clashing names, recursion, keyword keys) are generated fresh,
+    # with their gateways.
     work = tmp_path_factory.mktemp("typing")
     for proto, extra in (("echo_only", []), ("tricky", ["-I", "tests/meshgen/protos/include"])):
         subprocess.run(
@@ -48,6 +49,8 @@ def mypy_result(tmp_path_factory: pytest.TempPathFactory) -> MypyResult:
                 "-o",
                 str(work / proto),
                 *extra,
+                # with the gateway: its generated code must be as clean
+                "--gateway",
             ],
             cwd=REPO,
             check=True,
