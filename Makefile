@@ -70,6 +70,8 @@ soak: install
 golden: install
 	$(PY) -m meshgen tests/meshgen/protos/srpc_test.proto -o tests/golden/srpc_test
 	$(PY) -m meshgen tests/meshgen/protos/lobby.proto -I tests/meshgen/protos/include -o tests/golden/lobby
+	$(PY) -m meshgen tests/meshgen/protos/srpc_test.proto -o tests/golden/srpc_test_gateway --gateway
+	$(PY) -m meshgen tests/meshgen/protos/lobby.proto -I tests/meshgen/protos/include -o tests/golden/lobby_gateway --gateway
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .pytest_cache .ruff_cache

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from betterproto2_compiler.casing import pascal_case
 
 from .descriptors import compile_proto
+from .gateway import build_gateway, generate_gateway
 from .messages import generate_messages
 from .model import App, Containers, build_app
 from .problems import MeshgenError, Problem
@@ -25,6 +26,7 @@ class Request:
     include_dirs: tuple[str, ...] = ()
     name: str | None = None
     containers: Containers = field(default_factory=Containers)
+    gateway: bool = False  # also the gRPC gateway (meshgen --gateway)
 
 
 def module_stem(proto: str) -> str:
@@ -78,11 +80,13 @@ def build(request: Request) -> Generated:
         raise MeshgenError([Problem(request.proto, 0, f"--name {name!r} is not a Python name")])
     compiled = compile_proto(request.proto, request.include_dirs)
     source = source_label(request.proto)
-    app = build_app(
-        ProtoIndex(compiled), source=source, stem=stem, name=name, containers=request.containers
-    )
+    index = ProtoIndex(compiled)
+    app = build_app(index, source=source, stem=stem, name=name, containers=request.containers)
     files = {path: text for path, text in generate_messages(compiled).items() if path != "py.typed"}
-    files[f"{stem}_srpc.py"] = render_app(app)
+    files[f"{stem}_srpc.py"] = render_app(app, gateway=request.gateway)
+    if request.gateway:
+        gateway = build_gateway(index, app, request.containers)
+        files.update(generate_gateway(gateway, request.proto, request.include_dirs, source))
     # Every folder holding Python is a package, and the root is typed (PEP 561).
     for path in list(files):
         folder = posixpath.dirname(path)
@@ -93,6 +97,7 @@ def build(request: Request) -> Generated:
             folder = posixpath.dirname(folder)
     header = render_header(source)
     for path, text in files.items():
-        files[path] = header + ("\n" + text if text else "")
+        if path.endswith(".py"):  # the gateway's .proto carries its own
+            files[path] = header + ("\n" + text if text else "")
     files["py.typed"] = ""
     return Generated(dict(sorted(files.items())), app)

@@ -510,7 +510,11 @@ class MeshClientService(Generic[TMeta]):
         if error is not None:
             if reply.get("errorName") == "ClientDisconnectedError":
                 raise ClientDisconnectedError(client_id)
-            raise ClientInvocationError(error if isinstance(error, str) else str(error))
+            name = reply.get("errorName")
+            raise ClientInvocationError(
+                error if isinstance(error, str) else str(error),
+                name if isinstance(name, str) else None,
+            )
         return reply.get("data")
 
     def _kick_old_owner(self, client_id: str, old_node: int | None) -> None:

@@ -56,11 +56,16 @@ class ClientDisconnectedError(MeshError):
 
 
 class ClientInvocationError(MeshError):
-    """Delivering a call to a client on another node failed; wraps the remote error text."""
+    """Delivering a call to a client on another node failed; wraps the remote error text.
 
-    def __init__(self, message: str) -> None:
+    ``error_name`` is the error's name as that node reported it (``errorName``, e.g.
+    ``"SrpcError"`` or ``"TimeoutError"``), or None.
+    """
+
+    def __init__(self, message: str, error_name: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.error_name = error_name
 
 
 class ClientConflictError(MeshError):
