@@ -7,6 +7,7 @@ from .errors import (
     ClientDisconnectedError,
     ClientInvocationError,
     ClientNotFoundError,
+    MeshConnectionLostError,
     MeshError,
     MeshHandlerError,
     MeshNoHandlerError,
@@ -27,6 +28,7 @@ from .mesh import MeshNode, MeshService
 # --- registry and client service (issue 3) ---
 # isort: split
 from .client_service import MeshClientService
+from .direct import DirectSettings
 from .registry import (
     MeshClientMemoryRegistry,
     MeshClientRedisRegistry,
@@ -50,6 +52,7 @@ __all__ = [
     "ClientInvocationError",
     "ClientNotFoundError",
     "CloseCause",
+    "DirectSettings",
     "LeaderOptions",
     "LeaderService",
     "MeshClientMemoryRegistry",
@@ -57,6 +60,7 @@ __all__ = [
     "MeshClientRegistry",
     "MeshClientRegistryBackend",
     "MeshClientService",
+    "MeshConnectionLostError",
     "MeshError",
     "MeshHandlerError",
     "MeshNoHandlerError",
