@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic
 
+from .direct import DirectSettings
 from .errors import (
     ClientConflictError,
     ClientDisconnectedError,
@@ -137,6 +138,7 @@ class MeshClientService(Generic[TMeta]):
         request_timeout: float = 10.0,
         leader: LeaderOptions | None = None,
         redis: RedisLike = None,
+        direct: DirectSettings | bool | None = None,
         forward_safety_timeout: float = DEFAULT_FORWARD_SAFETY_TIMEOUT,
     ) -> None:
         if not forward_safety_timeout > 0:
@@ -154,6 +156,7 @@ class MeshClientService(Generic[TMeta]):
             request_timeout=request_timeout,
             leader=leader,
             redis=settings,
+            direct=direct,
         )
         self._owned_backend: Any = None
         if registry_backend is None:

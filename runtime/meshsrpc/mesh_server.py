@@ -38,6 +38,7 @@ from .client_service import (
     MeshClientService,
     NodeClientsOrphanedCallback,
 )
+from .direct import DirectSettings
 from .errors import (
     ClientConflictError,
     ClientDisconnectedError,
@@ -132,6 +133,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         request_timeout: float = 10.0,
         leader: LeaderOptions | None = None,
         redis: RedisLike = None,
+        direct: DirectSettings | bool | None = None,
         forward_safety_timeout: float = DEFAULT_FORWARD_SAFETY_TIMEOUT,
         **srpc_options: Any,
     ) -> None:
@@ -151,6 +153,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             node_ttl=node_ttl,
             request_timeout=request_timeout,
             leader=leader,
+            direct=direct,
             redis=redis,
             forward_safety_timeout=forward_safety_timeout,
         )

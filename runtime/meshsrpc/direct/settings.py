@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import ssl
-from ssl import SSLContext
 from collections.abc import Mapping
 from dataclasses import dataclass
+from ssl import SSLContext
 
 __all__ = ["DEFAULT_MAX_FRAME_SIZE", "DirectSettings", "resolve_direct_settings"]
 
