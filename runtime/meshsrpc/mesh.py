@@ -256,6 +256,11 @@ class MeshService:
         """True while this node holds the mesh's cleanup leader lock."""
         return self._leader is not None and self._leader.is_leader
 
+    @property
+    def direct_link(self) -> NodeLink | None:
+        """This node's direct data plane while running with it on, else None."""
+        return self._link
+
     def register_handler(self, type: str, handler: MeshHandler) -> None:
         """Answer requests of ``type`` with ``handler(data)`` (sync or async); replaces."""
         self._handlers[type] = handler
