@@ -11,7 +11,6 @@ from direct_helpers import InboxSpy, eventually
 from meshsrpc import MeshHandlerError, MeshNoHandlerError, MeshService, RedisSettings
 from redis.asyncio import Redis
 
-
 # A heartbeat for no request: ignored by the node, and the last thing the spy sees.
 MARKER = b'{"requestId":"marker","heartbeat":true}'
 
@@ -105,14 +104,14 @@ async def test_request_heartbeats_of_a_long_call_come_over_the_channel(
     a, b = await make_mesh(), await make_mesh()
 
     async def slow(data: Any) -> Any:
-        await asyncio.sleep(0.6)  # several beats of a 0.2 s timeout
+        await asyncio.sleep(1.5)  # three beats of a 0.5 s timeout
         return data
 
     b.register_handler("echo", lambda data: data)
     b.register_handler("slow", slow)
     await direct_between(a, b)
     async with InboxSpy(redis_settings.url or "", inbox(redis_settings, a)) as spy:
-        assert await a.invoke(b.instance_id, "slow", "done", timeout=0.2) == "done"
+        assert await a.invoke(b.instance_id, "slow", "done", timeout=0.5) == "done"
         await publish_markers(redis_settings, spy, inbox(redis_settings, a))
     assert [payload for _, payload in spy.messages] == [MARKER]
 

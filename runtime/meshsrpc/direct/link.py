@@ -198,7 +198,7 @@ class NodeLink:
                 peer.warned = True
                 logger.warning(
                     "mesh %s: no direct channel to node %d at %s (%s); calling it through "
-                    "Redis, retrying every %.0f s",
+                    "Redis, retrying every %g s",
                     self.key,
                     peer.instance_id,
                     address,
