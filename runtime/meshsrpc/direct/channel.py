@@ -43,6 +43,8 @@ class Channel(asyncio.Protocol):
         self._max_frame_size = max_frame_size
         self._handshake_frames = 0
         self._buffer = bytearray()
+        self._pending: list[bytes] = []
+        self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._handshake: asyncio.Queue[bytes | BaseException] = asyncio.Queue()
         self._on_frame: Callable[[bytes], None] | None = None
@@ -50,7 +52,7 @@ class Channel(asyncio.Protocol):
         self.closed = False
         self.peer_id = 0
         self.peer_name = "?"
-        self.made: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.made: asyncio.Future[None] = self._loop.create_future()
 
     # --- asyncio.Protocol ---------------------------------------------------------
 
@@ -106,11 +108,29 @@ class Channel(asyncio.Protocol):
         return self._on_frame is not None and not self.closed
 
     def send(self, payload: bytes) -> None:
-        """Write one frame (never blocks; the transport buffers)."""
-        transport = self._transport
-        if transport is None or self.closed:
+        """Queue one frame; every frame queued in this loop iteration leaves in one write.
+
+        One system call (and one wake-up of the peer) per batch instead of per frame,
+        as the Redis publisher pipelines its PUBLISHes; the frame is on its way before
+        the loop next waits for I/O.
+        """
+        if self._transport is None or self.closed:
             raise ChannelClosedError("direct connection is closed")
-        transport.write(len(payload).to_bytes(_HEADER, "big") + payload)
+        pending = self._pending
+        if not pending:
+            self._loop.call_soon(self._flush)
+        pending.append(len(payload).to_bytes(_HEADER, "big"))
+        pending.append(payload)
+
+    def flush(self) -> None:
+        """Write the queued frames now."""
+        if self._pending:
+            self._flush()
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if self._transport is not None and not self.closed:
+            self._transport.write(b"".join(pending))
 
     async def read_frame(self) -> bytes:
         """The next handshake frame; raises :class:`ChannelClosedError` if it closed."""
@@ -129,6 +149,8 @@ class Channel(asyncio.Protocol):
     def close(self) -> None:
         """Close the connection (once the buffered frames are written)."""
         if self._transport is not None and not self.closed:
+            if self._pending:
+                self._flush()
             self._transport.close()
 
     def abort(self) -> None:

@@ -39,6 +39,7 @@ def _proof(secret: bytes, role: str, base: str, caller: int, listener: int, nonc
 
 def _send(channel: Channel, message: dict[str, Any]) -> None:
     channel.send(json.dumps(message, separators=(",", ":")).encode("utf-8"))
+    channel.flush()  # now: the side that gives up next may abort the connection
 
 
 async def _read(channel: Channel) -> dict[str, Any]:
