@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import codec, connections, cross_node, local_invoke, registry_bench, scale, srpc_echo
+from . import (
+    codec,
+    connections,
+    cross_node,
+    framing,
+    local_invoke,
+    registry_bench,
+    scale,
+    srpc_echo,
+)
 
 BENCHMARKS: list[tuple[str, ModuleType]] = [
     (srpc_echo.NAME, srpc_echo),
     (cross_node.NAME, cross_node),
+    (framing.NAME, framing),
     (local_invoke.NAME, local_invoke),
     (registry_bench.NAME, registry_bench),
     (scale.NAME, scale),
