@@ -569,7 +569,8 @@ class MeshService:
                 f"mesh {self.key!r}: connection to Redis lost while waiting for a reply"
             )
             for pending in list(self._pending.values()):
-                pending.fail(lost)
+                if pending.via is None:  # replies to direct calls come back directly
+                    pending.fail(lost)
         elif event is SubscriptionEvent.RESTORED:
             self._spawn(self._beat(), self._tasks)
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import MakeMesh
 from direct_helpers import SECRET, InboxSpy, eventually
-from meshsrpc import MeshConnectionLostError, MeshService, RedisSettings
+from meshsrpc import MeshConnectionLostError, MeshError, MeshService, RedisSettings
+from meshsrpc.redis_server import RedisServer
 from redis.asyncio import Redis
 
 NODE_SCRIPT = Path(__file__).with_name("direct_node.py")
@@ -120,3 +121,37 @@ async def test_a_node_restarted_with_the_same_id_on_a_new_address_is_called_ther
     assert await open_direct(a, b_id) == second.pid
     new_address = json.loads(await raw.hget(directory, str(b_id)))
     assert new_address["port"] != old_address["port"]
+
+
+async def test_a_direct_call_survives_the_loss_of_the_redis_connection(
+    redis_server_factory: Callable[[], RedisServer], make_mesh: MakeMesh
+) -> None:
+    server = redis_server_factory()
+    settings = RedisSettings(url=server.url, prefix="f")
+    a, b = await make_mesh(redis=settings), await make_mesh(redis=settings)
+    redis_only = await make_mesh(redis=settings, direct=False)
+    released = asyncio.Event()
+    started: list[object] = []
+
+    async def wait(data: object) -> object:
+        started.append(data)
+        await released.wait()
+        return data
+
+    for node in (b, redis_only):
+        node.register_handler("pid", lambda data: 0)
+        node.register_handler("wait", wait)
+    await open_direct(a, b.instance_id)
+    direct_call = asyncio.ensure_future(a.invoke(b.instance_id, "wait", "answered", timeout=30))
+    redis_call = asyncio.ensure_future(a.invoke(redis_only.instance_id, "wait", None, timeout=30))
+    await eventually(lambda: len(started) == 2)
+    server.kill()
+    # The call sent through Redis fails as before: the loss was noticed...
+    with pytest.raises(MeshError, match="connection to Redis lost"):
+        async with asyncio.timeout(10):
+            await redis_call
+    # ...and the direct call, whose reply does not need Redis, is still answered.
+    released.set()
+    async with asyncio.timeout(10):
+        assert await direct_call == "answered"
+    server.start()
