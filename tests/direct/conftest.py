@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from direct_helpers import FAST, SECRET
+from direct_helpers import FAST, SECRET, MakeMesh
 from meshsrpc import DirectSettings, MeshService, RedisSettings
-
-MakeMesh = Callable[..., Awaitable[MeshService]]
 
 
 @pytest.fixture

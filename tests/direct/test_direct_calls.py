@@ -6,8 +6,7 @@ import asyncio
 import json
 from typing import Any
 
-from conftest import MakeMesh
-from direct_helpers import InboxSpy, eventually
+from direct_helpers import InboxSpy, MakeMesh, eventually
 from meshsrpc import MeshHandlerError, MeshNoHandlerError, MeshService, RedisSettings
 from redis.asyncio import Redis
 

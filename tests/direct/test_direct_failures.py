@@ -9,8 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from conftest import MakeMesh
-from direct_helpers import SECRET, InboxSpy, eventually
+from direct_helpers import SECRET, InboxSpy, MakeMesh, eventually
 from meshsrpc import MeshConnectionLostError, MeshError, MeshService, RedisSettings
 from meshsrpc.redis_server import RedisServer
 from redis.asyncio import Redis

@@ -6,8 +6,7 @@ import logging
 import socket
 
 import pytest
-from conftest import MakeMesh
-from direct_helpers import SECRET
+from direct_helpers import SECRET, MakeMesh
 from meshsrpc import DirectSettings, MeshService
 
 

@@ -6,13 +6,11 @@ import asyncio
 import json
 import logging
 import ssl
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MakeMesh
-from direct_helpers import SECRET, eventually
+from direct_helpers import SECRET, MakeMesh, eventually, self_signed
 from meshsrpc import DirectSettings, MeshService, RedisSettings
 
 
@@ -79,22 +77,6 @@ async def test_an_oversized_frame_before_the_handshake_closes_only_that_connecti
         assert await reader.read() == b""
     writer.close()
     assert await a.invoke(b.instance_id, "who", None) == "b"
-
-
-def self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "1",
-            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )  # fmt: skip
-    return cert, key
 
 
 def tls_settings(tmp_path: Path) -> DirectSettings:

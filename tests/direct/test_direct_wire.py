@@ -10,8 +10,7 @@ import logging
 from typing import Any
 
 import pytest
-from conftest import MakeMesh
-from direct_helpers import SECRET
+from direct_helpers import SECRET, MakeMesh
 from meshsrpc import MeshService, RedisSettings
 
 

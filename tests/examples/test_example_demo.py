@@ -12,8 +12,14 @@ from examples.demo import CLIENTS, run_demo
 
 
 async def test_demo_scenario(
-    redis_server: RedisServer, mesh_prefix: str, capsys: pytest.CaptureFixture[str]
+    redis_server: RedisServer,
+    mesh_prefix: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # run_demo() signs with SRPC_AUTH_SECRET, setting one in this process if none is set:
+    # ours is removed after the test, or every later unsigned client is refused (403).
+    monkeypatch.setenv("SRPC_AUTH_SECRET", "demo-test-secret")
     # The transcript goes to stdout, so a failing run shows it (and the nodes' logs).
     # node_ttl stays well above the worst stall of a node on a loaded 2-core machine,
     # or a live node could be declared dead.

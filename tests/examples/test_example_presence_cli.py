@@ -33,6 +33,9 @@ def test_server_and_client_commands(redis_server: RedisServer, mesh_prefix: str)
         "MESH_REDIS_URL": redis_server.url,
         "MESH_REDIS_PREFIX": mesh_prefix,
         "MUTEX_REDIS_PREFIX": mesh_prefix,
+        # Auth fails closed: the server and its clients share a secret (it passed only
+        # when an earlier test had left one in this process's environment).
+        "SRPC_AUTH_SECRET": "presence-cli-test-secret",
     }
     port = free_port()
     url = f"ws://127.0.0.1:{port}/srpc"
