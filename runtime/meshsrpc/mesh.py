@@ -651,11 +651,11 @@ class MeshService:
 
     def _send_to_node(self, instance_id: int, payload: bytes, what: str) -> None:
         """Queue a publish to a node; a failure is logged, nobody waits for it."""
-        engine = self._engine
-        if engine is None:
-            return
         link = self._link
         if link is not None and link.send(instance_id, payload) is not None:
+            return
+        engine = self._engine
+        if engine is None:
             return
         sent = engine.send_to_node(instance_id, payload)
         sent.add_done_callback(functools.partial(self._log_unsent, instance_id, what))

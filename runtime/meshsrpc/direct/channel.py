@@ -141,7 +141,7 @@ class Channel(asyncio.Protocol):
         return item
 
     def open(self, on_frame: Callable[[bytes], None]) -> None:
-        """The handshake is done: deliver frames (queued ones first) to ``on_frame``."""
+        """The handshake is done: deliver every further frame to ``on_frame``."""
         self._on_frame = on_frame
         if self._buffer:  # bytes that arrived behind the last handshake frame
             self.data_received(b"")
