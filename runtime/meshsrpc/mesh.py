@@ -97,11 +97,13 @@ class _PendingRequest:
         "future",
         "instance_id",
         "loop",
+        "payload",
         "target_missing",
         "target_seen",
         "timeout",
         "type",
         "via",
+        "via_batch",
     )
 
     def __init__(
@@ -124,6 +126,8 @@ class _PendingRequest:
         self._timeouts = timeouts
         #: The direct connection the request was written to; None: sent through Redis.
         self.via: Channel | None = None
+        self.via_batch = 0
+        self.payload = b""
 
     def arm(self) -> None:
         """(Re)start the timeout from now."""
@@ -425,7 +429,7 @@ class MeshService:
         if link is None or (via := link.send(instance_id, payload)) is None:
             engine.send_to_node(instance_id, payload).add_done_callback(pending.on_sent)
         else:
-            pending.via = via
+            pending.via, pending.via_batch, pending.payload = via, via.batch, payload
         try:
             return await pending.future
         finally:
@@ -668,9 +672,17 @@ class MeshService:
             )
 
     def _on_direct_lost(self, channel: Channel) -> None:
-        """A direct connection dropped: calls written to it fail now, never resent."""
+        """A direct connection dropped: calls written to it fail now, never resent; calls
+        still queued in it (never written) go through Redis."""
+        engine = self._engine
         for pending in list(self._pending.values()):
-            if pending.via is channel:
+            if pending.via is not channel:
+                continue
+            pending.via = None
+            if pending.via_batch > channel.flushed and engine is not None:
+                sent = engine.send_to_node(pending.instance_id, pending.payload)
+                sent.add_done_callback(pending.on_sent)
+            else:
                 pending.fail(MeshConnectionLostError(pending.instance_id, pending.type))
 
     def _on_request_heartbeat(self, message: messages.RequestHeartbeat) -> None:

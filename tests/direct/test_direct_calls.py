@@ -160,3 +160,23 @@ async def test_broadcasts_stay_on_redis(make_mesh: MakeMesh, redis_settings: Red
         await a.broadcast("news", "hello")
         await eventually(lambda: got == ["hello"])
         await eventually(lambda: len(spy.messages) == 1)
+
+
+async def test_a_call_still_queued_when_its_connection_drops_goes_through_redis(
+    make_mesh: MakeMesh, redis_settings: RedisSettings
+) -> None:
+    a, b = await make_mesh(), await make_mesh()
+    b.register_handler("echo", lambda data: data)
+    await direct_between(a, b)
+    assert a.direct_link is not None
+    channel = a.direct_link.channel_to(b.instance_id)
+    assert channel is not None
+    async with InboxSpy(redis_settings.url or "", inbox(redis_settings, b)) as spy:
+        call = asyncio.ensure_future(a.invoke(b.instance_id, "echo", "queued"))
+        await asyncio.sleep(0)  # the call ran up to its wait: queued, not written yet
+        assert channel.batch > channel.flushed
+        channel.abort()
+        async with asyncio.timeout(10):
+            assert await call == "queued"
+        await eventually(lambda: len(spy.messages) == 1)
+    assert json.loads(spy.messages[0][1])["data"] == "queued"

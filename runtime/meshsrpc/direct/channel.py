@@ -44,6 +44,10 @@ class Channel(asyncio.Protocol):
         self._handshake_frames = 0
         self._buffer = bytearray()
         self._pending: list[bytes] = []
+        #: The batch that frames queued now leave with, and the last one handed to the
+        #: transport: a frame of a later batch was never written when the channel closed.
+        self.batch = 0
+        self.flushed = 0
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._handshake: asyncio.Queue[bytes | BaseException] = asyncio.Queue()
@@ -118,6 +122,7 @@ class Channel(asyncio.Protocol):
             raise ChannelClosedError("direct connection is closed")
         pending = self._pending
         if not pending:
+            self.batch += 1
             self._loop.call_soon(self._flush)
         pending.append(len(payload).to_bytes(_HEADER, "big"))
         pending.append(payload)
@@ -129,7 +134,8 @@ class Channel(asyncio.Protocol):
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
-        if self._transport is not None and not self.closed:
+        if self._transport is not None and not self.closed and pending:
+            self.flushed = self.batch
             self._transport.write(b"".join(pending))
 
     async def read_frame(self) -> bytes:

@@ -157,8 +157,12 @@ class NodeLink:
 
     def is_direct(self, instance_id: int) -> bool:
         """True while an open direct connection to ``instance_id`` exists."""
+        return self.channel_to(instance_id) is not None
+
+    def channel_to(self, instance_id: int) -> Channel | None:
+        """The open connection calls to ``instance_id`` use, if any."""
         peer = self._peers.get(instance_id)
-        return peer is not None and peer.channel is not None
+        return None if peer is None else peer.channel
 
     async def _connect(self, peer: _Peer) -> None:
         loop = asyncio.get_running_loop()
