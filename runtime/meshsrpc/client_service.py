@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic
 
+from .direct import DirectSettings
 from .errors import (
     ClientConflictError,
     ClientDisconnectedError,
@@ -152,6 +153,7 @@ class MeshClientService(Generic[TMeta]):
         request_timeout: float = 10.0,
         leader: LeaderOptions | None = None,
         redis: RedisLike = None,
+        direct: DirectSettings | bool | None = None,
         forward_safety_timeout: float = DEFAULT_FORWARD_SAFETY_TIMEOUT,
         client_held_fn: ClientHeldFn | None = None,
         probe_timeout: float = DEFAULT_PROBE_TIMEOUT,
@@ -172,6 +174,7 @@ class MeshClientService(Generic[TMeta]):
             request_timeout=request_timeout,
             leader=leader,
             redis=redis,
+            direct=direct,
         )
         self._owned_backend: Any = None
         self._backend: MeshClientRegistryBackend[TMeta] | None = registry_backend
