@@ -31,6 +31,7 @@ from .mesh import MeshNode, MeshService
 from .client_service import MeshClientService
 from .registry import (
     MeshClientMemoryRegistry,
+    MeshClientRedisClusterRegistry,
     MeshClientRedisRegistry,
     MeshClientRegistry,
     MeshClientRegistryBackend,
@@ -55,6 +56,7 @@ __all__ = [
     "LeaderOptions",
     "LeaderService",
     "MeshClientMemoryRegistry",
+    "MeshClientRedisClusterRegistry",
     "MeshClientRedisRegistry",
     "MeshClientRegistry",
     "MeshClientRegistryBackend",

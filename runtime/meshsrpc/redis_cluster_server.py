@@ -139,17 +139,25 @@ class RedisClusterServer:
         self.close()
 
     def _knows_all(self, node: RedisServer) -> bool:
-        lines = _bulk(node.command("CLUSTER", "NODES")).strip().splitlines()
+        lines = _node_lines(node)
         return len(lines) == len(self.nodes) and all(b"handshake" not in x for x in lines)
 
     def _healthy(self) -> bool:
-        for node in self.nodes:
-            if node.running and b"cluster_state:ok" not in _bulk(node.command("CLUSTER", "INFO")):
+        running = [node for node in self.nodes if node.running]
+        for node in running:
+            if b"cluster_state:ok" not in _bulk(node.command("CLUSTER", "INFO")):
                 return False
-        return len(self.primaries()) == self.primary_count
+        # Every node agrees on the slot map (with replicas attached): a client reading it
+        # from any seed then sends each command to the right primary, without MOVED.
+        views = {node.command("CLUSTER", "SLOTS") for node in running}
+        if len(views) != 1 or len(self.primaries()) != self.primary_count:
+            return False
+        lines = _node_lines(running[0])
+        replicas = [x for x in lines if b"slave" in x.split(b" ")[2] and b"fail" not in x]
+        return len(replicas) == len(running) - self.primary_count
 
     def _slot_ranges(self, node: RedisServer) -> list[tuple[int, int]]:
-        for line in _bulk(node.command("CLUSTER", "NODES")).splitlines():
+        for line in _node_lines(node):
             fields = line.split(b" ")
             if b"myself" in fields[2]:
                 ranges = []
@@ -178,6 +186,12 @@ def _bulk(reply: bytes) -> bytes:
     if reply.startswith(b"$"):
         return reply.split(b"\r\n", 1)[1]
     return reply
+
+
+def _node_lines(node: RedisServer) -> list[bytes]:
+    """The lines of CLUSTER NODES as ``node`` sees the cluster."""
+    text = _bulk(node.command("CLUSTER", "NODES"))
+    return [line for line in text.splitlines() if len(line.split(b" ")) >= 8]
 
 
 def _expect_ok(reply: bytes) -> None:

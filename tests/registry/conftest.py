@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from meshsrpc import (
     MeshClientMemoryRegistry,
+    MeshClientRedisClusterRegistry,
     MeshClientRedisRegistry,
     MeshClientRegistry,
     RedisSettings,
@@ -21,7 +22,13 @@ from registry_fixtures import Meta, Nodes, WithoutReservation
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from examples.sql_registry import SqliteClientRegistry
 
-BACKENDS = ["redis", "memory", "sqlite", "no-reservation"]
+BACKENDS = [
+    "redis",
+    "memory",
+    "sqlite",
+    "no-reservation",
+    pytest.param("redis-cluster", marks=pytest.mark.cluster),
+]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -31,6 +38,9 @@ async def nodes(
     backend: Any
     if request.param == "redis":
         backend = MeshClientRedisRegistry[Meta]("_mc:reg", redis=redis_settings)
+    elif request.param == "redis-cluster":
+        cluster_settings = request.getfixturevalue("redis_cluster_settings")
+        backend = MeshClientRedisClusterRegistry[Meta]("_mc:reg", redis=cluster_settings)
     elif request.param == "memory":
         backend = MeshClientMemoryRegistry[Meta]()
     elif request.param == "sqlite":
