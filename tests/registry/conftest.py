@@ -36,7 +36,10 @@ async def nodes(
     request: pytest.FixtureRequest, tmp_path: Path, redis_settings: RedisSettings
 ) -> AsyncIterator[Nodes]:
     backend: Any
-    if request.param == "redis":
+    if request.param == "redis" and redis_settings.is_cluster:
+        # --redis-cluster: the "redis" run is on the cluster too.
+        backend = MeshClientRedisClusterRegistry[Meta]("_mc:reg", redis=redis_settings)
+    elif request.param == "redis":
         backend = MeshClientRedisRegistry[Meta]("_mc:reg", redis=redis_settings)
     elif request.param == "redis-cluster":
         cluster_settings = request.getfixturevalue("redis_cluster_settings")
