@@ -260,6 +260,10 @@ class MeshClientService(Generic[TMeta]):
             # Nodes of one memory:// mesh share one registry, like one Redis.
             shared = f"{settings.memory_name}/{settings.key_prefix}:mesh:{self.mesh_key}"
             return MeshClientMemoryRegistry.shared(shared)
+        if settings.is_cluster:
+            from .registry.redis_cluster import MeshClientRedisClusterRegistry
+
+            return MeshClientRedisClusterRegistry(self.mesh_key, redis=settings)
         return MeshClientRedisRegistry(self.mesh_key, redis=settings)
 
     async def stop(self) -> None:

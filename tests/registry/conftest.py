@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from meshsrpc import (
     MeshClientMemoryRegistry,
+    MeshClientRedisClusterRegistry,
     MeshClientRedisRegistry,
     MeshClientRegistry,
     RedisSettings,
@@ -21,7 +22,13 @@ from registry_fixtures import Meta, Nodes, WithoutReservation
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from examples.sql_registry import SqliteClientRegistry
 
-BACKENDS = ["redis", "memory", "sqlite", "no-reservation"]
+BACKENDS = [
+    "redis",
+    "memory",
+    "sqlite",
+    "no-reservation",
+    pytest.param("redis-cluster", marks=pytest.mark.cluster),
+]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -29,8 +36,14 @@ async def nodes(
     request: pytest.FixtureRequest, tmp_path: Path, redis_settings: RedisSettings
 ) -> AsyncIterator[Nodes]:
     backend: Any
-    if request.param == "redis":
+    if request.param == "redis" and redis_settings.is_cluster:
+        # --redis-cluster: the "redis" run is on the cluster too.
+        backend = MeshClientRedisClusterRegistry[Meta]("_mc:reg", redis=redis_settings)
+    elif request.param == "redis":
         backend = MeshClientRedisRegistry[Meta]("_mc:reg", redis=redis_settings)
+    elif request.param == "redis-cluster":
+        cluster_settings = request.getfixturevalue("redis_cluster_settings")
+        backend = MeshClientRedisClusterRegistry[Meta]("_mc:reg", redis=cluster_settings)
     elif request.param == "memory":
         backend = MeshClientMemoryRegistry[Meta]()
     elif request.param == "sqlite":
