@@ -8,6 +8,7 @@ from . import (
     codec,
     connections,
     cross_node,
+    failover,
     local_invoke,
     metrics_overhead,
     registry_bench,
@@ -24,4 +25,5 @@ BENCHMARKS: list[tuple[str, ModuleType]] = [
     (connections.NAME, connections),
     (codec.NAME, codec),
     (metrics_overhead.NAME, metrics_overhead),
+    (failover.NAME, failover),
 ]
