@@ -1,9 +1,12 @@
-"""``make demo``: three presence nodes, five clients, one Redis, and a node that dies.
+"""``make demo``: presence nodes, clients, one Redis, nodes that die and one that drains.
 
 Starts a private Redis (or uses ``MESH_REDIS_URL``), three node processes on loopback
 ports and five clients, then walks through: calling a client on node 1 from node 3, a
 broadcast to every node, metadata changed from another node, a client moving to another
-node, node 2 killed and its clients reported once by the leader, and the final registry.
+node, node 2 killed and its clients reported once by the leader, the final registry,
+then a rolling restart (node 4 joins, node 3 drains: its clients move, none is reported
+gone) and a SIGKILL of the leader (reconnecting clients are back on node 4 within the
+probe timeout; the new leader reports the others within about 2 x node_ttl).
 Every step prints what happened, on which node, and how long it took; ``run_demo``
 also returns those facts as a :class:`DemoReport` (the tests check it). Should Redis
 go away meanwhile (a Ctrl-C reaches a private Redis too), the demo says so and stops
