@@ -1,7 +1,8 @@
 """A MeshSrpcServer node in its own process that reports its callbacks as JSON lines.
 
 Usage: ``python node_child.py <redis url> <key prefix> [option=value ...]``.
-Options: ``heartbeat``, ``ttl`` (node TTL), ``replay`` (1/0), ``secret``.
+Options: ``heartbeat``, ``ttl`` (node TTL), ``probe`` (probe timeout), ``replay`` (1/0),
+``secret``.
 
 stdout, one JSON object per line, flushed at once:
 
@@ -56,6 +57,8 @@ async def main(url: str, prefix: str, options: dict[str, str]) -> None:
     extra: dict[str, Any] = {}
     if "secret" in options:
         extra["auth_secret"] = options["secret"]
+    if "probe" in options:
+        extra["probe_timeout"] = float(options["probe"])
     if "replay" in options:
         extra["replay_protection"] = options["replay"] == "1"
     node: MeshSrpcServer[ClientMessage, ServerMessage, Any] = MeshSrpcServer(

@@ -31,6 +31,7 @@ settle:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from dataclasses import dataclass, field
@@ -65,6 +66,9 @@ DURATION = 120.0 if SOAK else 30.0
 # nodes are declared dead (and their clients reported orphaned while connected).
 HEARTBEAT = 0.5 if SOAK else 0.2
 NODE_TTL = 6.0 if SOAK else 3.0
+# Likewise the probe timeout: a node that does not answer a probe in time loses its live
+# client to a plain v2 connection elsewhere (a takeover this test counts as a failure).
+PROBE_TIMEOUT = NODE_TTL / 3
 LEAVE_TIMEOUT = 20.0  # an orphan report needs the leader lock TTL plus the node TTL
 # Known limit: a node removes a leaving client from the registry, then runs the
 # disconnect callback. SIGKILLed between the two, nobody reports that client (the
@@ -145,7 +149,14 @@ class Churn:
 
 
 async def open_session(
-    churn: Churn, cid: str, serial: int, node: NodeProcess, version: int, supersede: bool
+    churn: Churn,
+    cid: str,
+    serial: int,
+    node: NodeProcess,
+    version: int,
+    supersede: bool,
+    *,
+    gated: bool = True,
 ) -> Session | None:
     token = f"{cid}.{serial}"
     client: Client = SrpcClient(
@@ -168,7 +179,8 @@ async def open_session(
 
     client.register_disconnect_handler(on_disconnect)
     node_id = node.node_id
-    async with churn.connect_gate:
+    # A drained client reconnects at once, as the SDK client does: not after the queue.
+    async with churn.connect_gate if gated else contextlib.nullcontext():
         try:
             await client.connect(supersede=supersede)
         except SrpcConflictError:
@@ -386,7 +398,8 @@ async def reconnect_after_drain(
     new = None
     if nodes:
         version, supersede = rng.choice(((2, False), (2, True), (1, True)))
-        new = await open_session(churn, cid, serial, rng.choice(nodes), version, supersede)
+        node = rng.choice(nodes)
+        new = await open_session(churn, cid, serial, node, version, supersede, gated=False)
     if new is None or (new.dropped.is_set() and not churn.log.of(new.token, "connected")):
         # It never reappeared: the drained node reports it gone once the grace passed.
         churn.count("drained_not_back")
@@ -430,7 +443,13 @@ async def inject_faults(churn: Churn, tmp_path: Path) -> None:
     async def restart(like: NodeProcess, name: str) -> None:
         url, prefix = like.args[2], like.args[3]
         reborn = NodeProcess(
-            url, prefix, churn.log, tmp_path / name, heartbeat=HEARTBEAT, ttl=NODE_TTL
+            url,
+            prefix,
+            churn.log,
+            tmp_path / name,
+            heartbeat=HEARTBEAT,
+            ttl=NODE_TTL,
+            probe=PROBE_TIMEOUT,
         )
         await reborn.start()
         churn.nodes.append(reborn)
@@ -604,7 +623,13 @@ async def test_registry_tells_the_truth_under_churn_and_faults(
     log = EventLog()
     nodes = [
         NodeProcess(
-            redis.url, prefix, log, tmp_path / f"node{i}.log", heartbeat=HEARTBEAT, ttl=NODE_TTL
+            redis.url,
+            prefix,
+            log,
+            tmp_path / f"node{i}.log",
+            heartbeat=HEARTBEAT,
+            ttl=NODE_TTL,
+            probe=PROBE_TIMEOUT,
         )
         for i in range(3)
     ]
