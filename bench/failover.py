@@ -15,7 +15,9 @@ started). Measured from the kill:
 Rows: the defaults (``node_ttl=15``, heartbeat 5 s) and ``node_ttl=3`` (heartbeat 1 s),
 and "before": the previous behaviour emulated on the survivors, the ownership probe
 disabled (``OwnerProbe.is_held`` always True: 4001 until the leader cleans B up) and
-the leader lock's old fixed timings (30 s ttl, renewal 10 s, retry 5 s).
+the leader lock's old fixed timings (30 s ttl, renewal 10 s, retry 5 s). The SDK
+client is today's in both (quick first retry, 4001 retried while reconnecting, backoff
+up to 30 s): "before" measures the server side of the change.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .runner import (
     BenchResult,
     Child,
     ChildChannel,
+    NotAvailable,
     Profile,
     children,
     free_port,
@@ -63,8 +66,6 @@ def check() -> None:
     try:
         from meshsrpc.probe import OwnerProbe  # noqa: F401
     except ImportError as exc:
-        from .runner import NotAvailable
-
         raise NotAvailable(f"meshsrpc.probe has not landed ({exc})") from exc
 
 
