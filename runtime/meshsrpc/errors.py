@@ -7,6 +7,7 @@ __all__ = [
     "ClientDisconnectedError",
     "ClientInvocationError",
     "ClientNotFoundError",
+    "IllegalTransitionError",
     "MeshError",
     "MeshHandlerError",
     "MeshNoHandlerError",
@@ -111,3 +112,7 @@ class SrpcConflictError(SrpcError):
 
     def __init__(self, message: str = "client id already connected") -> None:
         super().__init__(message)
+
+
+class IllegalTransitionError(MeshError):
+    """A client stream was moved to a phase its current phase cannot lead to (a bug)."""
