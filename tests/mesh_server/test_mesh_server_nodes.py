@@ -150,8 +150,7 @@ async def test_a_refused_client_leaves_nothing_behind_on_the_node(
     await eventually(lambda: not b.streams_by_id)
     await settle()
     # Memory stays bounded however many strangers a node refuses.
-    assert (b._mesh_metadata, b._mesh_holders, b._mesh_present) == ({}, {}, {})
-    assert b._mesh_takeovers == set() and b._mesh_gated == set()
+    assert b._mesh.table.is_empty()
 
 
 async def test_the_leader_reports_the_clients_of_a_killed_node(
