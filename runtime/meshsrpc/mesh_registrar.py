@@ -8,8 +8,8 @@ Per stream (see :mod:`meshsrpc.lifecycle` for the phases):
 - connection handlers done → the reservation is *activated*, or the takeover written
   (the other node is told to close its stream with 4002): now invocable through the
   mesh. A takeover that fails before this point leaves the client on its node.
-- active → ``on_client_connected`` runs, mesh or no mesh; the client's requests wait
-  until it has finished.
+- active → ``on_client_connected`` runs; the client's requests wait until it has
+  finished.
 - closed → if this stream holds the client's entry, the client is unregistered
   (ownership-safe: a no-op when it has already moved), and ``on_client_disconnected``
   runs only if this node still owned it, i.e. the client really left.
@@ -171,9 +171,9 @@ class MeshRegistrar(Generic[MetaT]):
         return True
 
     async def activated(self, stream: SrpcStream) -> None:
-        """The stream is active: report the client connected."""
+        """The stream is active: report the client connected; its requests wait for it."""
         if self.running:
-            self._announce(stream)
+            await asyncio.shield(self._announce(stream))
 
     def closed(self, stream: SrpcStream, cause: CloseCause) -> None:
         """The stream closed: queue its release (not awaited: disconnect handlers need not

@@ -436,3 +436,71 @@ async def test_a_stream_kicked_by_another_node_is_owed_to_no_stream_refused_afte
     await eventually(lambda: b_disconnected.ids() == ["c1"])
     await asyncio.sleep(1.5)  # past a's node TTL: a's "left unowned" check has run
     assert a_disconnected.events == []
+
+
+async def test_requests_wait_until_on_client_connected_has_finished(
+    make_node: MakeNode, make_client: MakeClient
+) -> None:
+    node = await make_node()
+    sessions: dict[str, str] = {}
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def connected(client_id: str, metadata: Any) -> None:
+        entered.set()
+        await release.wait()
+        sessions[client_id] = "ready"  # per-client state the handlers rely on
+
+    node.on_client_connected(connected)
+    node.register_message_handler(
+        "uEcho",
+        lambda stream, request: UEchoResponse(message=sessions.get(stream.client_id, "missing")),
+    )
+    client = make_client(node, "c1")
+    await client.connect()
+    await entered.wait()
+    call = asyncio.create_task(client.invoke("uEcho", UEchoRequest(message="hi")))
+    stream = node.streams_by_client_id["c1"]
+    assert stream.session is not None
+    await eventually(
+        lambda: stream.session is not None and stream.session.protocol.queued_requests == 1
+    )
+    assert not call.done()
+    release.set()
+    response = await asyncio.wait_for(call, 5)
+    assert response.message == "ready"
+
+
+async def test_held_requests_run_in_the_order_they_came(
+    make_node: MakeNode, make_client: MakeClient
+) -> None:
+    node = await make_node()
+    release = asyncio.Event()
+    seen: list[str] = []
+
+    async def connected(client_id: str, metadata: Any) -> None:
+        await release.wait()
+
+    def echo(stream: SrpcStream, request: UEchoRequest) -> UEchoResponse:
+        seen.append(request.message)
+        return UEchoResponse(message=request.message)
+
+    node.on_client_connected(connected)
+    node.register_message_handler("uEcho", echo)
+    client = make_client(node, "c1")
+    await client.connect()
+    calls = [
+        asyncio.create_task(client.invoke("uEcho", UEchoRequest(message=str(i)))) for i in range(5)
+    ]
+    stream = await _stream_of(node, "c1")
+    await eventually(
+        lambda: stream.session is not None and stream.session.protocol.queued_requests == 5
+    )
+    release.set()
+    await asyncio.wait_for(asyncio.gather(*calls), 5)
+    assert seen == ["0", "1", "2", "3", "4"]
+
+
+async def _stream_of(node: Any, client_id: str) -> SrpcStream:
+    await eventually(lambda: client_id in node.streams_by_client_id)
+    stream: SrpcStream = node.streams_by_client_id[client_id]
+    return stream
