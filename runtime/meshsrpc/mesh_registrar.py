@@ -8,7 +8,8 @@ Per stream (see :mod:`meshsrpc.lifecycle` for the phases):
 - connection handlers done → the reservation is *activated*, or the takeover written
   (the other node is told to close its stream with 4002): now invocable through the
   mesh. A takeover that fails before this point leaves the client on its node.
-- active → ``on_client_connected`` runs; the client's requests wait until it has
+- active → ``on_client_connected`` runs, mesh or no mesh (``mesh_start`` registers
+  a stream that activated before it); the client's requests wait until it has
   finished.
 - closed → if this stream holds the client's entry, the client is unregistered
   (ownership-safe: a no-op when it has already moved), and ``on_client_disconnected``
@@ -171,9 +172,9 @@ class MeshRegistrar(Generic[MetaT]):
         return True
 
     async def activated(self, stream: SrpcStream) -> None:
-        """The stream is active: report the client connected; its requests wait for it."""
-        if self.running:
-            await asyncio.shield(self._announce(stream))
+        """The stream is active: report the client connected, mesh or no mesh (as the
+        TypeScript server does); its requests wait for it."""
+        await asyncio.shield(self._announce(stream))
 
     def closed(self, stream: SrpcStream, cause: CloseCause) -> None:
         """The stream closed: queue its release (not awaited: disconnect handlers need not
@@ -293,7 +294,14 @@ class MeshRegistrar(Generic[MetaT]):
     def _release_other(self, stream: SrpcStream) -> None:
         """A stream that held no registry entry: refused, closed before its reservation,
         taken over by a newer stream here, or active while no mesh ran."""
-        logger.debug("released %s: the stream held no registry entry", stream.client_id)
+        client_id = stream.client_id
+        if self.table.has_holder(client_id) or client_id in self._server.streams_by_client_id:
+            logger.debug("released %s: the stream held no registry entry", client_id)
+            return  # the holder's (or the newer stream's) release reports the client
+        presence = self.table.end_presence(client_id)
+        if presence is not None:
+            # Reported connected while no mesh ran, never registered: it left.
+            self._report_gone(client_id, presence.metadata)
 
     async def _release_holder(self, stream: SrpcStream, cause: CloseCause) -> None:
         client_id = stream.client_id
