@@ -12,8 +12,14 @@ from examples.demo import CLIENTS, run_demo
 
 
 async def test_demo_scenario(
-    redis_server: RedisServer, mesh_prefix: str, capsys: pytest.CaptureFixture[str]
+    redis_server: RedisServer,
+    mesh_prefix: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The demo signs with SRPC_AUTH_SECRET and sets one if unset; set it here so that it
+    # is removed again after the test (later tests' servers must not require signatures).
+    monkeypatch.setenv("SRPC_AUTH_SECRET", "demo-test-secret")
     # The transcript goes to stdout, so a failing run shows it (and the nodes' logs).
     # node_ttl stays well above the worst stall of a node on a loaded 2-core machine,
     # or a live node could be declared dead.
