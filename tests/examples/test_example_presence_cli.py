@@ -33,6 +33,8 @@ def test_server_and_client_commands(redis_server: RedisServer, mesh_prefix: str)
         "MESH_REDIS_URL": redis_server.url,
         "MESH_REDIS_PREFIX": mesh_prefix,
         "MUTEX_REDIS_PREFIX": mesh_prefix,
+        # Auth fails closed: the server checks, and the clients sign with, this secret.
+        "SRPC_AUTH_SECRET": "presence-cli-test-secret",
     }
     port = free_port()
     url = f"ws://127.0.0.1:{port}/srpc"
