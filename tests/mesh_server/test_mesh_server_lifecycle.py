@@ -504,3 +504,17 @@ async def _stream_of(node: Any, client_id: str) -> SrpcStream:
     await eventually(lambda: client_id in node.streams_by_client_id)
     stream: SrpcStream = node.streams_by_client_id[client_id]
     return stream
+
+
+async def test_async_with_joins_the_mesh_and_on_exit_leaves_it_and_closes(
+    make_node: MakeNode, make_client: MakeClient
+) -> None:
+    observer = await make_node(listen=False)
+    node = await make_node(start=False)
+    client = make_client(node, "c1")
+    async with node as entered:
+        assert entered is node and node.mesh_instance_id > 0
+        await client.connect()
+        await eventually(lambda: observer.client_registry.get_client("c1"))
+    assert node.mesh_instance_id == 0 and not node.streams_by_id
+    assert await observer.client_registry.get_client("c1") is None
