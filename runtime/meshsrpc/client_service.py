@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import math
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic
 
+from . import client_messages as messages
 from .errors import (
     ClientConflictError,
     ClientDisconnectedError,
-    ClientInvocationError,
     ClientNotFoundError,
     MeshError,
 )
@@ -65,10 +64,6 @@ _MAX_ROUTES = 10_000
 #: The holding node's bound on a forwarded call (seconds): the caller times out on its
 #: own; this only keeps a client that never answers from pinning the call forever.
 DEFAULT_FORWARD_SAFETY_TIMEOUT = 300.0
-
-FORWARD = "forward"
-KICK_CLIENT = "kickClient"
-UPDATE_META = "updateMeta"
 
 # Errors that must never be turned into a reply: they stop the task or the process.
 _NOT_REPLIED = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
@@ -175,9 +170,9 @@ class MeshClientService(Generic[TMeta]):
         self._routes = _Routes()
         self._running = False
         self._lifecycle = asyncio.Lock()
-        self._mesh.register_handler(FORWARD, self._serve_forward)
-        self._mesh.register_handler(KICK_CLIENT, self._serve_kick_client)
-        self._mesh.register_handler(UPDATE_META, self._serve_update_meta)
+        self._mesh.register_handler(messages.FORWARD, self._serve_forward)
+        self._mesh.register_handler(messages.KICK_CLIENT, self._serve_kick_client)
+        self._mesh.register_handler(messages.UPDATE_META, self._serve_update_meta)
         self._mesh.set_node_cleaned_up_callback(self._on_node_cleaned_up)
 
     # --- state ------------------------------------------------------------------------
@@ -323,9 +318,9 @@ class MeshClientService(Generic[TMeta]):
         if client.node_id == self.instance_id:
             return await self._apply_metadata(client_id, metadata)
         reply = await self._mesh.invoke(
-            client.node_id, UPDATE_META, {"clientId": client_id, "metadata": metadata}
+            client.node_id, messages.UPDATE_META, messages.update_meta(client_id, metadata)
         )
-        return isinstance(reply, dict) and reply.get("updated") is True
+        return messages.parse_update_meta_reply(reply)
 
     async def invoke(
         self,
@@ -393,19 +388,9 @@ class MeshClientService(Generic[TMeta]):
     async def _forward(
         self, node_id: int, client_id: str, type: str, data: Any, seconds: float | None
     ) -> Any:
-        request: dict[str, Any] = {"clientId": client_id, "type": type, "data": data}
-        if seconds is not None:
-            # Only when the caller gave one, as the TypeScript nodes do.
-            request["timeoutMs"] = max(1, round(seconds * 1000))
-        reply = await self._mesh.invoke(node_id, FORWARD, request, timeout=seconds)
-        if not isinstance(reply, dict):
-            raise ClientInvocationError(f"node {node_id} sent a malformed forward reply")
-        error = reply.get("error")
-        if error is not None:
-            if reply.get("errorName") == "ClientDisconnectedError":
-                raise ClientDisconnectedError(client_id)
-            raise ClientInvocationError(error if isinstance(error, str) else str(error))
-        return reply.get("data")
+        request = messages.forward(client_id, type, data, seconds)
+        reply = await self._mesh.invoke(node_id, messages.FORWARD, request, timeout=seconds)
+        return messages.parse_forward_reply(reply, node_id, client_id)
 
     def _kick_old_owner(self, client_id: str, old_node: int | None) -> None:
         if old_node is None or old_node == self.instance_id:
@@ -415,7 +400,9 @@ class MeshClientService(Generic[TMeta]):
 
     async def _send_kick(self, client_id: str, node_id: int) -> None:
         try:
-            reply = await self._mesh.invoke(node_id, KICK_CLIENT, {"clientId": client_id})
+            reply = await self._mesh.invoke(
+                node_id, messages.KICK_CLIENT, messages.kick_client(client_id)
+            )
         except Exception as exc:
             logger.warning("could not tell node %d to kick client %r: %s", node_id, client_id, exc)
             return
@@ -424,43 +411,29 @@ class MeshClientService(Generic[TMeta]):
     # --- the owner's side: mesh handlers ----------------------------------------------
 
     async def _serve_forward(self, data: Any) -> dict[str, Any]:
-        if (
-            not isinstance(data, dict)
-            or not isinstance(data.get("clientId"), str)
-            or not isinstance(data.get("type"), str)
-        ):
-            return {"error": "malformed forward request", "errorName": "Error"}
+        request = messages.parse_forward(data)
+        if request is None:
+            return dict(messages.MALFORMED_FORWARD)
         # The caller alone applies its timeout (as TypeScript nodes do): our request
         # heartbeats keep it waiting while the client works. The holder's own bound
         # only stops a silent client from pinning the call forever.
         limit = self.forward_safety_timeout
-        raw_timeout = data.get("timeoutMs")
-        if (
-            isinstance(raw_timeout, int | float)
-            and not isinstance(raw_timeout, bool)
-            and math.isfinite(raw_timeout)
-        ):
-            limit = max(limit, raw_timeout / 1000)
+        if request.timeout_ms is not None:
+            limit = max(limit, request.timeout_ms / 1000)
         try:
             result = await self._client_invoke_fn(
-                data["clientId"], data["type"], data.get("data"), limit
+                request.client_id, request.type, request.data, limit
             )
         except _NOT_REPLIED:
             raise
         except BaseException as exc:
-            # Delivery failures travel as data, not as mesh errors (WIRE.md §3).
-            name = (
-                "ClientDisconnectedError"
-                if isinstance(exc, ClientDisconnectedError)
-                else type(exc).__name__
-            )
-            return {"error": str(exc) or type(exc).__name__, "errorName": name}
-        return {"data": result}
+            return messages.forward_error(exc)
+        return messages.forward_reply(result)
 
     async def _serve_kick_client(self, data: Any) -> dict[str, Any]:
-        client_id = data.get("clientId") if isinstance(data, dict) else None
-        if not isinstance(client_id, str):
-            return {"kicked": False}
+        client_id = messages.parse_kick_client(data)
+        if client_id is None:
+            return messages.kick_reply(False)
         kicked = False
         for callback in list(self._superseded_callbacks):
             try:
@@ -469,13 +442,14 @@ class MeshClientService(Generic[TMeta]):
                 logger.exception("on_client_superseded callback failed for %r", client_id)
                 continue
             kicked = kicked or result is not False
-        return {"kicked": kicked}
+        return messages.kick_reply(kicked)
 
     async def _serve_update_meta(self, data: Any) -> dict[str, Any]:
-        client_id = data.get("clientId") if isinstance(data, dict) else None
-        if not self._running or not isinstance(client_id, str):
-            return {"updated": False}
-        return {"updated": await self._apply_metadata(client_id, data.get("metadata"))}
+        request = messages.parse_update_meta(data)
+        if not self._running or request is None:
+            return messages.update_meta_reply(False)
+        updated = await self._apply_metadata(request.client_id, request.metadata)
+        return messages.update_meta_reply(updated)
 
     async def _apply_metadata(self, client_id: str, metadata: Any) -> bool:
         if self._client_update_meta_fn is not None:
