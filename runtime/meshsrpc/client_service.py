@@ -22,6 +22,7 @@ from .errors import (
     ClientNotFoundError,
     MeshError,
 )
+from .keys import RegistryKeys, client_mesh_key
 from .leader import LeaderOptions
 from .mesh import BroadcastHandler, MeshService
 from .registry.base import MeshClientRegistryBackend, RegisteredClient, TMeta
@@ -140,7 +141,7 @@ class MeshClientService(Generic[TMeta]):
         #: Longest a call forwarded here may wait for the client (seconds), unless the
         #: caller's own timeout is longer.
         self.forward_safety_timeout = forward_safety_timeout
-        self.mesh_key = f"_mc:{key}"
+        self.mesh_key = client_mesh_key(key)
         settings = resolve_redis_settings(redis)
         self._mesh = MeshService(
             self.mesh_key,
@@ -154,7 +155,8 @@ class MeshClientService(Generic[TMeta]):
         if registry_backend is None:
             if settings.is_memory:
                 # Nodes of one memory:// mesh share one registry, like one Redis.
-                shared = f"{settings.memory_name}/{settings.key_prefix}:mesh:{self.mesh_key}"
+                keys = RegistryKeys(settings.key_prefix, self.mesh_key)
+                shared = f"{settings.memory_name}/{keys.base}"
                 registry_backend = MeshClientMemoryRegistry.shared(shared)
             else:
                 registry_backend = MeshClientRedisRegistry(self.mesh_key, redis=settings)

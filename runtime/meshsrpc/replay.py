@@ -7,6 +7,7 @@ so a URL captured from one node is refused by every node while its timestamp is 
 
 from __future__ import annotations
 
+from .keys import replay_key_prefix
 from .settings import RedisSettings, create_redis_client
 
 __all__ = ["RedisReplayGuard"]
@@ -22,7 +23,7 @@ class RedisReplayGuard:
         self._client = create_redis_client(
             settings, socket_connect_timeout=_TIMEOUT, socket_timeout=_TIMEOUT
         )
-        self.key_prefix = f"{settings.key_prefix}:srpc:replay:{mesh_key}:"
+        self.key_prefix = replay_key_prefix(settings.key_prefix, mesh_key)
 
     async def first_use(self, key: str, ttl: float) -> bool:
         """SET NX with a ttl: True only for the first handshake with ``key``."""
