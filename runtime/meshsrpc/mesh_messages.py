@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
-from .errors import MeshError, MeshHandlerError, MeshNoHandlerError
+from .errors import InvalidMessage, MeshError, MeshHandlerError, MeshNoHandlerError
 
 __all__ = [
     "NO_HANDLER_PREFIX",
@@ -30,10 +30,6 @@ __all__ = [
 
 #: Error text of a reply to a request whose type has no handler, followed by the type.
 NO_HANDLER_PREFIX = "MESH_NO_HANDLER:"
-
-
-class InvalidMessage(ValueError):
-    """A published payload that is not a mesh message (dropped and logged)."""
 
 
 @dataclass(frozen=True)
