@@ -1,6 +1,7 @@
 """A MeshSrpcServer node in its own process, for tests that SIGKILL a node.
 
-Usage: python mesh_server_child.py <redis url> <key prefix>. Prints the listening port
+Usage: python -m tests.mesh_server.mesh_server_child <redis url> <key prefix>, from the
+repository root (see ``meshsrpc.testing.spawn_child``). Prints the listening port
 and the mesh instance id on one line, then serves until killed.
 """
 
@@ -8,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from meshsrpc import LeaderOptions, MeshSrpcServer, RedisSettings
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from meshsrpc import ClientNotFoundError, SrpcConflictError, SrpcError, SrpcStream
+from meshsrpc.testing import lifecycle_settled
 
 from tests.generated.sgnl24.TestRpc import (
     DNotifyRequest,
@@ -57,7 +58,8 @@ async def test_connect_is_refused_promptly_when_registration_raises(
         async with asyncio.timeout(5):
             await make_client(node, "c1").connect()
     assert not isinstance(refused.value, SrpcConflictError)
-    await settle()
+    await eventually(lambda: not node.streams_by_id)
+    await lifecycle_settled(node)
     assert connected.events == []
     assert await node.client_registry.get_client("c1") is None
 
@@ -106,7 +108,7 @@ async def test_a_raising_connection_handler_disconnects_the_client(
     await eventually(lambda: probe.count("unregister", "c1") == 1)
     assert await probe.inner.list_clients() == []
     assert await probe.inner.cleanup_node(node.mesh_instance_id) == []
-    await settle()
+    await lifecycle_settled(node)
     assert connected.events == [] and disconnected.events == []
 
 
@@ -205,7 +207,7 @@ async def test_no_disconnect_callback_for_a_stream_that_never_activated(
     await client.disconnect()
 
     await eventually(lambda: not node.streams_by_id)
-    await settle()
+    await lifecycle_settled(node)
     assert connected.events == [] and disconnected.events == []
     assert await node.client_registry.list_clients() == []
 
@@ -225,7 +227,8 @@ async def test_no_disconnect_callback_when_the_client_reconnected_to_this_node(
     await second.connect()
     await eventually(lambda: connected.ids() == ["c1", "c1"])
     await eventually(lambda: not first.is_connected)
-    await settle()
+    await eventually(lambda: len(node.streams_by_id) == 1)
+    await lifecycle_settled(node)
     assert disconnected.events == []
     client = await node.client_registry.get_client("c1")
     assert client is not None and client.node_id == node.mesh_instance_id
@@ -259,7 +262,8 @@ async def test_a_reconnect_here_that_never_activates_reports_the_client_left(
     await eventually(lambda: not first.is_connected and not second.is_connected)
 
     await eventually(lambda: disconnected.events == [("c1", {"s": "one"})])
-    await settle()
+    await eventually(lambda: not node.streams_by_id)
+    await lifecycle_settled(node)
     assert disconnected.events == [("c1", {"s": "one"})]
     assert connected.events == [("c1", {"s": "one"})]
     assert await node.client_registry.list_clients() == []

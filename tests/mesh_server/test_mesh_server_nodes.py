@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from meshsrpc import (
     SrpcConflictError,
     SrpcStream,
 )
+from meshsrpc.testing import spawn_child
 from redis.asyncio import Redis
 
 from tests.generated.sgnl24.TestRpc import DNotifyRequest, USlowRequest, USlowResponse
@@ -35,7 +35,8 @@ from tests.mesh_server.mesh_server_support import (
 
 pytestmark = pytest.mark.timeout(60)
 
-CHILD = Path(__file__).with_name("mesh_server_child.py")
+CHILD = "tests.mesh_server.mesh_server_child"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def record_causes(client: Any) -> list[CloseCause]:
@@ -169,18 +170,11 @@ async def test_the_leader_reports_the_clients_of_a_killed_node(
     await eventually(lambda: raw.exists(f"{redis_settings.prefix}:leader:mesh:_mc:app"))
 
     assert redis_settings.url is not None and redis_settings.prefix is not None
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(CHILD),
-        redis_settings.url,
-        redis_settings.prefix,
-        stdout=asyncio.subprocess.PIPE,
+    child = await spawn_child(
+        "-m", CHILD, redis_settings.url, redis_settings.prefix, cwd=ROOT, ready_timeout=20
     )
     try:
-        assert child.stdout is not None
-        async with asyncio.timeout(20):
-            line = await child.stdout.readline()
-        port, child_id = (int(part) for part in line.split())
+        port, child_id = (int(part) for part in child.ready_line.split())
         client = make_client(leader, "c9", client_meta={"userId": "u9"})
         client.url = f"ws://127.0.0.1:{port}/srpc"
         await client.connect()
@@ -190,8 +184,7 @@ async def test_the_leader_reports_the_clients_of_a_killed_node(
             return found is not None and found.node_id == child_id
 
         await eventually(registered_on_child)
-        child.kill()  # SIGKILL: no chance to clean up
-        await child.wait()
+        await child.aclose()  # SIGKILL: no chance to clean up
 
         await eventually(lambda: orphans, timeout=10)
         await settle(0.5)
@@ -202,9 +195,7 @@ async def test_the_leader_reports_the_clients_of_a_killed_node(
         assert broken == [child_id]
         assert await leader.client_registry.get_client("c9") is None
     finally:
-        if child.returncode is None:
-            child.kill()
-            await child.wait()
+        await child.aclose()
 
 
 async def test_graceful_shutdown_under_load(make_node: MakeNode, make_client: MakeClient) -> None:
