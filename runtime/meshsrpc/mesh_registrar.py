@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._serial import KeyedSerialQueue
 from ._tasks import cancel_and_wait, raise_if_cancelling
+from .client_callbacks import ClientCallbacks
 from .departures import UnsureDeparture, UnsureDepartures
 from .errors import ClientConflictError, SrpcConflictError
 from .lifecycle import ClientTable, Phase
@@ -45,14 +45,11 @@ if TYPE_CHECKING:
     from .client_service import MeshClientService
     from .srpc.server import SrpcServer
 
-__all__ = ["ClientLifecycleHandler", "MeshRegistrar"]
+__all__ = ["MeshRegistrar"]
 
 logger = logging.getLogger("meshsrpc.mesh_server")
 
 MetaT = TypeVar("MetaT")
-
-ClientLifecycleHandler: TypeAlias = Callable[[str, Any], Any]
-"""handler(client_id, metadata), sync or async; errors are logged."""
 
 # Re-registering a client after Redis lost it: attempts before giving up.
 _RESTORE_ATTEMPTS = 5
@@ -102,10 +99,8 @@ class MeshRegistrar(Generic[MetaT]):
             node_ttl=mesh.node_ttl,
             heartbeat_interval=mesh.heartbeat_interval,
         )
-        self.connected_handlers: list[ClientLifecycleHandler] = []
-        self.disconnected_handlers: list[ClientLifecycleHandler] = []
+        self.callbacks = ClientCallbacks(self.table, self.is_current)
         self._registry_steps = KeyedSerialQueue()
-        self._callback_steps = KeyedSerialQueue()
         # Our own flag, flipped in the same turn as the backfill is queued, so every
         # registry step of a stream is queued behind its backfill.
         self.running = False
@@ -145,7 +140,7 @@ class MeshRegistrar(Generic[MetaT]):
     async def drain(self, callback_timeout: float) -> None:
         """Finish (bounded) the registry steps and callbacks of the streams closed so far."""
         await self._registry_steps.drain(self._request_timeout)
-        await self._callback_steps.drain(callback_timeout)
+        await self.callbacks.drain(callback_timeout)
 
     # --- stream events (SrpcServer hooks) ----------------------------------------------
 
@@ -174,7 +169,7 @@ class MeshRegistrar(Generic[MetaT]):
     async def activated(self, stream: SrpcStream) -> None:
         """The stream is active: report the client connected, mesh or no mesh (as the
         TypeScript server does); its requests wait for it."""
-        await asyncio.shield(self._announce(stream))
+        await asyncio.shield(self.callbacks.announce(stream))
 
     def closed(self, stream: SrpcStream, cause: CloseCause) -> None:
         """The stream closed: queue its release (not awaited: disconnect handlers need not
@@ -267,10 +262,14 @@ class MeshRegistrar(Generic[MetaT]):
             if how.backfill:
                 table.give_up_hold(stream, previous)
                 logger.info("closing %s: it is connected to another node", client_id)
-                await self._close(stream, "conflict", "Client ID already connected")
+                await self._server.close_stream(
+                    stream, CLOSE_CODES["conflict"], "conflict", "Client ID already connected"
+                )
             elif stream.is_open:
                 logger.info("client %s moved to another node meanwhile; closing it here", client_id)
-                await self._close(stream, "supersede", "Client moved to another node")
+                await self._server.close_stream(
+                    stream, CLOSE_CODES["supersede"], "supersede", "Client moved to another node"
+                )
             return
         if not how.backfill:
             return
@@ -280,7 +279,7 @@ class MeshRegistrar(Generic[MetaT]):
         elif active and phase is Phase.ACTIVATING:
             table.advance(stream, Phase.REGISTERED)
         if active and self.is_current(stream):
-            self._announce(stream)
+            self.callbacks.announce(stream)
 
     async def _release(self, stream: SrpcStream, cause: CloseCause) -> None:
         try:
@@ -301,7 +300,7 @@ class MeshRegistrar(Generic[MetaT]):
         presence = self.table.end_presence(client_id)
         if presence is not None:
             # Reported connected while no mesh ran, never registered: it left.
-            self._report_gone(client_id, presence.metadata)
+            self.callbacks.report_gone(client_id, presence.metadata)
 
     async def _release_holder(self, stream: SrpcStream, cause: CloseCause) -> None:
         client_id = stream.client_id
@@ -340,7 +339,7 @@ class MeshRegistrar(Generic[MetaT]):
                     self.departures.settle_after, self._settle, departure
                 )
         if removed and announced:
-            self._report_gone(client_id, metadata)
+            self.callbacks.report_gone(client_id, metadata)
         if unreachable:
             await self._retry_unregister(client_id)
 
@@ -442,7 +441,7 @@ class MeshRegistrar(Generic[MetaT]):
         except Exception:
             logger.exception("could not look up client %s", client_id)
         logger.debug("unsure %s: held by nobody, reported as disconnected", client_id)
-        self._report_gone(client_id, metadata)
+        self.callbacks.report_gone(client_id, metadata)
 
     # --- metadata ------------------------------------------------------------------------
 
@@ -488,36 +487,3 @@ class MeshRegistrar(Generic[MetaT]):
         if not updated and entry is not None and entry.metadata is new:
             self.table.remember(stream, previous)
         return updated
-
-    # --- callbacks (each runs in its client's callback queue) ------------------------------
-
-    def _announce(self, stream: SrpcStream) -> asyncio.Task[None]:
-        async def announce() -> None:
-            if self.table.is_announced(stream) or not self.is_current(stream):
-                return
-            if self.table.stream(stream) is None:
-                return
-            presence = self.table.announce(stream)
-            await self._run_handlers(self.connected_handlers, stream.client_id, presence.metadata)
-
-        return self._callback_steps.submit(stream.client_id, announce)
-
-    def _report_gone(self, client_id: str, metadata: Any) -> None:
-        step = functools.partial(
-            self._run_handlers, self.disconnected_handlers, client_id, metadata
-        )
-        self._callback_steps.submit(client_id, step)
-
-    async def _run_handlers(
-        self, handlers: list[ClientLifecycleHandler], client_id: str, metadata: Any
-    ) -> None:
-        for handler in list(handlers):
-            try:
-                result = handler(client_id, metadata)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                logger.exception("client lifecycle callback failed for %s", client_id)
-
-    async def _close(self, stream: SrpcStream, cause: CloseCause, reason: str) -> None:
-        await self._server.close_stream(stream, CLOSE_CODES[cause], cause, reason)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 import betterproto2
 
+from .client_callbacks import ClientLifecycleHandler
 from .client_service import (
     DEFAULT_FORWARD_SAFETY_TIMEOUT,
     MeshClientService,
@@ -25,7 +26,7 @@ from .client_service import (
 from .leader import LeaderOptions
 from .mesh import BroadcastHandler
 from .mesh_calls import MeshCalls
-from .mesh_registrar import ClientLifecycleHandler, MeshRegistrar
+from .mesh_registrar import MeshRegistrar
 from .registry.base import MeshClientRegistryBackend
 from .registry.registry import MeshClientRegistry
 from .replay import RedisReplayGuard
@@ -229,7 +230,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         then, and registered by :meth:`mesh_start`. The client's requests wait until
         the handlers have finished.
         """
-        self._mesh.connected_handlers.append(handler)
+        self._mesh.callbacks.connected.append(handler)
 
     def on_client_disconnected(self, handler: ClientLifecycleHandler) -> None:
         """Run ``handler(client_id, metadata)`` when a client really left.
@@ -237,7 +238,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         Not when it reconnected to this or another node, and not for a stream that
         never activated.
         """
-        self._mesh.disconnected_handlers.append(handler)
+        self._mesh.callbacks.disconnected.append(handler)
 
     def on_node_clients_orphaned(self, handler: NodeClientsOrphanedCallback) -> None:
         """Run ``handler(node_id, clients)`` on the leader, once per dead node.
