@@ -50,14 +50,24 @@ class MeshCalls:
     def __init__(
         self,
         server: SrpcServer[Any, Any],
-        service: MeshClientService[Any],
         invoke_stream: InvokeStream,
         is_running: Callable[[], bool],
     ) -> None:
         self._server = server
         self._invoke_stream = invoke_stream
-        self._service = service
         self._is_running = is_running
+        self._service: MeshClientService[Any] | None = None
+
+    def bind(self, service: MeshClientService[Any]) -> None:
+        """The service that routes calls for this node (made after us: it calls
+        :meth:`serve_forward` directly, no hop in between)."""
+        self._service = service
+        service.on_client_superseded(self.kick_superseded)
+
+    def _require_service(self) -> MeshClientService[Any]:
+        if self._service is None:
+            raise RuntimeError("MeshCalls.bind() was not called")
+        return self._service
 
     async def invoke(
         self,
@@ -84,7 +94,7 @@ class MeshCalls:
             # The client is here: no registry round trip, no JSON. (A takeover whose
             # kick is still on its way may route one last call to this stream.)
             return await self._call_here(target, request_call.prefix, request, timeout)
-        result = await self._service.invoke(
+        result = await self._require_service().invoke(
             target, request_call.prefix, MessageJson(request), timeout
         )
         if isinstance(result, MessageJson):
@@ -121,17 +131,17 @@ class MeshCalls:
 
     async def kick_superseded(self, client_id: str) -> bool:
         """The client registered on another node: close our stream of it with 4002."""
-        server = self._server
+        server, service = self._server, self._require_service()
         stream = server.streams_by_client_id.get(client_id)
         if stream is None:
             return False
         # A kick can be overtaken: the client came back here, superseding that node in
         # turn, before its kick arrived. Then the registry names us; keep the stream.
         try:
-            owner = await self._service.client_registry.get_client(client_id)
+            owner = await service.client_registry.get_client(client_id)
         except Exception:
             owner = None  # cannot tell: do as the other node asked
-        if owner is not None and owner.node_id == self._service.instance_id:
+        if owner is not None and owner.node_id == service.instance_id:
             logger.info("ignoring a stale kick of client %s", client_id)
             return False
         if server.streams_by_client_id.get(client_id) is not stream:

@@ -114,9 +114,10 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             # Shared by all nodes: a handshake accepted here is refused everywhere.
             self._mesh_replay_guard = RedisReplayGuard(settings, mesh_key)
             self.set_replay_guard(self._mesh_replay_guard)
+        self._mesh_calls = MeshCalls(self, self._invoke_stream, self._mesh_is_running)
         service: MeshClientService[MetaT] = MeshClientService(
             mesh_key,
-            self._mesh_serve_forward,
+            self._mesh_calls.serve_forward,
             client_update_meta_fn=self._mesh_apply_client_metadata,
             registry_backend=registry_backend,
             heartbeat_interval=heartbeat_interval,
@@ -130,8 +131,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         self._mesh = MeshRegistrar(
             self, service, extract_metadata=extract_metadata, request_timeout=request_timeout
         )
-        self._mesh_calls = MeshCalls(self, service, self._invoke_stream, self._mesh_is_running)
-        service.on_client_superseded(self._mesh_calls.kick_superseded)
+        self._mesh_calls.bind(service)
         service.mesh.set_rejoined_callback(self._mesh.restore)
         self._mesh_requests = _RunningRequests()
 
@@ -269,11 +269,6 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
 
     def _mesh_is_running(self) -> bool:
         return self._mesh.running
-
-    async def _mesh_serve_forward(
-        self, client_id: str, prefix: str, data: Any, timeout: float | None
-    ) -> Any:
-        return await self._mesh_calls.serve_forward(client_id, prefix, data, timeout)
 
     async def _mesh_apply_client_metadata(self, client_id: str, metadata: Any) -> bool:
         return await self._mesh.apply_client_metadata(client_id, metadata)
