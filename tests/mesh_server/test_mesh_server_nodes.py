@@ -17,7 +17,7 @@ from meshsrpc import (
     SrpcConflictError,
     SrpcStream,
 )
-from meshsrpc.testing import spawn_child
+from meshsrpc.testing import lifecycle_settled, spawn_child
 from redis.asyncio import Redis
 
 from tests.generated.sgnl24.TestRpc import DNotifyRequest, USlowRequest, USlowResponse
@@ -65,7 +65,7 @@ async def test_cross_node_supersession_closes_the_old_stream(
     assert registered is not None and registered.node_id == b.mesh_instance_id
     assert (await a.invoke("c1", "dNotify", DNotifyRequest(notification="x"))).acknowledged
     await eventually(lambda: "c1" not in a.streams_by_client_id)
-    await settle()
+    await lifecycle_settled(a)
     assert a_disconnected.events == []
 
 
@@ -106,7 +106,7 @@ async def test_a_move_that_fails_before_activation_leaves_the_client_where_it_wa
     await new.connect(supersede=True)  # connected, then refused by the handler
     await eventually(lambda: new_causes != [])
     await eventually(lambda: not b.streams_by_id)
-    await settle()
+    await lifecycle_settled(b)
     # The takeover is written at activation: the old connection never noticed.
     assert old.is_connected and old_causes == []
     registered = await b.client_registry.get_client("c1")
@@ -132,7 +132,8 @@ async def test_protocol_v2_is_refused_while_live_on_another_node(
     registered = await b.client_registry.get_client("c1")
     assert registered is not None and registered.node_id == a.mesh_instance_id
     assert first.is_connected
-    await settle()
+    await eventually(lambda: not b.streams_by_id)
+    await lifecycle_settled(b)
     assert b_connected.events == [] and b_disconnected.events == []
     # The refused stream does not even try an unregister: it never wrote the entry, and
     # on a node that does hold the client it would remove it.
@@ -149,7 +150,7 @@ async def test_a_refused_client_leaves_nothing_behind_on_the_node(
         with pytest.raises(SrpcConflictError):
             await make_client(b, "c1").connect()
     await eventually(lambda: not b.streams_by_id)
-    await settle()
+    await lifecycle_settled(b)
     # Memory stays bounded however many strangers a node refuses.
     assert b._mesh.table.is_empty()
 
