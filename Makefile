@@ -9,12 +9,33 @@ PYTEST_ARGS ?=
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Editable installs use setuptools' strict mode: a tree of links under build/ that mypy
+# (in this repo or in a project of yours using this venv) can follow; the default mode
+# hides the packages behind an import hook. A link exists per file, so a file added or
+# removed (a source folder changed) installs again. The install lives in build/: after
+# deleting build/ by hand, run `touch pyproject.toml && make install`.
+SOURCE_DIRS := $(shell find runtime generator templates -type d ! -name __pycache__ 2>/dev/null)
+# (The strict mode warns about build/ on every install: expected, so hushed.)
+PIP_INSTALL := PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q --disable-pip-version-check
+EDITABLE := --config-settings editable_mode=strict -e
+
+$(VENV)/.venv-created:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "meshsrpc needs Python 3.11+"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[gen,dev]'
+	$(PIP_INSTALL) --upgrade pip
+	@touch $@
+
+# Lint, type checks and tests: the generator, the test tools and what the tests run.
+$(STAMP): $(VENV)/.venv-created pyproject.toml $(SOURCE_DIRS)
+	$(PIP_INSTALL) $(EDITABLE) '.[dev]'
 	@touch $(STAMP)
+
+# The demo needs the runtime and, on a machine without Redis, a Redis server: no more.
+DEMO_STAMP := $(VENV)/.installed-demo
+
+$(DEMO_STAMP): $(VENV)/.venv-created pyproject.toml $(SOURCE_DIRS)
+	$(PIP_INSTALL) $(EDITABLE) '.[demo]'
+	@touch $(DEMO_STAMP)
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -30,13 +51,13 @@ test: lint typecheck gen-check
 gen-check: install
 	$(VENV)/bin/meshgen examples/presence/presence.proto -o examples/presence/generated --check
 
-demo: install
+demo: $(DEMO_STAMP)
 	$(PY) -m examples.demo
 
 BENCH_STAMP := $(VENV)/.installed-bench
 
-$(BENCH_STAMP): $(STAMP) pyproject.toml
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[gen,dev,bench]'
+$(BENCH_STAMP): $(VENV)/.venv-created pyproject.toml $(SOURCE_DIRS)
+	$(PIP_INSTALL) $(EDITABLE) '.[bench]'
 	@touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
@@ -49,6 +70,8 @@ soak: install
 golden: install
 	$(PY) -m meshgen tests/meshgen/protos/srpc_test.proto -o tests/golden/srpc_test
 	$(PY) -m meshgen tests/meshgen/protos/lobby.proto -I tests/meshgen/protos/include -o tests/golden/lobby
+	$(PY) -m meshgen tests/meshgen/protos/srpc_test.proto -o tests/golden/srpc_test_gateway --gateway
+	$(PY) -m meshgen tests/meshgen/protos/lobby.proto -I tests/meshgen/protos/include -o tests/golden/lobby_gateway --gateway
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .pytest_cache .ruff_cache

@@ -4,14 +4,28 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import codec, connections, cross_node, local_invoke, registry_bench, scale, srpc_echo
+from . import (
+    codec,
+    connections,
+    cross_node,
+    gateway_cross,
+    local_invoke,
+    metrics_overhead,
+    node_echo,
+    registry_bench,
+    scale,
+    srpc_echo,
+)
 
 BENCHMARKS: list[tuple[str, ModuleType]] = [
     (srpc_echo.NAME, srpc_echo),
+    (node_echo.NAME, node_echo),
     (cross_node.NAME, cross_node),
+    (gateway_cross.NAME, gateway_cross),
     (local_invoke.NAME, local_invoke),
     (registry_bench.NAME, registry_bench),
     (scale.NAME, scale),
     (connections.NAME, connections),
     (codec.NAME, codec),
+    (metrics_overhead.NAME, metrics_overhead),
 ]

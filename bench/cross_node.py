@@ -57,23 +57,27 @@ def check() -> None:
 # --- meshsrpc ------------------------------------------------------------------------------
 
 
-def _mesh_server(redis_url: str) -> Any:
+def _mesh_server(redis_url: str, metrics: bool = False) -> Any:
     from meshsrpc import RedisSettings
 
     proto = wire.test_proto()
     server_class = wire.mesh_srpc_server_class()
+    options: dict[str, Any] = {"metrics": wire.prometheus_metrics()} if metrics else {}
     return server_class(
         proto.ClientMessage,
         proto.ServerMessage,
         mesh_key=MESH_KEY,
         redis=RedisSettings(url=redis_url, prefix=PREFIX),
         auth_secret=wire.SECRET,
+        **options,
     )
 
 
-async def mesh_node_b(channel: ChildChannel, redis_url: str, port: int) -> None:
-    """Node B: MeshSrpcServer listening for the client."""
-    server = _mesh_server(redis_url)
+async def mesh_node_b(
+    channel: ChildChannel, redis_url: str, port: int, metrics: bool = False
+) -> None:
+    """Node B: MeshSrpcServer listening for the client (with PrometheusMetrics if asked)."""
+    server = _mesh_server(redis_url, metrics)
     await server.mesh_start()
     listening = await wire.start_listening(server, "127.0.0.1", port)
     channel.send({"ready": True, "instance_id": server.mesh_instance_id})
@@ -93,10 +97,12 @@ async def srpc_client(channel: ChildChannel, url: str, client_id: str) -> None:
     await ws.close()
 
 
-async def mesh_node_a(channel: ChildChannel, redis_url: str, cpu_pids: dict[str, int]) -> None:
+async def mesh_node_a(
+    channel: ChildChannel, redis_url: str, cpu_pids: dict[str, int], metrics: bool = False
+) -> None:
     """Node A: wait for the client to be registered, then invoke it on command."""
     proto = wire.test_proto()
-    server = _mesh_server(redis_url)
+    server = _mesh_server(redis_url, metrics)
     await server.mesh_start()
     try:
         deadline = time.monotonic() + 30

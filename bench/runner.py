@@ -452,14 +452,27 @@ def _child_main(
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     channel = ChildChannel(conn)
+    # A child with a bool "uvloop" argument runs on that loop; the others follow
+    # meshsrpc's switch (MESHSRPC_UVLOOP=1).
+    uvloop = kwargs.get("uvloop")
     try:
-        asyncio.run(target(channel, **kwargs))
+        run_on_loop(target(channel, **kwargs), uvloop if isinstance(uvloop, bool) else None)
     except NotAvailable as exc:
         conn.send({"not_available": str(exc)})
     except BaseException:
         conn.send({"error": traceback.format_exc()})
     finally:
         conn.close()
+
+
+def run_on_loop(main: Awaitable[None], uvloop: bool | None) -> None:
+    """Run ``main`` on the loop meshsrpc.loops picks (plain asyncio without meshsrpc)."""
+    try:
+        from meshsrpc.loops import run
+    except ImportError:
+        asyncio.run(main)  # type: ignore[arg-type]
+        return
+    run(main, uvloop=uvloop)  # type: ignore[arg-type]
 
 
 class ChildError(RuntimeError):

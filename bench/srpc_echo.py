@@ -115,6 +115,15 @@ async def generate_load(
     channel.send({"results": results})
 
 
+def _transport() -> str:
+    """The transport SrpcServer.listen picks here (MESHSRPC_TRANSPORT, else auto)."""
+    try:
+        from meshsrpc.srpc.transports.choice import choose_transport
+    except ImportError:
+        return "websockets"
+    return choose_transport()
+
+
 def check() -> None:
     """Needs SrpcServer and the test schema."""
     wire.test_proto()
@@ -144,6 +153,7 @@ def run(profile: Profile) -> BenchResult:
         ) as (load,):  # fmt: skip
             runs = load.recv(timeout)["results"]
     base_runs, srpc_runs = runs["websockets echo"], runs["SRPC echo"]
+    result.notes.append(f"SRPC server transport: {_transport()}")
     met = True
     for base, srpc_run in zip(base_runs, srpc_runs, strict=True):
         level = srpc_run["concurrency"]

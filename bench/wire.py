@@ -58,6 +58,16 @@ def mesh_srpc_server_class() -> Any:
     return MeshSrpcServer
 
 
+def prometheus_metrics() -> Any:
+    """A PrometheusMetrics on a registry of its own, or NotAvailable."""
+    try:
+        from meshsrpc.metrics import PrometheusMetrics  # type: ignore[import-not-found]
+        from prometheus_client import CollectorRegistry
+    except ImportError as exc:
+        raise NotAvailable(f"meshsrpc[metrics] is not installed ({exc})") from exc
+    return PrometheusMetrics(CollectorRegistry())
+
+
 def redis_registry_class() -> Any:
     """meshsrpc's MeshClientRedisRegistry, or NotAvailable."""
     try:

@@ -5,7 +5,9 @@ ports and five clients, then walks through: calling a client on node 1 from node
 broadcast to every node, metadata changed from another node, a client moving to another
 node, node 2 killed and its clients reported once by the leader, and the final registry.
 Every step prints what happened, on which node, and how long it took; ``run_demo``
-also returns those facts as a :class:`DemoReport` (the tests check it).
+also returns those facts as a :class:`DemoReport` (the tests check it). Should Redis
+go away meanwhile (a Ctrl-C reaches a private Redis too), the demo says so and stops
+at once instead of waiting for steps that cannot succeed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import signal
 import sys
 import time
 import uuid
@@ -21,18 +24,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+import meshsrpc.loops
 from meshsrpc import RedisSettings
+from meshsrpc.engine import MeshKeys
 from meshsrpc.redis_server import RedisServer, free_port
-from meshsrpc.settings import create_redis_client
+from meshsrpc.settings import create_redis_client, redact_url
 
 from .presence.client import PresenceClient
 from .presence.cluster import Cluster, NodeEvent, NodeProcess
-from .transcript import Transcript, fmt_meta, ms
+from .transcript import INDENT, Transcript, fmt_meta, ms
 
-__all__ = ["CLIENTS", "DemoReport", "main", "run_demo"]
+__all__ = ["CLIENTS", "DemoReport", "RedisGoneError", "main", "run_demo"]
 
 CLIENTS = {"alice": "node1", "bob": "node1", "carol": "node2", "dave": "node2", "erin": "node3"}
 """Who connects where at the start."""
+
+
+class RedisGoneError(RuntimeError):
+    """The demo's Redis died or stopped answering while the demo ran; says how."""
 
 
 @dataclass
@@ -48,7 +57,9 @@ class DemoReport:
     supersede: dict[str, Any] = field(default_factory=dict)
     orphaned: list[NodeEvent] = field(default_factory=list)
     dead_node_calls: dict[str, Any] = field(default_factory=dict)
+    declared_dead: dict[str, float] = field(default_factory=dict)
     final_clients: list[dict[str, Any]] = field(default_factory=list)
+    operator: dict[str, str] = field(default_factory=dict)
     presence: dict[str, Any] = field(default_factory=dict)
     pids: list[int] = field(default_factory=list)
     seconds: float = 0.0
@@ -61,18 +72,21 @@ async def run_demo(
     heartbeat: float = 1.0,
     node_ttl: float = 3.0,
     prefix: str | None = None,
+    redis_server: RedisServer | None = None,
 ) -> DemoReport:
     """Run the whole scenario against ``redis_url`` and return what happened.
 
-    Every node process and client is stopped before this returns, also on failure.
+    ``redis_server`` is the private server behind ``redis_url``, if the demo started
+    one: its process is watched. Either way, :class:`RedisGoneError` ends the demo as
+    soon as Redis is gone. Every node process and client is stopped before this
+    returns, also on failure.
     """
-    # The nodes (child processes) and the clients here share one secret: every
-    # connection is signed, as in production (a server with no auth refuses all).
-    os.environ.setdefault("SRPC_AUTH_SECRET", secrets.token_hex(16))
     scenario = Scenario(redis_url, out, heartbeat, node_ttl, prefix)
     started = time.monotonic()
     try:
-        await scenario.run()
+        await _run_watched(scenario, _RedisWatch(redis_url, redis_server))
+    except RedisGoneError:
+        raise  # the nodes' logs would only repeat that Redis is gone
     except BaseException:
         # What the nodes logged is the first thing to read when a step fails.
         for node in scenario.cluster.nodes.values():
@@ -85,6 +99,73 @@ async def run_demo(
     return scenario.report
 
 
+class _RedisWatch:
+    """Tells when the demo's Redis is gone: its process ended, or it stopped answering."""
+
+    _POLL = 0.2
+    _PING_EVERY = 1.0
+    _PINGS_MISSED = 3
+
+    def __init__(self, url: str, server: RedisServer | None) -> None:
+        self.url = url
+        self.server = server
+        self.pid = server.pid if server is not None else None
+
+    async def gone(self) -> str:
+        """Return (only) once Redis is gone: why, in one sentence."""
+        if self.server is not None:
+            while self.server.running:  # noqa: ASYNC110 - another process's state
+                await asyncio.sleep(self._POLL)
+            return self._how_it_ended(self.server.returncode)
+        client = create_redis_client(
+            RedisSettings(url=self.url), socket_timeout=1.0, socket_connect_timeout=1.0
+        )
+        missed = 0
+        try:
+            while missed < self._PINGS_MISSED:
+                await asyncio.sleep(self._PING_EVERY)
+                try:
+                    await client.ping()
+                    missed = 0
+                except Exception:
+                    missed += 1
+        finally:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+        return f"Redis at {redact_url(self.url)} stopped answering"
+
+    def _how_it_ended(self, code: int | None) -> str:
+        if code is not None and code < 0:
+            how = f"was killed by {signal.Signals(-code).name}"
+        elif code:
+            how = f"exited with status {code}"
+        else:
+            how = "was shut down"
+        return (
+            f"the demo's private Redis (pid {self.pid}) {how}; a Ctrl-C in this terminal "
+            "reaches it too. The nodes cannot work without it: the demo stops here"
+        )
+
+
+async def _run_watched(scenario: Scenario, watch: _RedisWatch) -> None:
+    """Run the steps; if Redis goes away first (or a step fails because it did), say so."""
+    steps = asyncio.create_task(scenario.run(), name="demo-steps")
+    watcher = asyncio.create_task(watch.gone(), name="demo-redis-watch")
+    try:
+        await asyncio.wait({steps, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if steps.done() and steps.exception() is not None and not watcher.done():
+            # A step may notice first; give the watch a moment to tell why.
+            await asyncio.wait({watcher}, timeout=2 * _RedisWatch._PING_EVERY)
+    finally:
+        for task in (steps, watcher):
+            task.cancel()
+        await asyncio.gather(steps, watcher, return_exceptions=True)
+    if watcher.done() and not watcher.cancelled() and watcher.exception() is None:
+        cause = None if steps.cancelled() else steps.exception()
+        raise RedisGoneError(watcher.result()) from cause
+    steps.result()
+
+
 class Scenario:
     """The demo's steps, one method each, sharing the cluster, the clients and the report."""
 
@@ -95,9 +176,13 @@ class Scenario:
         self.node_ttl = node_ttl
         self.say = Transcript(out)
         self.report = DemoReport()
+        # The nodes (child processes) and the clients here share one secret: every
+        # connection is signed, as in production (a server with no auth refuses all).
+        self.secret = os.environ.get("SRPC_AUTH_SECRET") or secrets.token_hex(16)
         self.cluster = Cluster(
             redis_url,
             prefix or f"demo{uuid.uuid4().hex[:8]}",
+            auth_secret=self.secret,
             heartbeat=heartbeat,
             node_ttl=node_ttl,
             request_timeout=max(2.0, node_ttl),
@@ -116,6 +201,7 @@ class Scenario:
         await self.move_client()
         await self.kill_node()
         await self.show_registry()
+        await self.show_operator_view()
         self.report.events = list(self.cluster.events)
 
     async def close(self) -> None:
@@ -265,7 +351,17 @@ class Scenario:
         held = (await n2.command("status"))["streams"]
         n2.kill()
         killed_at = time.monotonic()
-        self.say.line("node2", f"SIGKILL (it held {held}; it says goodbye to no one)")
+        # node_ttl counts from a node's last heartbeat, not from its death: up to one
+        # heartbeat interval more. Read it by Redis's clock, as the leader does.
+        beat_age = await _heartbeat_age(
+            self.cluster.redis_url, self.cluster.prefix, self.report.node_ids["node2"]
+        )
+        last_beat = killed_at - beat_age
+        self.say.line(
+            "node2",
+            f"SIGKILL (it held {held}; it says goodbye to no one); "
+            f"its last heartbeat was {ms(beat_age)} before",
+        )
         # Until the leader's cleanup the registry still names node 2 for carol: a call
         # made now is sent there and times out.
         probe = asyncio.create_task(
@@ -284,11 +380,22 @@ class Scenario:
         while not orphaned.done():
             await asyncio.wait({orphaned}, timeout=0.25 if self.say.tty else 1.0)
             if not orphaned.done():
-                silent = f"node 2 silent {time.monotonic() - killed_at:4.1f} s"
-                self.say.progress(f"waiting for the leader: {silent}, node_ttl {self.node_ttl:g} s")
+                silent = time.monotonic() - last_beat
+                self.say.progress(
+                    f"waiting for the leader: node 2's last heartbeat was {silent:4.1f} s ago;"
+                    f" it is dead once that exceeds node_ttl {self.node_ttl:g} s"
+                )
         report = orphaned.result()
+        now = time.monotonic()
+        self.report.declared_dead = {
+            "sinceKill": now - killed_at,
+            "sinceLastHeartbeat": now - last_beat,
+        }
         self.say.progress(
-            f"node 2 declared dead after {time.monotonic() - killed_at:.1f} s", final=True
+            f"node 2 declared dead {now - last_beat:.1f} s after its last heartbeat "
+            f"({now - killed_at:.1f} s after the SIGKILL; node_ttl {self.node_ttl:g} s counts "
+            f"from the last heartbeat, and the leader checks every {self.heartbeat:g} s)",
+            final=True,
         )
         self.say.line(
             report.node,
@@ -328,6 +435,23 @@ class Scenario:
         self.report.presence = await self.nodes["node3"].command("presence")
         self.say.table(_registry_rows(self.report))
 
+    async def show_operator_view(self) -> None:
+        self.say.section("7. What an operator sees: the meshsrpc command")
+        for command in (("nodes", "presence"), ("clients", "presence")):
+            argv = [
+                sys.executable, "-m", "meshsrpc", "--redis-url", self.cluster.redis_url,
+                "--prefix", self.cluster.prefix, *command,
+            ]  # fmt: skip
+            process = await asyncio.create_subprocess_exec(
+                *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+            )
+            async with asyncio.timeout(30):
+                output, _ = await process.communicate()
+            text = output.decode()
+            self.report.operator[command[0]] = text
+            self.say.write(f"{INDENT}$ meshsrpc {' '.join(command)}\n")
+            self.say.write("".join(f"{INDENT}{line}\n" for line in text.splitlines()))
+
     # --- helpers -------------------------------------------------------------------
 
     async def _connect(
@@ -336,7 +460,9 @@ class Scenario:
         """Connect ``client_id`` to ``node`` and wait until that node reports it registered."""
         mark = len(self.cluster.events)
         # No reconnect: in this demo a user moves only when the script says so.
-        client = PresenceClient(node.url, client_id, enable_reconnect=False)
+        client = PresenceClient(
+            node.url, client_id, enable_reconnect=False, client_secret=self.secret
+        )
         t = time.perf_counter()
         await client.connect(supersede=supersede)
         self.clients[client_id] = client
@@ -357,6 +483,20 @@ class Scenario:
 
     def _notifications(self) -> int:
         return sum(len(c.notifications) for c in self._all_clients)
+
+
+async def _heartbeat_age(url: str, prefix: str, instance_id: int) -> float:
+    """Seconds since the node's last heartbeat, by the Redis clock (0.0 if unknown)."""
+    keys = MeshKeys(prefix, "_mc:presence")  # the nodes' mesh (node.py's --mesh-key)
+    client = create_redis_client(RedisSettings(url=url))
+    try:
+        score = await client.zscore(keys.heartbeats, str(instance_id))
+        seconds, micros = await client.time()
+    finally:
+        await client.aclose()
+    if score is None:
+        return 0.0
+    return max(0.0, (seconds * 1000 + micros // 1000 - score) / 1000)
 
 
 async def _until(condition: Callable[[], bool], within: float) -> None:
@@ -387,7 +527,7 @@ async def _main() -> int:
     url = os.environ.get("MESH_REDIS_URL")
     redis: RedisServer | None = None
     if url:
-        print(f"meshsrpc demo on MESH_REDIS_URL ({url.split('@')[-1]})")
+        print(f"meshsrpc demo on MESH_REDIS_URL ({redact_url(url)})")
     else:
         redis = RedisServer().start()
         url = redis.url
@@ -395,7 +535,10 @@ async def _main() -> int:
         print(f"meshsrpc demo on a private {binary}, {url} (pid {redis.pid})")
     prefix = f"demo{uuid.uuid4().hex[:8]}"
     try:
-        await run_demo(url, prefix=prefix)
+        await run_demo(url, prefix=prefix, redis_server=redis)
+    except RedisGoneError as exc:
+        print(f"\ndemo stopped: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:
         # run_demo already printed the nodes' logs; one line says what failed.
         print(f"\ndemo failed: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -423,7 +566,7 @@ async def _delete_keys(url: str, prefix: str) -> None:
 
 def main() -> None:
     """``python -m examples.demo``."""
-    sys.exit(asyncio.run(_main()))
+    sys.exit(meshsrpc.loops.run(_main()))
 
 
 if __name__ == "__main__":

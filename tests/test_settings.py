@@ -65,3 +65,66 @@ def test_url_string_is_accepted_and_gets_the_env_prefix() -> None:
 def test_memory_url_selects_the_in_process_engine() -> None:
     settings = resolve_redis_settings("memory://abc", env={})
     assert settings.is_memory and settings.memory_name == "abc"
+
+
+# --- a bad setting names the fix (issue 15, item 8) ---
+
+
+def test_an_unknown_scheme_lists_the_accepted_schemes() -> None:
+    with pytest.raises(RedisConfigurationError) as bad:
+        resolve_redis_settings("reddis://h:1/0", env={})
+    text = str(bad.value)
+    assert "'reddis://'" in text and "redis://, rediss://, unix:// or memory://<name>" in text
+    assert "the redis= argument" in text
+
+
+def test_memory_with_one_slash_suggests_the_memory_url() -> None:
+    with pytest.raises(RedisConfigurationError, match="did you mean memory://oops"):
+        resolve_redis_settings("memory:/oops", env={})
+
+
+def test_host_and_port_without_a_scheme_suggests_a_redis_url() -> None:
+    with pytest.raises(RedisConfigurationError, match=r"did you mean redis://localhost:6379\?"):
+        resolve_redis_settings("localhost:6379", env={})
+
+
+def test_a_port_that_is_not_a_number_is_a_configuration_error() -> None:
+    with pytest.raises(RedisConfigurationError, match="invalid Redis URL 'redis://h:abc/0'"):
+        RedisSettings(url="redis://h:abc/0")
+
+
+def test_a_bad_url_from_the_environment_names_the_variable_not_the_password() -> None:
+    with pytest.raises(RedisConfigurationError) as bad:
+        RedisSettings.from_env({"MESH_REDIS_URL": "reddis://:hunter2@h:1/0"})
+    text = str(bad.value)
+    assert "(from MESH_REDIS_URL)" in text and "reddis://:***@h:1/0" in text
+    assert "hunter2" not in text
+
+
+def test_a_port_variable_that_is_not_a_number_is_named() -> None:
+    with pytest.raises(RedisConfigurationError, match="REDIS_PORT='x' is not a number"):
+        RedisSettings.from_env({"REDIS_HOST": "h", "REDIS_PORT": "x"})
+
+
+def test_settings_from_the_environment_know_their_variable() -> None:
+    assert RedisSettings.from_env({"REDIS_URL": "redis://x"}).source == "REDIS_URL"
+    assert RedisSettings.from_env({"MESH_REDIS_HOST": "h"}).source == "MESH_REDIS_HOST"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://user:pw@h:1/0", "redis://user:***@h:1/0"),
+        ("redis://:pw@h", "redis://:***@h"),
+        ("rediss://h:1/0?password=pw&db=2", "rediss://h:1/0?password=***&db=2"),
+        ("unix:///run/redis.sock", "unix:///run/redis.sock"),
+    ],
+)
+def test_describe_masks_the_password(url: str, shown: str) -> None:
+    assert RedisSettings(url=url).describe() == shown
+
+
+def test_describe_names_the_engine() -> None:
+    assert RedisSettings(url="memory://dev").describe() == "memory://dev (in-process)"
+    sentinel = RedisSettings(sentinel_host="s", sentinel_port=1, sentinel_name="m", password="pw")
+    assert sentinel.describe() == "Sentinel s:1, master 'm'"

@@ -6,7 +6,11 @@
 
 Clients connect to ``ws://127.0.0.1:8000/srpc``; ``GET /clients`` lists everyone on
 every node, ``POST /clients/{id}/notify`` calls a client wherever it is connected.
-Without ``MESH_REDIS_URL`` the app runs on the in-process engine (one node).
+``GET /livez`` and ``GET /readyz`` are the liveness and readiness probes (readiness is
+503 while Redis is unreachable or the node is not in the mesh); with
+``MESHSRPC_METRICS=1`` (and ``meshsrpc[metrics]`` installed) ``GET /metrics`` serves
+Prometheus metrics. Without ``MESH_REDIS_URL`` the app runs on the in-process engine
+(one node).
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException
 from meshsrpc import ClientNotFoundError, RedisSettings
+from meshsrpc.health import HealthApp
 from pydantic import BaseModel
-from starlette.routing import WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 
 from ..presence.generated.presence import DNotifyRequest
 from ..presence.server import PresenceServer
@@ -33,12 +38,23 @@ class Notification(BaseModel):
     text: str
 
 
-def create_app(redis: RedisSettings | str | None = None, **server_options: Any) -> FastAPI:
+def create_app(
+    redis: RedisSettings | str | None = None, *, metrics: bool | None = None, **server_options: Any
+) -> FastAPI:
     """A FastAPI app with the SRPC endpoint at ``/srpc`` and a small HTTP API.
 
     Clients sign with ``SRPC_AUTH_SECRET`` (read by the server from the environment);
     ``server_options`` go to the server (e.g. ``allow_unsigned=True`` in development).
+    ``metrics`` (default: ``MESHSRPC_METRICS=1``) serves Prometheus metrics at ``/metrics``.
     """
+    if metrics is None:
+        metrics = os.environ.get("MESHSRPC_METRICS") == "1"
+    if metrics:
+        from meshsrpc.metrics import PrometheusMetrics
+        from prometheus_client import CollectorRegistry, make_asgi_app
+
+        registry = CollectorRegistry()
+        server_options["metrics"] = PrometheusMetrics(registry)
     server = PresenceServer(
         redis=redis or os.environ.get("MESH_REDIS_URL", "memory://fastapi"), **server_options
     )
@@ -76,6 +92,13 @@ def create_app(redis: RedisSettings | str | None = None, **server_options: Any) 
     # The SRPC app serves whatever path it is routed at. A WebSocketRoute hands the raw
     # ASGI scope to it (a Mount("/srpc") would only match paths below /srpc/).
     app.router.routes.append(WebSocketRoute("/srpc", server.asgi))
+    # Probes for Kubernetes or a load balancer: liveness never asks Redis (an outage
+    # must not restart every pod), readiness does.
+    probes = HealthApp(server.health)
+    app.router.routes.append(Route("/livez", probes))
+    app.router.routes.append(Route("/readyz", probes))
+    if metrics:
+        app.router.routes.append(Mount("/metrics", make_asgi_app(registry)))
     return app
 
 

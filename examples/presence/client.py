@@ -12,7 +12,10 @@ import argparse
 import asyncio
 import os
 import time
-from typing import Any
+from typing import Unpack
+
+import meshsrpc.loops
+from meshsrpc.srpc.options import SrpcClientOptions
 
 from .generated.presence import (
     DGetStatusRequest,
@@ -24,7 +27,7 @@ from .generated.presence import (
     USetStatusRequest,
     UWhoIsOnlineRequest,
 )
-from .generated.presence_srpc import PresenceSrpcClient
+from .generated.presence_srpc import ClientMetaDict, PresenceSrpcClient
 
 __all__ = ["PresenceClient", "main"]
 
@@ -40,9 +43,12 @@ class PresenceClient(PresenceSrpcClient):
         display_name: str | None = None,
         status: Status = Status.AVAILABLE,
         device: str | None = None,
-        **kwargs: Any,
+        **kwargs: Unpack[SrpcClientOptions],
     ) -> None:
-        meta = {"displayName": display_name or client_id.title(), "status": _name(status)}
+        meta: ClientMetaDict = {
+            "displayName": display_name or client_id.title(),
+            "status": _name(status),
+        }
         if device:
             meta["device"] = device
         # Signed with the nodes' shared secret (SRPC_AUTH_SECRET) when one is set.
@@ -99,7 +105,7 @@ def main() -> None:
     parser.add_argument("--send", help="to:text, a direct message to send")
     parser.add_argument("--linger", type=float, default=5.0, help="seconds to stay connected")
     args = parser.parse_args()
-    asyncio.run(run(args.url, args.id, args.send, args.linger))
+    meshsrpc.loops.run(run(args.url, args.id, args.send, args.linger))
 
 
 if __name__ == "__main__":

@@ -204,9 +204,12 @@ class NodeProcess:
 class Cluster:
     """Several nodes on one mesh, and everything they reported."""
 
-    def __init__(self, redis_url: str, prefix: str, **options: float) -> None:
+    def __init__(
+        self, redis_url: str, prefix: str, *, auth_secret: str | None = None, **options: float
+    ) -> None:
         self.redis_url = redis_url
         self.prefix = prefix
+        self.auth_secret = auth_secret
         self.options = options
         self.nodes: dict[str, NodeProcess] = {}
         self.events: list[NodeEvent] = []
@@ -235,6 +238,8 @@ class Cluster:
             "MUTEX_REDIS_PREFIX": self.prefix,
             "PYTHONUNBUFFERED": "1",
         }
+        if self.auth_secret is not None:
+            env["SRPC_AUTH_SECRET"] = self.auth_secret
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         await node.start(args, env, within)
         return node

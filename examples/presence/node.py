@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 
+import meshsrpc.loops
 from meshsrpc import LeaderOptions, RegisteredClient
 
 from .generated.presence import DNotifyRequest
@@ -198,7 +199,7 @@ def main() -> None:
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stderr, format=f"{args.label} %(name)s %(message)s"
     )
-    asyncio.run(run(args, out))
+    meshsrpc.loops.run(run(args, out))
 
 
 if __name__ == "__main__":

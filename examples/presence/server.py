@@ -1,9 +1,12 @@
 """The presence app's server: who is online, on which node, with which status.
 
-Run one node per process; they find each other through Redis::
+Run one node per process; they find each other through Redis. Nodes and clients
+share the secret clients sign their connections with (without one, a node refuses
+every connection)::
 
-    MESH_REDIS_URL=redis://127.0.0.1:6379/0 python -m examples.presence.server --port 8001
-    MESH_REDIS_URL=redis://127.0.0.1:6379/0 python -m examples.presence.server --port 8002
+    export SRPC_AUTH_SECRET=change-me MESH_REDIS_URL=redis://127.0.0.1:6379/0
+    python -m examples.presence.server --port 8001
+    python -m examples.presence.server --port 8002
 
 Every node keeps a presence table fed by ``presenceChanged`` broadcasts: the node a
 client connects to announces it, the node it leaves from announces that, and the
@@ -22,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import meshsrpc.loops
 from meshsrpc import ClientNotFoundError, RegisteredClient, SrpcError, SrpcStream
 
 from .generated.presence import (
@@ -222,7 +226,7 @@ def main() -> None:
     parser.add_argument("--redis", default=None, help="URL; default: MESH_REDIS_URL etc.")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    asyncio.run(serve(args.host, args.port, redis=args.redis))
+    meshsrpc.loops.run(serve(args.host, args.port, redis=args.redis))
 
 
 if __name__ == "__main__":

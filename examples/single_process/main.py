@@ -11,10 +11,10 @@ This is also how to unit-test an app: ``memory://<unique name>`` per test.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
 
+import meshsrpc.loops
 from meshsrpc.redis_server import free_port
 
 from ..presence.client import PresenceClient
@@ -78,7 +78,7 @@ async def disconnect_all(clients: list[PresenceClient]) -> None:
 
 def main() -> None:
     """``python -m examples.single_process.main``."""
-    asyncio.run(run(sys.argv[1] if len(sys.argv) > 1 else "memory://single_process"))
+    meshsrpc.loops.run(run(sys.argv[1] if len(sys.argv) > 1 else "memory://single_process"))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from . import __version__
-from .generate import Request, generate
+from .generate import Request, build
 from .model import Containers
 from .output import display, stale_files, write_files
 from .problems import MeshgenError
@@ -20,6 +20,9 @@ example:
   meshgen protos/app.proto -o generated/ -I protos/common
       writes generated/app_srpc.py (AppMeshSrpcServer, AppSrpcServer, AppSrpcClient,
       TypedDicts) and the betterproto2 message classes, by proto package
+  meshgen protos/app.proto -o generated/ --gateway
+      also writes generated/app_gateway.proto (service AppGateway: call any client by id
+      over gRPC), its grpclib stubs and generated/app_gateway.py (needs meshsrpc[gateway])
   meshgen protos/app.proto -o generated/ --check
       writes nothing; exits 1 and lists the stale files if generated/ is out of date
 """
@@ -64,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
         help="client metadata message (default: ClientMeta, if any)",
     )
     parser.add_argument(
+        "--gateway",
+        action="store_true",
+        help="also the gRPC gateway: <stem>_gateway.proto, its grpclib stubs, <stem>_gateway.py",
+    )
+    parser.add_argument(
         "--check",
         action="store_true",
         help="write nothing; exit 1 and list stale files if the output is out of date",
@@ -86,14 +94,15 @@ def main(argv: list[str] | None = None) -> int:
         broadcasts_required=args.broadcasts is not None,
         client_meta_required=args.client_meta is not None,
     )
-    request = Request(args.proto, tuple(args.proto_path), args.name, containers)
+    request = Request(args.proto, tuple(args.proto_path), args.name, containers, args.gateway)
     try:
-        files = generate(request)
+        generated = build(request)
     except MeshgenError as error:
         for problem in error.problems:
             print(f"meshgen: error: {problem}", file=sys.stderr)
         print("meshgen: nothing was written", file=sys.stderr)
         return EXIT_BAD_INPUT
+    files = generated.files
     if args.check:
         stale = stale_files(args.output, files)
         if stale:
@@ -102,5 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {display(args.output, path)}")
             return EXIT_STALE
         return EXIT_OK
-    write_files(args.output, files)
+    written = write_files(args.output, files)
+    # Deleted orphans are listed by write_files too; count only files of this output.
+    print(generated.summary(len([p for p in written if p in files]), args.output))
     return EXIT_OK

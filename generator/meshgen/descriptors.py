@@ -63,16 +63,20 @@ def compile_proto(proto: str, include_dirs: Sequence[str] = ()) -> CompiledProto
     if not os.path.isfile(proto):
         raise MeshgenError([Problem(proto, 0, "no such proto file")])
     dirs = include_dirs_for(proto, include_dirs)
-    main = _virtual_name(proto, dirs)
+    search = _protoc_dirs(dirs)
+    main = _virtual_name(proto, search)
     with tempfile.TemporaryDirectory(prefix="meshgen-") as tmp:
         out = os.path.join(tmp, "descriptors.pb")
         args = [
             "protoc",
-            *(f"-I{d}" for d in dirs),
+            *(f"-I{d}" for d in search),
             f"--descriptor_set_out={out}",
             "--include_source_info",
             "--include_imports",
-            proto,
+            # protoc matches the input to an -I folder by its spelling: `app.proto`
+            # with `-I "$PWD"` would be "shadowed" by itself. Real paths on both sides
+            # make every spelling of the same folder work.
+            os.path.realpath(proto),
         ]
         with _captured_stderr() as captured:
             code = protoc.main(args)
@@ -85,6 +89,16 @@ def compile_proto(proto: str, include_dirs: Sequence[str] = ()) -> CompiledProto
         if file.name != main:
             display[file.name] = _display_path(file.name, dirs)
     return CompiledProto(main, descriptor_set, serialized, display)
+
+
+def _protoc_dirs(dirs: Sequence[str]) -> list[str]:
+    """The include dirs as real paths, each once, in order."""
+    seen: list[str] = []
+    for d in dirs:
+        real = os.path.realpath(d)
+        if real not in seen:
+            seen.append(real)
+    return seen
 
 
 def _virtual_name(proto: str, dirs: Sequence[str]) -> str:

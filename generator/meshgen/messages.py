@@ -34,12 +34,14 @@ default_message_pool = typing.cast(
 """
 
 
-def generate_messages(compiled: CompiledProto) -> dict[str, str]:
+def generate_messages(
+    compiled: CompiledProto, parameter: str = _PLUGIN_PARAMETER
+) -> dict[str, str]:
     """Output path (relative, '/'-separated) → content of every betterproto2 file."""
     descriptor_set = FileDescriptorSet.parse(compiled.serialized)
     request = CodeGeneratorRequest(
         file_to_generate=[compiled.main],
-        parameter=_PLUGIN_PARAMETER,
+        parameter=parameter,
         proto_file=list(descriptor_set.file),
     )
     with _isolated_ruff(), contextlib.redirect_stderr(io.StringIO()):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from google.protobuf import descriptor_pb2
 
+from .clientmeta import MetaField, converter_names, meta_fields
 from .naming import ImportFrom, MessageRef, MessageRefs, snake
 from .problems import MeshgenError, Problem
 from .protoindex import MessageInfo, ProtoIndex, doc_lines
@@ -36,18 +37,39 @@ class _FrameworkField:
     number: int
     type: int  # FieldDescriptorProto.Type
     in_oneof: bool
+    declaration: str  # the line to add to the proto
 
 
-# WIRE.md §4: shared by ClientMessage and ServerMessage, never calls.
+# docs/wire.md §4: shared by ClientMessage and ServerMessage, never calls.
 FRAMEWORK_FIELDS: dict[str, _FrameworkField] = {
-    "requestId": _FrameworkField(1, _F.TYPE_STRING, False),
-    "reply": _FrameworkField(2, _F.TYPE_BOOL, False),
-    "error": _FrameworkField(3, _F.TYPE_STRING, False),
-    "userError": _FrameworkField(4, _F.TYPE_BOOL, False),
-    "trace": _FrameworkField(5, _F.TYPE_MESSAGE, False),
-    "pingPong": _FrameworkField(50, _F.TYPE_MESSAGE, True),
-    "byteStreamOperation": _FrameworkField(51, _F.TYPE_MESSAGE, True),
+    "requestId": _FrameworkField(1, _F.TYPE_STRING, False, "string requestId = 1;"),
+    "reply": _FrameworkField(2, _F.TYPE_BOOL, False, "bool reply = 2;"),
+    "error": _FrameworkField(3, _F.TYPE_STRING, False, "optional string error = 3;"),
+    "userError": _FrameworkField(4, _F.TYPE_BOOL, False, "optional bool userError = 4;"),
+    "trace": _FrameworkField(5, _F.TYPE_MESSAGE, False, "optional TraceContext trace = 5;"),
+    "pingPong": _FrameworkField(50, _F.TYPE_MESSAGE, True, "PingPong pingPong = 50;"),
+    "byteStreamOperation": _FrameworkField(
+        51, _F.TYPE_MESSAGE, True, "ByteStreamOperation byteStreamOperation = 51;"
+    ),
 }
+_WIRE_DOC = "docs/wire.md §4"
+
+
+def container_skeleton(name: str, oneof: str) -> str:
+    """The container message to paste into a proto that lacks it."""
+    plain = [f.declaration for f in FRAMEWORK_FIELDS.values() if not f.in_oneof]
+    in_oneof = [f.declaration for f in FRAMEWORK_FIELDS.values() if f.in_oneof]
+    lines = [
+        f"message {name} {{",
+        *(f"  {line}" for line in plain),
+        f"  oneof {oneof} {{",
+        *(f"    {line}" for line in in_oneof),
+        "    // the app's <prefix>Request / <prefix>Response fields, numbered from 1000",
+        "  }",
+        "}",
+    ]
+    return "\n".join(f"    {line}" for line in lines)
+
 
 _TYPE_NAMES: dict[int, str] = {int(v): k.removeprefix("TYPE_").lower() for k, v in _F.Type.items()}
 
@@ -71,6 +93,8 @@ class Broadcast:
     snake: str  # "lobby_closed"
     payload: str  # TypedDict name
     doc: tuple[str, ...]
+    required: tuple[str, ...]  # the payload's keys a sender must give
+    keys: tuple[str, ...]  # all its keys
 
 
 @dataclass(frozen=True)
@@ -96,6 +120,9 @@ class App:
     package: str
     doc: tuple[str, ...]
     meta_type: str  # the MetaT of MeshSrpcServer
+    meta_update_type: str  # what update_client_metadata takes
+    meta_fields: tuple[MetaField, ...]  # the ClientMeta keys converted at the handshake
+    meta_converters: tuple[str, ...]  # the runtime helpers meta_fields use
     client_message: MessageRef
     server_message: MessageRef
     upstream: CallSet
@@ -138,19 +165,24 @@ def build_app(
     collector = _Collector(index)
     main_source = index.main_file_source()
     found: dict[str, MessageInfo] = {}
-    for role, wanted, required in (
-        ("client container", containers.client_message, True),
-        ("server container", containers.server_message, True),
-        ("broadcasts", containers.broadcasts, containers.broadcasts_required),
-        ("client metadata", containers.client_meta, containers.client_meta_required),
+    for role, wanted, required, oneof in (
+        ("client container", containers.client_message, True, "request"),
+        ("server container", containers.server_message, True, "response"),
+        ("broadcasts", containers.broadcasts, containers.broadcasts_required, ""),
+        ("client metadata", containers.client_meta, containers.client_meta_required, ""),
     ):
         message = index.top_level_message(wanted)
         if message is not None:
             found[role] = message
         elif required:
-            collector.problems.append(
-                Problem(main_source.file, main_source.line, f"no message {wanted} ({role})", wanted)
-            )
+            text = f"no message {wanted} ({role})"
+            if oneof:
+                # A new user's first run: show what to add, not just what is missing.
+                text += (
+                    "; add it (PingPong, ByteStreamOperation and TraceContext as in "
+                    f"docs/generator.md):\n{container_skeleton(wanted, oneof)}"
+                )
+            collector.problems.append(Problem(main_source.file, main_source.line, text, wanted))
     package_problems = _check_package(index)
     collector.problems.extend(package_problems)
     client = found.get("client container")
@@ -174,7 +206,9 @@ def build_app(
     dicts = TypedDictBuilder(index)
     broadcasts = _broadcasts(collector, dicts, found.get("broadcasts"))
     meta = found.get("client metadata")
-    client_meta = dicts.add(meta) if meta else None
+    client_meta = dicts.add(meta, all_optional=True) if meta else None
+    client_meta_update = dicts.add_update(meta) if meta else None
+    fields = meta_fields(index, meta) if meta else ()
 
     if collector.problems:
         raise MeshgenError(collector.problems)
@@ -183,7 +217,7 @@ def build_app(
     server_ref = refs.ref(server)
     names = _all_names(name, dicts.ordered(), broadcasts)
     modes = {call_mode(len(upstream)), call_mode(len(downstream)), call_mode(len(broadcasts))}
-    typing_imports = ["Any", "TypeVar"]
+    typing_imports = ["Any", "TypeVar", "Unpack"]
     if "none" in modes:
         typing_imports.append("Never")
     if "overloads" in modes:
@@ -206,6 +240,9 @@ def build_app(
             + (f" (package {main.package})." if main.package else "."),
         ),
         meta_type=client_meta or "dict[str, Any]",
+        meta_update_type=client_meta_update or "Mapping[str, Any]",
+        meta_fields=fields,
+        meta_converters=converter_names(fields),
         client_message=client_ref,
         server_message=server_ref,
         upstream=CallSet(tuple(upstream)),
@@ -260,7 +297,7 @@ def _app_fields(collector: _Collector, container: MessageInfo) -> dict[str, _App
                     container,
                     i,
                     f"framework field must be {_TYPE_NAMES[expected.type]} = {expected.number}, "
-                    f"{place} (WIRE.md §4)",
+                    f'{place}: "{expected.declaration}" ({_WIRE_DOC})',
                 )
             continue
         if not in_real_oneof:
@@ -279,8 +316,12 @@ def _app_fields(collector: _Collector, container: MessageInfo) -> dict[str, _App
             continue
         fields[f.name] = _AppField(container, i, index.messages[f.type_name])
     for missing in sorted(FRAMEWORK_FIELDS.keys() - seen_framework):
+        spec = FRAMEWORK_FIELDS[missing]
+        where = " inside its oneof" if spec.in_oneof else ""
         collector.at_message(
-            container, f"{proto.name}.{missing}", "framework field missing (WIRE.md §4)"
+            container,
+            f"{proto.name}.{missing}",
+            f'framework field missing: add "{spec.declaration}"{where} ({_WIRE_DOC})',
         )
     if len(app_oneofs) > 1:
         collector.at_message(container, proto.name, "app fields must all be in one oneof")
@@ -372,7 +413,11 @@ def _broadcasts(
         comment = collector.index.field_source(container, i).comment
         if not comment:
             comment = collector.index.message_source(payload).comment
-        broadcasts.append(Broadcast(f.name, method, dicts.add(payload), doc_lines(comment)))
+        name = dicts.add(payload)
+        spec = dicts.specs[payload.full_name]
+        keys = tuple(key.name for key in spec.keys)
+        required = tuple(k.name for k in spec.keys if not k.annotation.startswith("NotRequired["))
+        broadcasts.append(Broadcast(f.name, method, name, doc_lines(comment), required, keys))
     return broadcasts
 
 

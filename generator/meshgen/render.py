@@ -30,13 +30,18 @@ def _environment() -> jinja2.Environment:
     )
 
 
+def environment() -> jinja2.Environment:
+    """The templates' environment, for the modules that render their own files."""
+    return _environment()
+
+
 def render_header(source: str) -> str:
     """The first lines of every generated Python file."""
     return _environment().get_template("header.py.j2").render(version=__version__, source=source)
 
 
-def render_app(app: App) -> str:
+def render_app(app: App, *, gateway: bool = False) -> str:
     """The typed servers, client and TypedDicts of one app, formatted."""
     template = _environment().get_template("srpc.py.j2")
-    code = template.render(app=app, version=__version__, source=app.source)
+    code = template.render(app=app, version=__version__, source=app.source, gateway=gateway)
     return format_python(code, f"{app.stem}_srpc.py")

@@ -103,14 +103,20 @@ class TypedDictBuilder:
             self.names[message.full_name] = name
         return self.names[message.full_name]
 
-    def add(self, message: MessageInfo) -> str:
-        """Make sure a TypedDict exists for this message (and what it uses); return its name."""
+    def add(self, message: MessageInfo, *, all_optional: bool = False) -> str:
+        """Make sure a TypedDict exists for this message (and what it uses); return its name.
+
+        ``all_optional`` makes every key ``NotRequired`` (client metadata: any client,
+        TypeScript ones too, may leave any key out).
+        """
         name = self.dict_name(message)
         if message.full_name in self.specs:
             return name
         # Reserve first: recursive messages refer to themselves by name.
         self.specs[message.full_name] = TypedDictSpec(name, _local_name(message), (), ())
-        keys = tuple(self._key(message, i, f) for i, f in enumerate(message.proto.field))
+        keys = tuple(
+            self._key(message, i, f, all_optional) for i, f in enumerate(message.proto.field)
+        )
         doc = doc_lines(self.index.message_source(message).comment)
         functional = any(keyword.iskeyword(k.name) or not k.name.isidentifier() for k in keys)
         if functional:
@@ -119,6 +125,27 @@ class TypedDictBuilder:
         del self.specs[message.full_name]
         self.specs[message.full_name] = TypedDictSpec(
             name, _local_name(message), doc, keys, functional
+        )
+        return name
+
+    def add_update(self, message: MessageInfo) -> str:
+        """A partial TypedDict for merging into a message's dict: ``None`` deletes a key.
+
+        Named ``<Message>UpdateDict``; call after :meth:`add` for the same message.
+        """
+        base = self.specs[message.full_name]
+        name = base.name.removesuffix("Dict") + "UpdateDict"
+        keys = []
+        for key in base.keys:
+            value = key.annotation.removeprefix("NotRequired[").removesuffix("]")
+            if not value.endswith("| None"):
+                value = f"{value} | None"
+            # ReadOnly: a full ClientMetaDict is a valid update too (mypy lets a read-only
+            # `int | None` key accept an `int`, a mutable one would not).
+            keys.append(DictKey(key.name, f"NotRequired[ReadOnly[{value}]]", key.comment))
+        doc = (f"A partial {base.name} to merge: a key set to None is deleted.",)
+        self.specs[f"{message.full_name}#update"] = TypedDictSpec(
+            name, base.message, doc, tuple(keys), base.functional
         )
         return name
 
@@ -136,11 +163,15 @@ class TypedDictBuilder:
         return list(self.specs.values())
 
     def _key(
-        self, message: MessageInfo, index: int, f: descriptor_pb2.FieldDescriptorProto
+        self,
+        message: MessageInfo,
+        index: int,
+        f: descriptor_pb2.FieldDescriptorProto,
+        optional: bool = False,
     ) -> DictKey:
         annotation = self._value_type(f)
         in_real_oneof = f.HasField("oneof_index") and not f.proto3_optional
-        if f.proto3_optional or in_real_oneof:
+        if optional or f.proto3_optional or in_real_oneof:
             self.uses_not_required = True
             annotation = f"NotRequired[{annotation}]"
         comment = self.index.field_source(message, index).comment

@@ -7,6 +7,7 @@ from .errors import (
     ClientDisconnectedError,
     ClientInvocationError,
     ClientNotFoundError,
+    MeshConnectionError,
     MeshError,
     MeshHandlerError,
     MeshNoHandlerError,
@@ -16,6 +17,7 @@ from .errors import (
     RedisConfigurationError,
     SrpcConflictError,
     SrpcError,
+    SrpcStreamClosedError,
 )
 from .settings import RedisSettings
 
@@ -57,6 +59,7 @@ __all__ = [
     "MeshClientRegistry",
     "MeshClientRegistryBackend",
     "MeshClientService",
+    "MeshConnectionError",
     "MeshError",
     "MeshHandlerError",
     "MeshNoHandlerError",
@@ -74,5 +77,6 @@ __all__ = [
     "SrpcError",
     "SrpcServer",
     "SrpcStream",
+    "SrpcStreamClosedError",
     "__version__",
 ]

@@ -10,6 +10,7 @@ and the single timer is only moved when a deadline earlier than it is set.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -35,7 +36,11 @@ class Deadlines(Generic[K]):
         return len(self._when)
 
     def set(self, key: K, when: float) -> None:
-        """(Re)set ``key``'s deadline to loop time ``when``."""
+        """(Re)set ``key``'s deadline to loop time ``when``; ValueError unless finite."""
+        if not math.isfinite(when):
+            # A NaN in the loop's timer heap breaks its ordering: other timers (a
+            # node's heartbeat) may then never fire.
+            raise ValueError(f"deadline must be a finite loop time, not {when!r}")
         self._when[key] = when
         timer = self._timer
         if timer is None or when < timer.when():

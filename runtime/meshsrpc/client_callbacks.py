@@ -70,4 +70,4 @@ class ClientCallbacks:
                 if inspect.isawaitable(result):
                     await result
             except Exception:
-                logger.exception("client lifecycle callback failed for %s", client_id)
+                logger.exception("client lifecycle callback failed for %r", client_id)

@@ -7,15 +7,16 @@ a well-formed answer (an error, or ``false``), never an exception.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import ClientDisconnectedError, ClientInvocationError
+from .mesh_messages import timeout_ms_from_wire, timeout_ms_to_wire
 
 __all__ = [
     "FORWARD",
     "KICK_CLIENT",
+    "OPS_KICK",
     "UPDATE_META",
     "Forward",
     "UpdateMeta",
@@ -36,6 +37,8 @@ __all__ = [
 FORWARD = "forward"
 KICK_CLIENT = "kickClient"
 UPDATE_META = "updateMeta"
+#: An operator's kick (WIRE.md §6, an extension): ``{"clientId"}`` → ``{"kicked": bool}``.
+OPS_KICK = "opsKick"
 
 #: The reply to a ``forward`` request that is not one.
 MALFORMED_FORWARD: dict[str, Any] = {"error": "malformed forward request", "errorName": "Error"}
@@ -48,7 +51,8 @@ class Forward:
     client_id: str
     type: str
     data: Any
-    #: The caller's timeout (ms); None when absent or not a finite number.
+    #: The caller's timeout (ms), clamped as on every mesh message; None unless a
+    #: positive number.
     timeout_ms: float | None
 
 
@@ -67,7 +71,9 @@ def forward(client_id: str, type: str, data: Any, seconds: float | None) -> dict
     """A ``forward`` request; ``timeoutMs`` only when the caller gave a timeout (as TS)."""
     request: dict[str, Any] = {"clientId": client_id, "type": type, "data": data}
     if seconds is not None:
-        request["timeoutMs"] = max(1, round(seconds * 1000))
+        # invoke always gives one: the call's, or request_timeout (TypeScript callers
+        # leave it out when their call gave none).
+        request["timeoutMs"] = timeout_ms_to_wire(seconds)
     return request
 
 
@@ -79,14 +85,7 @@ def parse_forward(data: Any) -> Forward | None:
         or not isinstance(data.get("type"), str)
     ):
         return None
-    raw_timeout = data.get("timeoutMs")
-    timeout_ms: float | None = None
-    if (
-        isinstance(raw_timeout, int | float)
-        and not isinstance(raw_timeout, bool)
-        and math.isfinite(raw_timeout)
-    ):
-        timeout_ms = raw_timeout
+    timeout_ms = timeout_ms_from_wire(data.get("timeoutMs"))
     return Forward(data["clientId"], data["type"], data.get("data"), timeout_ms)
 
 
@@ -113,7 +112,11 @@ def parse_forward_reply(reply: Any, node_id: int, client_id: str) -> Any:
     if error is not None:
         if reply.get("errorName") == "ClientDisconnectedError":
             raise ClientDisconnectedError(client_id)
-        raise ClientInvocationError(error if isinstance(error, str) else str(error))
+        name = reply.get("errorName")
+        raise ClientInvocationError(
+            error if isinstance(error, str) else str(error),
+            name if isinstance(name, str) else None,
+        )
     return reply.get("data")
 
 

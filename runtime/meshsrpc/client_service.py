@@ -21,19 +21,23 @@ from .errors import (
     ClientDisconnectedError,
     ClientNotFoundError,
     MeshError,
+    MeshNotRunningError,
 )
 from .keys import RegistryKeys, client_mesh_key
 from .leader import LeaderOptions
 from .mesh import BroadcastHandler, MeshService
+from .observer import MeshObserver
+from .probe import ClientHeldFn, OwnerProbe
 from .registry.base import MeshClientRegistryBackend, RegisteredClient, TMeta
 from .registry.memory import MeshClientMemoryRegistry
-from .registry.metadata import encode_metadata
+from .registry.metadata import encode_metadata, now_ms
 from .registry.redis import MeshClientRedisRegistry
 from .registry.registry import MeshClientRegistry
-from .settings import RedisLike, resolve_redis_settings
+from .settings import RedisLike, RedisSettings, resolve_redis_settings
 
 __all__ = [
     "ClientInvokeFn",
+    "ClientKickFn",
     "ClientSupersededCallback",
     "ClientUpdateMetaFn",
     "MeshClientService",
@@ -53,6 +57,9 @@ NodeClientsOrphanedCallback = Callable[[int, list[RegisteredClient[Any]]], Any]
 #: On the node that lost a client to another node: cb(client_id); return False if
 #: there was nothing to kick. Sync or async.
 ClientSupersededCallback = Callable[[str], Any]
+#: Disconnects a client held here on an operator's request: fn(client_id) -> True if
+#: it was here. Sync or async.
+ClientKickFn = Callable[[str], Awaitable[bool] | bool]
 
 # How long a client's owner, once looked up, is trusted without asking the registry
 # again. Short: a client that moved meanwhile is found by the retry below, but one
@@ -65,6 +72,12 @@ _MAX_ROUTES = 10_000
 #: The holding node's bound on a forwarded call (seconds): the caller times out on its
 #: own; this only keeps a client that never answers from pinning the call forever.
 DEFAULT_FORWARD_SAFETY_TIMEOUT = 300.0
+
+#: How long a node waits for a client's owner to answer a probe (seconds): a few mesh
+#: round trips, far below request_timeout, since the client waits for the answer.
+DEFAULT_PROBE_TIMEOUT = 0.5
+# A client id found held is refused without asking again for this long (seconds).
+_PROBE_REFUSAL_TTL = 1.0
 
 # Errors that must never be turned into a reply: they stop the task or the process.
 _NOT_REPLIED = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
@@ -134,6 +147,8 @@ class MeshClientService(Generic[TMeta]):
         leader: LeaderOptions | None = None,
         redis: RedisLike = None,
         forward_safety_timeout: float = DEFAULT_FORWARD_SAFETY_TIMEOUT,
+        client_held_fn: ClientHeldFn | None = None,
+        probe_timeout: float = DEFAULT_PROBE_TIMEOUT,
     ) -> None:
         if not forward_safety_timeout > 0:
             raise ValueError("forward_safety_timeout must be positive")
@@ -142,28 +157,22 @@ class MeshClientService(Generic[TMeta]):
         #: caller's own timeout is longer.
         self.forward_safety_timeout = forward_safety_timeout
         self.mesh_key = client_mesh_key(key)
-        settings = resolve_redis_settings(redis)
+        # Resolved (environment included) in start(), as MeshService does.
+        self._redis = redis
         self._mesh = MeshService(
             self.mesh_key,
             heartbeat_interval=heartbeat_interval,
             node_ttl=node_ttl,
             request_timeout=request_timeout,
             leader=leader,
-            redis=settings,
+            redis=redis,
         )
         self._owned_backend: Any = None
-        if registry_backend is None:
-            if settings.is_memory:
-                # Nodes of one memory:// mesh share one registry, like one Redis.
-                keys = RegistryKeys(settings.key_prefix, self.mesh_key)
-                shared = f"{settings.memory_name}/{keys.base}"
-                registry_backend = MeshClientMemoryRegistry.shared(shared)
-            else:
-                registry_backend = MeshClientRedisRegistry(self.mesh_key, redis=settings)
-            self._owned_backend = registry_backend
-        self._backend: MeshClientRegistryBackend[TMeta] = registry_backend
+        self._backend: MeshClientRegistryBackend[TMeta] | None = registry_backend
         # Node 0 until started: the instance id is only known once the mesh is joined.
-        self._registry = MeshClientRegistry(0, self._backend)
+        self._registry: MeshClientRegistry[TMeta] | None = (
+            None if registry_backend is None else MeshClientRegistry(0, registry_backend)
+        )
         self._client_invoke_fn = client_invoke_fn
         self._client_update_meta_fn = client_update_meta_fn
         self._orphaned_callbacks: list[NodeClientsOrphanedCallback] = []
@@ -175,7 +184,12 @@ class MeshClientService(Generic[TMeta]):
         self._mesh.register_handler(messages.FORWARD, self._serve_forward)
         self._mesh.register_handler(messages.KICK_CLIENT, self._serve_kick_client)
         self._mesh.register_handler(messages.UPDATE_META, self._serve_update_meta)
+        self._kick_fn: ClientKickFn | None = None
+        self._mesh.register_handler(messages.OPS_KICK, self._serve_ops_kick)
         self._mesh.set_node_cleaned_up_callback(self._on_node_cleaned_up)
+        self._probe = OwnerProbe(
+            self._mesh, client_held_fn, timeout=probe_timeout, refusal_ttl=_PROBE_REFUSAL_TTL
+        )
 
     # --- state ------------------------------------------------------------------------
 
@@ -191,13 +205,31 @@ class MeshClientService(Generic[TMeta]):
 
     @property
     def client_registry(self) -> MeshClientRegistry[TMeta]:
-        """The registry as seen from this node (node 0 before the first start)."""
+        """The registry as seen from this node (node 0 before the first start).
+
+        Without a ``registry_backend``, the default one is created by the first
+        :meth:`start` (where Redis is comes from the environment then); before that
+        this raises :class:`MeshNotRunningError`.
+        """
+        if self._registry is None:
+            raise MeshNotRunningError(
+                f"MeshClientService {self.key!r} has no registry before its first start()"
+            )
         return self._registry
 
     @property
     def mesh(self) -> MeshService:
         """The underlying mesh node (``_mc:<key>``)."""
         return self._mesh
+
+    @property
+    def observer(self) -> MeshObserver | None:
+        """Receives this node's client and mesh events (metrics); None = nobody."""
+        return self._mesh.observer
+
+    @observer.setter
+    def observer(self, observer: MeshObserver | None) -> None:
+        self._mesh.observer = observer
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -206,9 +238,21 @@ class MeshClientService(Generic[TMeta]):
         async with self._lifecycle:
             if self._running:
                 raise MeshError(f"MeshClientService {self.key!r} is already running")
+            settings = resolve_redis_settings(self._redis)
             await self._mesh.start()
+            if self._backend is None or self._owned_backend is not None:
+                # Created anew on every start: stop() closed the previous one.
+                self._owned_backend = self._backend = self._default_backend(settings)
             self._registry = MeshClientRegistry(self._mesh.instance_id, self._backend)
             self._running = True
+
+    def _default_backend(self, settings: RedisSettings) -> MeshClientRegistryBackend[TMeta]:
+        if settings.is_memory:
+            # Nodes of one memory:// mesh share one registry, like one Redis.
+            keys = RegistryKeys(settings.key_prefix, self.mesh_key)
+            shared = f"{settings.memory_name}/{keys.base}"
+            return MeshClientMemoryRegistry.shared(shared)
+        return MeshClientRedisRegistry(self.mesh_key, redis=settings)
 
     async def stop(self) -> None:
         """Remove this node's clients from the registry, leave the mesh, close what we opened.
@@ -220,9 +264,11 @@ class MeshClientService(Generic[TMeta]):
                 self._running = False
                 self._routes.clear()
                 try:
-                    await self._registry.cleanup_node()
+                    left = await self.client_registry.cleanup_node()
                 except Exception:
                     logger.exception("client service %s: removing own clients failed", self.key)
+                else:
+                    self._event("nodeLeft", clientIds=[c.client_id for c in left])
                 await _cancel_and_wait(self._tasks)
                 await self._mesh.stop()
             owned = self._owned_backend
@@ -241,12 +287,23 @@ class MeshClientService(Generic[TMeta]):
         """
         self._orphaned_callbacks.append(callback)
 
+    async def owner_holds(self, client_id: str, node_id: int) -> bool:
+        """Ask ``node_id`` (the client's registered owner) whether it still holds a live
+        connection for the client: False when it says not, or does not answer within
+        ``probe_timeout`` (dead or cut off); True otherwise, also for a node that cannot
+        tell (a TypeScript node). See :mod:`meshsrpc.probe`."""
+        return await self._probe.is_held(client_id, node_id)
+
     def on_client_superseded(self, callback: ClientSupersededCallback) -> None:
         """Call ``callback(client_id)`` here when the client registered on another node.
 
         The callback should close the stale stream. Errors are logged.
         """
         self._superseded_callbacks.append(callback)
+
+    def set_kick_handler(self, kick: ClientKickFn | None) -> None:
+        """Let operators disconnect a client held here (``meshsrpc kick``) with ``kick``."""
+        self._kick_fn = kick
 
     # --- clients ----------------------------------------------------------------------
 
@@ -262,12 +319,18 @@ class MeshClientService(Generic[TMeta]):
             return True
         self._routes.forget(client_id)
         try:
-            old = await self._registry.register(
+            old = await self.client_registry.register(
                 client_id, metadata, allow_supersede=allow_supersede
             )
         except ClientConflictError:
+            if self._mesh.observer is not None:
+                self._mesh.observer.client_conflict()
             return False
+        except Exception:
+            self._registry_failed("register")
+            raise
         self._kick_old_owner(client_id, old)
+        self._connected(client_id, old)
         return True
 
     async def reserve_client(
@@ -281,7 +344,15 @@ class MeshClientService(Generic[TMeta]):
         if not self._running:
             return None
         self._routes.forget(client_id)
-        old = await self._registry.reserve(client_id, metadata, allow_supersede=allow_supersede)
+        try:
+            old = await self.client_registry.reserve(
+                client_id, metadata, allow_supersede=allow_supersede
+            )
+        except ClientConflictError:
+            raise
+        except Exception:
+            self._registry_failed("reserve")
+            raise
         self._kick_old_owner(client_id, old)
         return old
 
@@ -294,27 +365,49 @@ class MeshClientService(Generic[TMeta]):
         if not self._running:
             return True
         self._routes.forget(client_id)
-        if self._registry.supports_reservation:
-            return await self._registry.activate(client_id, metadata)
-        old = await self._registry.register_reserved(client_id, metadata)
+        try:
+            if self.client_registry.supports_reservation:
+                old = None
+                if not await self.client_registry.activate(client_id, metadata):
+                    return False
+            else:
+                old = await self.client_registry.register_reserved(client_id, metadata)
+        except ClientConflictError:
+            raise
+        except Exception:
+            self._registry_failed("activate")
+            raise
         self._kick_old_owner(client_id, old)
+        self._connected(client_id, old)
         return True
 
     async def unregister_client(self, client_id: str) -> bool:
         """Remove the client if this node owns it. Not running: False."""
         if not self._running:
             return False
-        return await self._registry.unregister(client_id)
+        try:
+            removed = await self.client_registry.unregister(client_id)
+        except Exception:
+            self._registry_failed("unregister")
+            raise
+        if removed:
+            if self._mesh.observer is not None:
+                self._mesh.observer.client_disconnected()
+            self._event("disconnect", clientId=client_id)
+        return removed
 
     async def update_client_metadata(self, client_id: str, metadata: TMeta) -> bool:
-        """Replace a client's metadata, on whichever node owns it; False if unknown.
+        """Give a client new metadata, on whichever node owns it; False if unknown.
+
+        The owner's ``client_update_meta_fn`` applies it (MeshSrpcServer merges it into
+        ``stream.meta``); without one, the registry entry's metadata is replaced.
 
         Raises TypeError for metadata that is not JSON-serialisable. Not running: False.
         """
         encode_metadata(metadata)  # fail here, not on the owner
         if not self._running:
             return False
-        client = await self._registry.get_client(client_id)
+        client = await self.client_registry.get_client(client_id)
         if client is None:
             return False
         if client.node_id == self.instance_id:
@@ -333,12 +426,22 @@ class MeshClientService(Generic[TMeta]):
     ) -> Any:
         """Call ``type`` on the client, wherever it is connected, and return its answer.
 
-        Raises ClientNotFoundError (unknown, or not running), ClientDisconnectedError
-        (its node has no live stream for it), ClientInvocationError (the remote call
-        failed), or the mesh's errors (e.g. MeshRequestTimeoutError).
+        ``timeout`` None means the service's ``request_timeout``, whether the client is
+        here or on another node. Raises ClientNotFoundError (unknown, or not running),
+        ClientDisconnectedError (its node has no live stream for it),
+        ClientInvocationError (the remote call failed), or the mesh's errors (e.g.
+        MeshRequestTimeoutError).
         """
         if not self._running:
-            raise ClientNotFoundError(client_id)
+            raise ClientNotFoundError(
+                client_id,
+                f"cannot look up client {client_id!r}: MeshClientService {self.key!r} is not"
+                " running (call start() first)",
+            )
+        if timeout is None:
+            # One default for every path: a local client's delivery, and the caller's
+            # silence bound (and timeoutMs) of a forward.
+            timeout = self._mesh.request_timeout
         now = asyncio.get_running_loop().time()
         node_id = self._routes.get(client_id, now)
         if node_id is not None:
@@ -348,7 +451,7 @@ class MeshClientService(Generic[TMeta]):
                 # The route may be stale (the client moved or left): answer as a fresh
                 # lookup would have, trying once more if the client is elsewhere now.
                 self._routes.forget(client_id)
-                client = await self._registry.get_client(client_id)
+                client = await self.client_registry.get_client(client_id)
                 if client is None:
                     raise ClientNotFoundError(client_id) from exc
                 if client.node_id == node_id:
@@ -357,7 +460,7 @@ class MeshClientService(Generic[TMeta]):
             except BaseException:
                 self._routes.forget(client_id)
                 raise
-        client = await self._registry.get_client(client_id)
+        client = await self.client_registry.get_client(client_id)
         if client is None:
             raise ClientNotFoundError(client_id)
         return await self._deliver(client.node_id, client_id, type, data, timeout)
@@ -446,6 +549,19 @@ class MeshClientService(Generic[TMeta]):
             kicked = kicked or result is not False
         return messages.kick_reply(kicked)
 
+    async def _serve_ops_kick(self, data: Any) -> dict[str, Any]:
+        client_id = messages.parse_kick_client(data)
+        if client_id is None or self._kick_fn is None:
+            return messages.kick_reply(False)
+        kicked = bool(await _call(self._kick_fn, client_id))
+        logger.info(
+            "operator kick of client %s: %s",
+            client_id,
+            "disconnected" if kicked else "not here",
+            extra={"mesh_key": self.key, "node_id": self.instance_id, "client_id": client_id},
+        )
+        return messages.kick_reply(kicked)
+
     async def _serve_update_meta(self, data: Any) -> dict[str, Any]:
         request = messages.parse_update_meta(data)
         if not self._running or request is None:
@@ -456,7 +572,7 @@ class MeshClientService(Generic[TMeta]):
     async def _apply_metadata(self, client_id: str, metadata: Any) -> bool:
         if self._client_update_meta_fn is not None:
             return bool(await _call(self._client_update_meta_fn, client_id, metadata))
-        return await self._registry.update_metadata(client_id, metadata)
+        return await self.client_registry.update_metadata(client_id, metadata)
 
     # --- the leader's side: orphans ---------------------------------------------------
 
@@ -464,18 +580,55 @@ class MeshClientService(Generic[TMeta]):
         self._routes.forget_node(node_id)
         try:
             # Atomic: of concurrent cleanups of one node, only one gets its clients.
-            clients = await self._registry.cleanup_node(node_id)
+            clients = await self.client_registry.cleanup_node(node_id)
         except Exception:
             logger.exception("could not remove the clients of dead node %d", node_id)
             return
+        self._event("nodeDown", deadNodeId=node_id, orphans=[c.client_id for c in clients])
         if not clients:
             return
-        logger.info("node %d died with %d client(s)", node_id, len(clients))
+        if self._mesh.observer is not None:
+            self._mesh.observer.orphans_reported(node_id, len(clients))
+        logger.info(
+            "node %d died with %d client(s)",
+            node_id,
+            len(clients),
+            extra={
+                "mesh_key": self.key,
+                "node_id": self.instance_id,
+                "dead_node_id": node_id,
+                "orphans": len(clients),
+            },
+        )
         for callback in list(self._orphaned_callbacks):
             try:
                 await _call(callback, node_id, clients)
             except Exception:
                 logger.exception("on_node_clients_orphaned callback failed for node %d", node_id)
+
+    # --- presence events and metrics -------------------------------------------------
+
+    def _connected(self, client_id: str, old_node: int | None) -> None:
+        observer = self._mesh.observer
+        if old_node is not None and old_node != self.instance_id:
+            if observer is not None:
+                observer.client_connected()
+                observer.client_moved()
+            self._event("move", clientId=client_id, fromNodeId=old_node)
+        else:
+            if observer is not None:
+                observer.client_connected()
+            self._event("connect", clientId=client_id)
+
+    def _event(self, event: str, **fields: Any) -> None:
+        """Publish a presence event (WIRE.md §6) as this node."""
+        self._mesh.publish_event(
+            {"event": event, "nodeId": self.instance_id, **fields, "at": now_ms()}
+        )
+
+    def _registry_failed(self, operation: str) -> None:
+        if self._mesh.observer is not None:
+            self._mesh.observer.registry_error(operation)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -10,6 +10,7 @@ __all__ = [
     "FrameError",
     "IllegalTransitionError",
     "InvalidMessage",
+    "MeshConnectionError",
     "MeshError",
     "MeshHandlerError",
     "MeshNoHandlerError",
@@ -19,6 +20,7 @@ __all__ = [
     "RedisConfigurationError",
     "SrpcConflictError",
     "SrpcError",
+    "SrpcStreamClosedError",
 ]
 
 
@@ -30,11 +32,21 @@ class RedisConfigurationError(MeshError):
     """No Redis connection is configured, or the configuration is inconsistent."""
 
 
-class ClientNotFoundError(MeshError):
-    """The client id is not in the registry (or the service is not running)."""
+class MeshConnectionError(MeshError, ConnectionError):
+    """Redis could not be reached when a service started; names the (redacted) URL.
 
-    def __init__(self, client_id: str) -> None:
-        super().__init__(f"client {client_id!r} is not connected to any node")
+    Also a built-in :class:`ConnectionError`, so ``except ConnectionError`` catches it.
+    """
+
+
+class ClientNotFoundError(MeshError):
+    """The client id is not in the registry (or the service is not running).
+
+    ``message`` replaces the default text, e.g. to say that the mesh is not running.
+    """
+
+    def __init__(self, client_id: str, message: str | None = None) -> None:
+        super().__init__(message or f"client {client_id!r} is not connected to any node")
         self.client_id = client_id
 
 
@@ -47,11 +59,16 @@ class ClientDisconnectedError(MeshError):
 
 
 class ClientInvocationError(MeshError):
-    """Delivering a call to a client on another node failed; wraps the remote error text."""
+    """Delivering a call to a client on another node failed; wraps the remote error text.
 
-    def __init__(self, message: str) -> None:
+    ``error_name`` is the error's name as that node reported it (``errorName``, e.g.
+    ``"SrpcError"`` or ``"TimeoutError"``), or None.
+    """
+
+    def __init__(self, message: str, error_name: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.error_name = error_name
 
 
 class ClientConflictError(MeshError):
@@ -109,10 +126,28 @@ class SrpcError(MeshError):
         self.is_user_error = is_user_error
 
 
+class SrpcStreamClosedError(SrpcError):
+    """A call got no reply because its connection closed; ``cause`` is why (a CloseCause).
+
+    With cause ``"restart"`` (a draining server, close code 1012) the call was not
+    run: a draining server runs no request it received after it started draining.
+    """
+
+    def __init__(self, cause: str | None) -> None:
+        super().__init__(f"stream closed ({cause})")
+        self.cause = cause
+
+
 class SrpcConflictError(SrpcError):
     """``SrpcClient.connect`` was refused: the client id is already connected (protocol v2)."""
 
-    def __init__(self, message: str = "client id already connected") -> None:
+    def __init__(
+        self,
+        message: str = (
+            "client id already connected; connect(supersede=True) takes over the existing"
+            " connection"
+        ),
+    ) -> None:
         super().__init__(message)
 
 

@@ -49,6 +49,16 @@ class MeshKeys:
         """The broadcast channel every node subscribes to."""
         return f"{self.base}:broadcast"
 
+    @property
+    def leader(self) -> str:
+        """The current leader's instance id (an extension, for operators' tools)."""
+        return f"{self.base}:leader"
+
+    @property
+    def events(self) -> str:
+        """The presence-event channel (an extension: only operators' tools subscribe)."""
+        return f"{self.base}:events"
+
     def inbox(self, instance_id: int) -> str:
         """The pub/sub channel of one node."""
         return f"{self.base}:node:{instance_id}"

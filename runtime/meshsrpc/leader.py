@@ -41,6 +41,16 @@ class LeaderOptions:
     renewal_interval: float = 10.0
     retry_delay: float = 5.0
 
+    @classmethod
+    def for_node_ttl(cls, node_ttl: float) -> LeaderOptions:
+        """Timings scaled to a mesh's ``node_ttl``: what MeshService uses for ``leader=None``.
+
+        A crashed leader's lock expires within ``node_ttl`` and a survivor takes it
+        within a third more, so every dead node (the leader too) is reported within
+        about 2 x ``node_ttl`` of its crash, instead of the fixed 30 s lock ttl's wait.
+        """
+        return cls(ttl=node_ttl, renewal_interval=node_ttl / 3, retry_delay=node_ttl / 3)
+
 
 def resolve_leader_settings(
     redis: RedisLike, env: Mapping[str, str] | None = None
@@ -88,6 +98,8 @@ class LeaderService:
         self._task: asyncio.Task[None] | None = None
         self._on_became: LeaderCallback | None = None
         self._on_lost: LeaderCallback | None = None
+        # Set once the first attempt after start() has an outcome (won, lost or failed).
+        self._decided = asyncio.Event()
 
     @property
     def is_leader(self) -> bool:
@@ -98,6 +110,16 @@ class LeaderService:
     def lock_key(self) -> str:
         """The Redis key of the lock (empty before the first start)."""
         return self._lock_key
+
+    async def wait_first_attempt(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` seconds) for the first try after :meth:`start`.
+
+        Returns :attr:`is_leader` then, e.g. to report a node's role once it started.
+        """
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._decided.wait()
+        return self._is_leader
 
     def set_became_leader_callback(self, callback: LeaderCallback | None) -> None:
         """Call ``callback`` each time this instance becomes the leader."""
@@ -112,6 +134,7 @@ class LeaderService:
         if self._task is not None:
             raise RuntimeError(f"LeaderService {self.key!r} is already started")
         settings = resolve_leader_settings(self._redis)
+        self._decided.clear()
         self._lock_key = leader_lock_key(settings.key_prefix, self.key)
         self._engine = open_leader_lock(settings)
         self._task = asyncio.get_running_loop().create_task(
@@ -150,9 +173,14 @@ class LeaderService:
                     raise_if_cancelling()
                     logger.warning("leader lock %s: acquire failed: %s", self._lock_key, exc)
                     acquired = False
+                first = not self._decided.is_set()
+                self._decided.set()
                 if acquired:
                     self._is_leader = True
-                    logger.info("became leader for %s", self._lock_key)
+                    # The outcome of the first try is what a starting mesh node reports
+                    # in its one start line; a later takeover is news of its own.
+                    level = logging.DEBUG if first else logging.INFO
+                    logger.log(level, "became leader for %s", self._lock_key)
                     await self._fire(self._on_became, "became-leader")
                     await asyncio.sleep(self.options.renewal_interval)
                 else:

@@ -18,6 +18,7 @@ import functools
 import inspect
 import itertools
 import logging
+import math
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
@@ -37,6 +38,7 @@ from .errors import (
     MeshStoppedError,
 )
 from .leader import LeaderOptions, LeaderService
+from .observer import MeshMessageKind, MeshObserver
 from .settings import RedisLike, resolve_redis_settings
 
 __all__ = [
@@ -64,6 +66,8 @@ _REQUEST_HEARTBEAT_RATIO = 0.75
 # Upper bounds for each stop step, so stop() ends even when Redis is unreachable.
 _STOP_STEP_TIMEOUT = 3.0
 _CLEANUP_CALLBACK_GRACE = 5.0
+# How long start() waits for the first leader election attempt, to log the outcome.
+_LEADER_FIRST_ATTEMPT_WAIT = 2.0
 
 
 @dataclass(frozen=True)
@@ -201,7 +205,9 @@ class MeshService:
         self.heartbeat_interval = heartbeat_interval
         self.node_ttl = node_ttl
         self.request_timeout = request_timeout
-        self.leader_options = leader or LeaderOptions()
+        # The lock follows node_ttl: a dead leader is replaced as fast as a dead node is
+        # noticed (a fixed 30 s ttl delayed its own orphans' report by that much).
+        self.leader_options = leader or LeaderOptions.for_node_ttl(node_ttl)
         self.hostname = socket.gethostname()
         self._redis = redis
         self._instance_id = 0
@@ -224,6 +230,9 @@ class MeshService:
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._lifecycle = asyncio.Lock()
         self._beat_lock = asyncio.Lock()
+        #: Receives this node's mesh events (metrics); None = nobody, and no cost.
+        self.observer: MeshObserver | None = None
+        self._last_beat: float | None = None  # loop time of the last heartbeat Redis took
 
     # --- public API -----------------------------------------------------------------
 
@@ -241,6 +250,42 @@ class MeshService:
     def is_leader(self) -> bool:
         """True while this node holds the mesh's cleanup leader lock."""
         return self._leader is not None and self._leader.is_leader
+
+    @property
+    def heartbeat_age(self) -> float | None:
+        """Seconds since Redis last took this node's heartbeat; None when not running."""
+        if not self._running or self._last_beat is None:
+            return None
+        return asyncio.get_running_loop().time() - self._last_beat
+
+    async def ping(self) -> None:
+        """One round trip to Redis; raises MeshNotRunningError or the connection's error."""
+        engine = self._engine
+        if not self._running or engine is None:
+            raise MeshNotRunningError(f"MeshService {self.key!r} is not running")
+        await engine.ping()
+
+    def publish_event(self, event: dict[str, Any]) -> None:
+        """Publish a presence event (WIRE.md §6) without waiting; a failure is logged.
+
+        A no-op when not running. Nobody subscribes to the channel but operators'
+        tools, so an event costs one pipelined PUBLISH and reaches no node.
+        """
+        engine = self._engine
+        if not self._running or engine is None:
+            return
+        try:
+            payload = messages.encode(event)
+        except (TypeError, ValueError) as exc:
+            logger.warning("mesh %s: event not published: %s", self.key, exc)
+            return
+        sent = engine.send_event(payload)
+        sent.add_done_callback(functools.partial(self._log_unsent_event, event.get("event")))
+
+    def _log_unsent_event(self, what: Any, sent: asyncio.Future[None]) -> None:
+        exc = None if sent.cancelled() else sent.exception()
+        if exc is not None:
+            logger.debug("mesh %s: could not publish event %s: %s", self.key, what, exc)
 
     def register_handler(self, type: str, handler: MeshHandler) -> None:
         """Answer requests of ``type`` with ``handler(data)`` (sync or async); replaces."""
@@ -291,8 +336,13 @@ class MeshService:
                 self._engine = engine
                 registered = True
                 await engine.heartbeat(instance_id)
+                self._last_beat = asyncio.get_running_loop().time()
                 await engine.register_node(instance_id, self.hostname)
+                leader.set_became_leader_callback(functools.partial(self._leader_changed, True))
+                leader.set_lost_leader_callback(functools.partial(self._leader_changed, False))
                 leader.start()
+                # Bounded: an election that cannot finish must not hold up the start.
+                is_leader = await leader.wait_first_attempt(_LEADER_FIRST_ATTEMPT_WAIT)
             except BaseException:
                 self._running = False
                 self._engine = None
@@ -307,7 +357,15 @@ class MeshService:
             self._heartbeat_task = asyncio.get_running_loop().create_task(
                 self._heartbeat_loop(), name=f"meshsrpc-heartbeat {self.key}#{instance_id}"
             )
-            logger.info("mesh %s: node %d started", self.key, instance_id)
+            # The one line that says where this node is and what it does.
+            logger.info(
+                "mesh %r: node %d started on %s, key prefix %r, %s",
+                self.key,
+                instance_id,
+                settings.describe(),
+                settings.key_prefix,
+                "the cleanup leader" if is_leader else "not the leader",
+            )
 
     async def stop(self) -> None:
         """Leave the mesh. Idempotent, safe before start.
@@ -323,6 +381,7 @@ class MeshService:
             engine, self._engine = self._engine, None
             leader, self._leader = self._leader, None
             instance_id = self._instance_id
+            was_leader = leader is not None and leader.is_leader
             if leader is not None:
                 await leader.stop()
             heartbeat_task, self._heartbeat_task = self._heartbeat_task, None
@@ -348,6 +407,9 @@ class MeshService:
                 await _bounded(engine.deregister(instance_id), "deregister")
                 await _bounded(engine.aclose(), "close")
             self._instance_id = 0
+            self._last_beat = None
+            if leader is not None and self.observer is not None and was_leader:
+                self.observer.leader_changed(False)
             logger.info("mesh %s: node %d stopped", self.key, instance_id)
 
     async def invoke(
@@ -374,10 +436,10 @@ class MeshService:
                 raise MeshNoHandlerError(type)
             return await _call(handler, data)
         seconds = self.request_timeout if timeout is None else timeout
-        if seconds <= 0:
-            raise ValueError("timeout must be positive")
+        if not (seconds > 0 and math.isfinite(seconds)):
+            raise ValueError("timeout must be a positive finite number")
         request_id = _request_ids.next()
-        timeout_ms = max(1, round(seconds * 1000))
+        timeout_ms = messages.timeout_ms_to_wire(seconds)
         payload = messages.request(request_id, self._instance_id, type, data, timeout_ms)
         pending = _PendingRequest(
             asyncio.get_running_loop(), self._timeouts, instance_id, type, seconds
@@ -387,6 +449,8 @@ class MeshService:
         # Not awaited: the reply (or the timer, if the publish hangs) ends the wait, so
         # the caller wakes once per invoke; a failed publish fails it through on_sent.
         engine.send_to_node(instance_id, payload).add_done_callback(pending.on_sent)
+        if self.observer is not None:
+            self.observer.mesh_message_out("request")
         try:
             return await pending.future
         finally:
@@ -409,6 +473,8 @@ class MeshService:
         except Exception as exc:
             raise_if_cancelling()
             raise MeshError(f"could not broadcast {type!r}: {exc}") from exc
+        if self.observer is not None:
+            self.observer.mesh_message_out("broadcast")
         if not skip_self:
             handler = self._broadcast_handlers.get(type)
             if handler is not None:
@@ -440,7 +506,9 @@ class MeshService:
             try:
                 # Pending: a rejoin that failed is retried on the next beat, although
                 # the heartbeat itself then finds the entry present again.
-                if await engine.heartbeat(instance_id) or self._rejoin_pending:
+                missing = await engine.heartbeat(instance_id)
+                self._last_beat = asyncio.get_running_loop().time()
+                if missing or self._rejoin_pending:
                     # Our entry vanished (Redis restarted empty, or we were declared dead).
                     logger.warning(
                         "mesh %s: node %d was missing from the heartbeats; re-registering",
@@ -459,8 +527,17 @@ class MeshService:
             if self.is_leader:
                 # Right after our own heartbeat, as the TypeScript leader does.
                 await self._clean_up_dead_nodes(engine)
+                await self._note_leader(engine, instance_id)
             if self._pending:
                 await self._fail_requests_to_departed_nodes(engine)
+
+    async def _note_leader(self, engine: MeshEngine, instance_id: int) -> None:
+        """Tell operators' tools who leads (WIRE.md §6); gone a node TTL after we stop."""
+        try:
+            await engine.note_leader(instance_id, max(1, round(self.node_ttl * 1000)))
+        except Exception as exc:
+            raise_if_cancelling()
+            logger.debug("mesh %s: could not note the leader: %s", self.key, exc)
 
     async def _clean_up_dead_nodes(self, engine: MeshEngine) -> None:
         try:
@@ -469,8 +546,15 @@ class MeshService:
             raise_if_cancelling()
             logger.warning("mesh %s: cleanup failed: %s", self.key, exc)
             return
+        for node_id in removed:
+            logger.info(
+                "mesh %s: node %d is dead (no heartbeat for %.1f s); removed",
+                self.key,
+                node_id,
+                self.node_ttl,
+                extra={"mesh_key": self.key, "node_id": self._instance_id, "dead_node_id": node_id},
+            )
         if removed:
-            logger.info("mesh %s: removed dead nodes %s", self.key, removed)
             # Not awaited here: a slow callback must not delay our own heartbeat.
             self._spawn(self._report_cleaned_up(removed), self._cleanup_tasks)
 
@@ -528,6 +612,8 @@ class MeshService:
             for pending in list(self._pending.values()):
                 pending.fail(lost)
         elif event is SubscriptionEvent.RESTORED:
+            if self.observer is not None:
+                self.observer.redis_reconnected()
             self._spawn(self._beat(), self._tasks)
 
     # --- incoming messages ----------------------------------------------------------
@@ -544,6 +630,8 @@ class MeshService:
         except messages.InvalidMessage as exc:
             logger.warning("mesh %s: dropping message (%s): %r", self.key, exc, payload[:200])
             return
+        if self.observer is not None:
+            self.observer.mesh_message_in(_kind_of(message))
         if isinstance(message, messages.Broadcast):
             self._on_broadcast(message)
         elif isinstance(message, messages.RequestHeartbeat):
@@ -577,7 +665,7 @@ class MeshService:
                 else:
                     try:
                         payload = messages.reply(request.request_id, result)
-                    except (TypeError, ValueError) as exc:
+                    except (TypeError, ValueError, RecursionError) as exc:
                         text = (
                             f"mesh handler {request.type!r} returned a value that is not JSON:"
                             f" {exc}"
@@ -587,6 +675,17 @@ class MeshService:
                     self._beats.discard(serving)
             # Not awaited: this task is done once the reply is queued (one wake-up less).
             self._send_to_node(request.sender, payload, "reply")
+            if self.observer is not None:
+                self.observer.mesh_message_out("reply")
+        except Exception:
+            # Nothing of a peer's request may end this task with an unretrieved error.
+            raise_if_cancelling()
+            logger.exception(
+                "mesh %s: could not answer request %r from node %d",
+                self.key,
+                request.request_id,
+                request.sender,
+            )
         finally:
             self._serving.pop(id(request), None)
 
@@ -595,6 +694,8 @@ class MeshService:
         # Not awaited: a slow publish must not delay the next beat.
         payload = messages.request_heartbeat(serving.request_id)
         self._send_to_node(serving.sender, payload, "request heartbeat")
+        if self.observer is not None:
+            self.observer.mesh_message_out("heartbeat")
 
     def _send_to_node(self, instance_id: int, payload: bytes, what: str) -> None:
         """Queue a publish to a node; a failure is logged, nobody waits for it."""
@@ -648,6 +749,10 @@ class MeshService:
             raise_if_cancelling()
             logger.exception("mesh %s: broadcast handler for %r failed", self.key, type)
 
+    def _leader_changed(self, is_leader: bool) -> None:
+        if self.observer is not None:
+            self.observer.leader_changed(is_leader)
+
     def _spawn(
         self, coro: Coroutine[Any, Any, Any], tasks: set[asyncio.Task[Any]]
     ) -> asyncio.Task[Any]:
@@ -655,6 +760,18 @@ class MeshService:
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         return task
+
+
+def _kind_of(
+    message: messages.Request | messages.Reply | messages.RequestHeartbeat | messages.Broadcast,
+) -> MeshMessageKind:
+    if isinstance(message, messages.Request):
+        return "request"
+    if isinstance(message, messages.Reply):
+        return "reply"
+    if isinstance(message, messages.RequestHeartbeat):
+        return "heartbeat"
+    return "broadcast"
 
 
 async def _bounded(step: Awaitable[None], what: str) -> None:

@@ -4,12 +4,15 @@ nodes write them, and checked on arrival so that a bad message is dropped, never
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import Any, NoReturn, TypeGuard
 
 from .errors import InvalidMessage, MeshError, MeshHandlerError, MeshNoHandlerError
 
 __all__ = [
+    "MAX_TIMEOUT_MS",
+    "MIN_TIMEOUT_MS",
     "NO_HANDLER_PREFIX",
     "Broadcast",
     "InvalidMessage",
@@ -26,10 +29,18 @@ __all__ = [
     "reply_error",
     "request",
     "request_heartbeat",
+    "timeout_ms_from_wire",
+    "timeout_ms_to_wire",
 ]
 
 #: Error text of a reply to a request whose type has no handler, followed by the type.
 NO_HANDLER_PREFIX = "MESH_NO_HANDLER:"
+
+#: Every ``timeoutMs`` (a request's, a forward's) is clamped to this range, in ms, before
+#: it becomes a delay, whether sent or received (1 ms to 24 h). 24 h also stays below
+#: the 2^31 - 1 ms past which a JavaScript timer fires at once.
+MIN_TIMEOUT_MS = 1
+MAX_TIMEOUT_MS = 86_400_000
 
 
 @dataclass(frozen=True)
@@ -40,7 +51,8 @@ class Request:
     sender: int
     type: str
     data: Any
-    #: The caller's timeout; None when absent or not a positive number.
+    #: The caller's timeout, clamped to [MIN_TIMEOUT_MS, MAX_TIMEOUT_MS]; None when
+    #: absent or not a positive number.
     timeout_ms: float | None
 
 
@@ -69,15 +81,55 @@ class Broadcast:
     data: Any
 
 
+class _NonFinite(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> NoReturn:
+    # NaN/Infinity are not JSON (no TypeScript node writes them) and, as a delay, they
+    # would corrupt the event loop's timer heap.
+    raise _NonFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)  # "1e400" is valid JSON but parses to inf
+    if not math.isfinite(value):
+        raise _NonFinite(text)
+    return value
+
+
 # Built once: json.dumps/json.loads with options build a new encoder on every call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-_DECODER = json.JSONDecoder()
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def timeout_ms_from_wire(value: Any) -> float | None:
+    """A received ``timeoutMs`` clamped to [MIN_TIMEOUT_MS, MAX_TIMEOUT_MS]; None unless
+    a positive number (a bool, NaN or a string is no timeout)."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        return None
+    # Clamped as it is, before any float conversion: a huge int would overflow it.
+    return MAX_TIMEOUT_MS if value > MAX_TIMEOUT_MS else max(value, MIN_TIMEOUT_MS)
+
+
+def timeout_ms_to_wire(seconds: float) -> int:
+    """The ``timeoutMs`` to send for a timeout of ``seconds`` (positive), clamped as
+    :func:`timeout_ms_from_wire` would clamp it on arrival."""
+    return min(max(MIN_TIMEOUT_MS, round(seconds * 1000)), MAX_TIMEOUT_MS)
 
 
 def encode(message: dict[str, Any]) -> bytes:
     """JSON as ``JSON.stringify`` writes it: no spaces, insertion order, non-ASCII raw,
-    "/" unescaped. Raises TypeError/ValueError for values JSON cannot carry."""
-    return _ENCODER.encode(message).encode()
+    "/" unescaped, a lone surrogate as a ``\\uXXXX`` escape. Raises TypeError/ValueError
+    for values JSON cannot carry."""
+    text = _ENCODER.encode(message)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate (a peer's "\\ud800" escape read back, a handler's str) is not
+        # UTF-8. Within JSON it can only sit inside a string, where the escape is what
+        # JSON.stringify writes and reads back as the same string.
+        return text.encode("utf-8", "backslashreplace")
 
 
 def request(request_id: str, sender: int, type: str, data: Any, timeout_ms: int) -> bytes:
@@ -143,11 +195,8 @@ def parse_inbox(payload: bytes) -> Request | Reply | RequestHeartbeat:
     sender, type = message.get("senderInstanceId"), message.get("type")
     if not isinstance(request_id, str) or not _is_int(sender) or not isinstance(type, str):
         raise InvalidMessage("request without requestId (str), senderInstanceId (int), type (str)")
-    timeout = message.get("timeoutMs")
-    valid_timeout = (_is_int(timeout) or isinstance(timeout, float)) and timeout > 0
-    return Request(
-        request_id, sender, type, message.get("data"), timeout if valid_timeout else None
-    )
+    timeout_ms = timeout_ms_from_wire(message.get("timeoutMs"))
+    return Request(request_id, sender, type, message.get("data"), timeout_ms)
 
 
 def parse_broadcast(payload: bytes) -> Broadcast:
@@ -165,9 +214,15 @@ def _decode(payload: bytes) -> dict[str, Any]:
             # What json.loads(bytes) does for this (the usual) case, minus its checks.
             message = _DECODER.decode(payload.decode("utf-8", "surrogatepass"))
         else:  # BOMs, UTF-16/32, leading white space: as json.loads has it
-            message = json.loads(payload)
+            message = json.loads(
+                payload, parse_constant=_reject_constant, parse_float=_finite_float
+            )
+    except _NonFinite as exc:
+        raise InvalidMessage(f"non-finite number {exc} in JSON") from None
     except ValueError:  # also bytes that are not UTF-8
         raise InvalidMessage("not JSON") from None
+    except RecursionError:
+        raise InvalidMessage("JSON nested too deeply") from None
     if not isinstance(message, dict):
         raise InvalidMessage("not a JSON object")
     return message

@@ -3,8 +3,10 @@
 Per stream (see :mod:`meshsrpc.lifecycle` for the phases):
 
 - accepted → the client is *reserved* in the registry (hidden, not yet invocable),
-  unless another node holds it: then plain v2 is refused with 4001, and protocol v1,
-  or v2 with ``_supersede=1``, waits to take it over at activation.
+  unless another node holds it: then protocol v1, or v2 with ``_supersede=1``, waits
+  to take it over at activation; plain v2 first asks the owner whether it still holds
+  a live connection (the probe): if not, or no answer, it takes over too, otherwise it
+  is refused with 4001.
 - connection handlers done → the reservation is *activated*, or the takeover written
   (the other node is told to close its stream with 4002): now invocable through the
   mesh. A takeover that fails before this point leaves the client on its node.
@@ -13,7 +15,9 @@ Per stream (see :mod:`meshsrpc.lifecycle` for the phases):
   finished.
 - closed → if this stream holds the client's entry, the client is unregistered
   (ownership-safe: a no-op when it has already moved), and ``on_client_disconnected``
-  runs only if this node still owned it, i.e. the client really left.
+  runs only if this node still owned it, i.e. the client really left. While the node
+  drains, a stream closed with ``"restart"`` first waits (bounded) for its client to
+  reappear on another node: then it moved, as for a supersede.
 
 Registry writes for one client run strictly in order (a per-client queue); the
 connected/disconnected callbacks run in a second per-client queue, so a slow callback
@@ -38,6 +42,8 @@ from .departures import UnsureDeparture, UnsureDepartures
 from .errors import ClientConflictError, SrpcConflictError
 from .lifecycle import ClientTable, Phase
 from .meta_sync import MetaSync, snapshot
+from .moves import DrainMoves
+from .observer import MeshObserver
 from .srpc.protocol import CLOSE_CODES, CloseCause
 from .srpc.stream import SrpcStream
 
@@ -68,9 +74,9 @@ class _Rewrite:
     failure: str
 
 
-_BACKFILL = _Rewrite(True, 1, "could not register client %s at mesh start")
+_BACKFILL = _Rewrite(True, 1, "could not register client %r at mesh start")
 # Right after a Redis restart, pooled connections to the old server fail once.
-_RESTORE = _Rewrite(False, _RESTORE_ATTEMPTS, "could not re-register client %s")
+_RESTORE = _Rewrite(False, _RESTORE_ATTEMPTS, "could not re-register client %r")
 
 
 def _allows_supersede(stream: SrpcStream) -> bool:
@@ -88,6 +94,8 @@ class MeshRegistrar(Generic[MetaT]):
         *,
         extract_metadata: Callable[[SrpcStream], MetaT] | None,
         request_timeout: float,
+        moves: DrainMoves,
+        metrics: MeshObserver | None = None,
     ) -> None:
         self._server = server
         self._service = service
@@ -106,6 +114,8 @@ class MeshRegistrar(Generic[MetaT]):
         self.running = False
         self._request_timeout = request_timeout
         self._reconciler: asyncio.Task[None] | None = None
+        self._moves = moves
+        self._metrics = metrics
 
     def is_current(self, stream: SrpcStream) -> bool:
         """True while ``stream`` is open and the newest stream of its client here."""
@@ -137,9 +147,10 @@ class MeshRegistrar(Generic[MetaT]):
             self._reconciler = None
         await self._registry_steps.drain(self._request_timeout)
 
-    async def drain(self, callback_timeout: float) -> None:
-        """Finish (bounded) the registry steps and callbacks of the streams closed so far."""
-        await self._registry_steps.drain(self._request_timeout)
+    async def drain(self, callback_timeout: float, *, grace: float = 0.0) -> None:
+        """Finish (bounded) the registry steps and callbacks of the streams closed so far;
+        ``grace`` more for releases waiting for their client to move (a drain)."""
+        await self._registry_steps.drain(grace + self._request_timeout)
         await self.callbacks.drain(callback_timeout)
 
     # --- stream events (SrpcServer hooks) ----------------------------------------------
@@ -195,8 +206,18 @@ class MeshRegistrar(Generic[MetaT]):
                 if state is not None:
                     state.takeover = True
                 return
+            if self._metrics is not None:
+                self._metrics.client_conflict()
+            # The owner may be dead (not cleaned up yet) or hold a ghost: if it says it
+            # has no live connection, or does not answer, take the client over (at
+            # activation, as a supersede) instead of refusing it until node_ttl.
+            held = await self._service.owner_holds(stream.client_id, exc.owner_node_id)
+            state = self.table.stream(stream)
+            if not held and self.is_current(stream) and state is not None:
+                state.takeover = True
+                return
             logger.info(
-                "refusing %s: connected to node %d (protocol v2)",
+                "refusing %r: connected to node %d (protocol v2)",
                 stream.client_id,
                 exc.owner_node_id,
             )
@@ -261,12 +282,12 @@ class MeshRegistrar(Generic[MetaT]):
         if not registered:
             if how.backfill:
                 table.give_up_hold(stream, previous)
-                logger.info("closing %s: it is connected to another node", client_id)
+                logger.info("closing %r: it is connected to another node", client_id)
                 await self._server.close_stream(
                     stream, CLOSE_CODES["conflict"], "conflict", "Client ID already connected"
                 )
             elif stream.is_open:
-                logger.info("client %s moved to another node meanwhile; closing it here", client_id)
+                logger.info("client %r moved to another node meanwhile; closing it here", client_id)
                 await self._server.close_stream(
                     stream, CLOSE_CODES["supersede"], "supersede", "Client moved to another node"
                 )
@@ -295,7 +316,7 @@ class MeshRegistrar(Generic[MetaT]):
         taken over by a newer stream here, or active while no mesh ran."""
         client_id = stream.client_id
         if self.table.has_holder(client_id) or client_id in self._server.streams_by_client_id:
-            logger.debug("released %s: the stream held no registry entry", client_id)
+            logger.debug("released %r: the stream held no registry entry", client_id)
             return  # the holder's (or the newer stream's) release reports the client
         presence = self.table.end_presence(client_id)
         if presence is not None:
@@ -307,13 +328,21 @@ class MeshRegistrar(Generic[MetaT]):
         # The client's connection reported here: this stream's, or that of an older
         # stream here it took over from before being announced itself.
         presence = self.table.release_hold(stream)
+        if (
+            cause == "restart"
+            and self.running
+            and await self._moves.moved(client_id, self._service.instance_id, self._owner_of)
+        ):
+            # Reported connected on its new node, which took the entry over: as for a
+            # supersede, nothing to remove or report here.
+            cause = "supersede"
         announced = presence is not None
         metadata = presence.metadata if presence is not None else None
         unreachable = False
         try:
             removed = await self._service.unregister_client(client_id)
         except Exception as exc:
-            logger.warning("could not unregister client %s: %s", client_id, exc)
+            logger.warning("could not unregister client %r: %s", client_id, exc)
             # Redis is unreachable (or restarting empty, so that a later unregister would
             # find nothing and report nothing). As far as this node knows it still owns
             # the client: a takeover would have closed the stream with "supersede". So
@@ -321,7 +350,7 @@ class MeshRegistrar(Generic[MetaT]):
             removed = cause != "supersede"
             unreachable = True
         logger.debug(
-            "released %s: removed=%s announced=%s cause=%s", client_id, removed, announced, cause
+            "released %r: removed=%s announced=%s cause=%s", client_id, removed, announced, cause
         )
         if not self.running and announced and cause != "supersede":
             # The node is leaving: mesh_stop() already removed its clients from the
@@ -360,7 +389,11 @@ class MeshRegistrar(Generic[MetaT]):
                 return
             except Exception:
                 continue
-        logger.warning("gave up unregistering client %s", client_id)
+        logger.warning("gave up unregistering client %r", client_id)
+
+    async def _owner_of(self, client_id: str) -> int | None:
+        owner = await self._service.client_registry.get_client(client_id)
+        return None if owner is None else owner.node_id
 
     # --- entries the registry lost ---------------------------------------------------------
 
@@ -420,7 +453,7 @@ class MeshRegistrar(Generic[MetaT]):
         for stream in held:
             if stream.client_id in registered or not self.is_current(stream):
                 continue
-            logger.info("client %s is held here but unregistered; registering it", stream.client_id)
+            logger.info("client %r is held here but unregistered; registering it", stream.client_id)
             step = functools.partial(self._write_again, stream, _RESTORE, True)
             self._registry_steps.submit(stream.client_id, step)
 
@@ -436,11 +469,11 @@ class MeshRegistrar(Generic[MetaT]):
             return
         try:
             if await self._service.client_registry.get_client(client_id) is not None:
-                logger.debug("unsure %s: registered elsewhere, not reported", client_id)
+                logger.debug("unsure %r: registered elsewhere, not reported", client_id)
                 return  # it is registered elsewhere now: it moved, it did not leave
         except Exception:
-            logger.exception("could not look up client %s", client_id)
-        logger.debug("unsure %s: held by nobody, reported as disconnected", client_id)
+            logger.exception("could not look up client %r", client_id)
+        logger.debug("unsure %r: held by nobody, reported as disconnected", client_id)
         self.callbacks.report_gone(client_id, metadata)
 
     # --- metadata ------------------------------------------------------------------------
@@ -460,7 +493,7 @@ class MeshRegistrar(Generic[MetaT]):
         try:
             await self._write_metadata(stream, metadata)
         except Exception:
-            logger.exception("could not sync the metadata of client %s", stream.client_id)
+            logger.exception("could not sync the metadata of client %r", stream.client_id)
 
     async def apply_client_metadata(self, client_id: str, metadata: Any) -> bool:
         """MeshClientService's ``client_update_meta_fn``: runs on the owning node."""
@@ -472,7 +505,7 @@ class MeshRegistrar(Generic[MetaT]):
         if isinstance(metadata, Mapping):
             # Merging notifies the meta watcher; setting the table first makes its sync
             # see no change, so the registry is written once, below.
-            stream.meta.update(metadata)
+            _merge(stream.meta, metadata)
             new = self.meta.take_snapshot(stream)
         else:
             new = snapshot(metadata)
@@ -481,9 +514,18 @@ class MeshRegistrar(Generic[MetaT]):
         try:
             updated = await asyncio.shield(self._registry_steps.submit(client_id, step))
         except Exception:
-            logger.exception("could not update the metadata of client %s", client_id)
+            logger.exception("could not update the metadata of client %r", client_id)
             updated = False
         entry = self.table.client(client_id)
         if not updated and entry is not None and entry.metadata is new:
             self.table.remember(stream, previous)
         return updated
+
+
+def _merge(meta: dict[str, Any], update: Mapping[str, Any]) -> None:
+    """update_client_metadata's merge: None deletes a key (JSON has no "absent" value)."""
+    for key, value in update.items():
+        if value is None:
+            meta.pop(key, None)
+        else:
+            meta[key] = value

@@ -12,30 +12,37 @@ import asyncio
 import functools
 import inspect
 import logging
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, Unpack
 
 import betterproto2
 
+from ._tasks import raise_if_cancelling
 from .client_callbacks import ClientLifecycleHandler
 from .client_service import (
     DEFAULT_FORWARD_SAFETY_TIMEOUT,
+    DEFAULT_PROBE_TIMEOUT,
     MeshClientService,
     NodeClientsOrphanedCallback,
 )
+from .health import MeshHealth
 from .leader import LeaderOptions
-from .mesh import BroadcastHandler
+from .mesh import BroadcastHandler, MeshNode
 from .mesh_calls import MeshCalls
 from .mesh_registrar import MeshRegistrar
+from .moves import DrainMoves
+from .observer import MeshObserver, outcome_of
 from .registry.base import MeshClientRegistryBackend
 from .registry.registry import MeshClientRegistry
 from .replay import RedisReplayGuard
 from .settings import RedisLike, resolve_redis_settings
+from .srpc.options import SrpcServerOptions
 from .srpc.protocol import CLOSE_CODES, CloseCause
 from .srpc.server import ServerMessageHandler, SrpcServer
 from .srpc.stream import SrpcStream
 
-__all__ = ["ClientLifecycleHandler", "MeshSrpcServer"]
+__all__ = ["ClientLifecycleHandler", "MeshSrpcServer", "MeshSrpcServerOptions"]
 
 logger = logging.getLogger("meshsrpc.mesh_server")
 
@@ -44,31 +51,59 @@ S = TypeVar("S", bound=betterproto2.Message)
 MetaT = TypeVar("MetaT")
 
 
-class _RunningRequests:
-    """Counts the client requests whose handlers are running, so close() lets them answer."""
+class MeshSrpcServerOptions(SrpcServerOptions, Generic[MetaT], total=False):
+    """MeshSrpcServer's keyword arguments but ``mesh_key`` (and SrpcServer's)."""
 
-    def __init__(self) -> None:
+    registry_backend: MeshClientRegistryBackend[MetaT] | None
+    extract_metadata: Callable[[SrpcStream], MetaT] | None
+    heartbeat_interval: float
+    node_ttl: float
+    request_timeout: float
+    leader: LeaderOptions | None
+    redis: RedisLike
+    forward_safety_timeout: float
+    probe_timeout: float
+    metrics: MeshObserver | None
+
+
+class _RunningRequests:
+    """Counts the client requests whose handlers are running, so close() lets them answer;
+    times them for the metrics, when they are on."""
+
+    def __init__(self, metrics: MeshObserver | None) -> None:
         self.count = 0
         self._done = asyncio.Event()
         self._done.set()
+        self._metrics = metrics
 
-    async def track(self, handler: ServerMessageHandler, stream: SrpcStream, request: Any) -> Any:
+    async def track(
+        self, prefix: str, handler: ServerMessageHandler, stream: SrpcStream, request: Any
+    ) -> Any:
         """Run ``handler(stream, request)``, counted."""
         # SRPC queues the reply in the same step the handler returns in, so once the
         # count drops to zero every reply is ahead of the close frames.
         self.count += 1
         self._done.clear()
+        metrics = self._metrics
+        started = time.perf_counter() if metrics is not None else 0.0
         try:
             result = handler(stream, request)
             if inspect.isawaitable(result):
                 result = await result
+            if metrics is not None:
+                metrics.rpc_served(prefix, "ok", time.perf_counter() - started)
             return result
+        except Exception as exc:
+            if metrics is not None:
+                elapsed = time.perf_counter() - started
+                metrics.rpc_served(prefix, outcome_of(exc), elapsed)
+            raise
         finally:
             self.count -= 1
             if not self.count:
                 self._done.set()
 
-    async def wait(self, timeout: float) -> None:
+    async def wait(self, timeout: float, *, closing: bool = True) -> None:
         """Wait (at most ``timeout`` seconds) until none is running."""
         if not self.count:
             return
@@ -76,7 +111,8 @@ class _RunningRequests:
             async with asyncio.timeout(timeout):
                 await self._done.wait()
         except TimeoutError:
-            logger.warning("closing with %d request(s) still running", self.count)
+            if closing:
+                logger.warning("closing with %d request(s) still running", self.count)
 
 
 class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
@@ -105,16 +141,28 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         leader: LeaderOptions | None = None,
         redis: RedisLike = None,
         forward_safety_timeout: float = DEFAULT_FORWARD_SAFETY_TIMEOUT,
-        **srpc_options: Any,
+        probe_timeout: float = DEFAULT_PROBE_TIMEOUT,
+        metrics: MeshObserver | None = None,
+        **srpc_options: Unpack[SrpcServerOptions],
     ) -> None:
         super().__init__(client_message, server_message, **srpc_options)
+        # Where Redis is, is resolved (environment included) in mesh_start().
+        self._mesh_redis = redis
+        self._mesh_key = mesh_key
+        # SrpcServer's in-process guard; mesh_start() replaces it with the Redis one,
+        # unless the user has set a guard of their own.
+        self._mesh_local_replay_guard = self._replay_guard
         self._mesh_replay_guard: RedisReplayGuard | None = None
-        settings = resolve_redis_settings(redis)
-        if self._replay_guard is not None and not settings.is_memory:
-            # Shared by all nodes: a handshake accepted here is refused everywhere.
-            self._mesh_replay_guard = RedisReplayGuard(settings, mesh_key)
-            self.set_replay_guard(self._mesh_replay_guard)
-        self._mesh_calls = MeshCalls(self, self._invoke_stream, self._mesh_is_running)
+        moves = DrainMoves()
+        self._mesh_moves = moves
+        self._mesh_calls = MeshCalls(
+            self,
+            self._invoke_stream,
+            self._mesh_is_running,
+            request_timeout=request_timeout,
+            moves=moves,
+            metrics=metrics,
+        )
         service: MeshClientService[MetaT] = MeshClientService(
             mesh_key,
             self._mesh_calls.serve_forward,
@@ -126,14 +174,24 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             leader=leader,
             redis=redis,
             forward_safety_timeout=forward_safety_timeout,
+            client_held_fn=self._mesh_calls.holds_client,
+            probe_timeout=probe_timeout,
         )
         self._mesh_client_service = service
         self._mesh = MeshRegistrar(
-            self, service, extract_metadata=extract_metadata, request_timeout=request_timeout
+            self,
+            service,
+            extract_metadata=extract_metadata,
+            request_timeout=request_timeout,
+            moves=moves,
+            metrics=metrics,
         )
         self._mesh_calls.bind(service)
         service.mesh.set_rejoined_callback(self._mesh.restore)
-        self._mesh_requests = _RunningRequests()
+        self._mesh_requests = _RunningRequests(metrics)
+        if metrics is not None:
+            service.observer = metrics
+            metrics.set_connected_clients(self._mesh_count_connected)
 
     # --- public API ----------------------------------------------------------------
 
@@ -147,10 +205,65 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         """The client registry as seen from this node."""
         return self._mesh_client_service.client_registry
 
+    @property
+    def is_leader(self) -> bool:
+        """True while this node holds the mesh's cleanup leader lock.
+
+        The leader removes dead nodes and reports their clients
+        (:meth:`on_node_clients_orphaned` runs there).
+        """
+        return self._mesh_client_service.mesh.is_leader
+
+    async def get_nodes(self) -> list[MeshNode]:
+        """Every node of this server's mesh by instance id; ``self`` marks this one.
+
+        A dead node stays listed until the leader removes it. Raises
+        :class:`MeshNotRunningError` before :meth:`mesh_start`.
+        """
+        return await self._mesh_client_service.mesh.get_nodes()
+
     async def mesh_start(self) -> None:
-        """Join the mesh and register every stream that connected before (active or pending)."""
+        """Join the mesh and register every stream that connected before (active or pending).
+
+        Where Redis is (``redis=``, else the environment) is resolved here, not in the
+        constructor. From here on, replay protection is shared by every node.
+        """
+        settings = resolve_redis_settings(self._mesh_redis)
         await self._mesh_client_service.start()
+        guard = self._replay_guard
+        if guard is not None and guard is self._mesh_local_replay_guard and not settings.is_memory:
+            if self._mesh_replay_guard is None:
+                self._mesh_replay_guard = RedisReplayGuard(settings, self._mesh_key)
+            # Shared by all nodes: a handshake accepted here is refused everywhere.
+            self.set_replay_guard(self._mesh_replay_guard)
         await self._mesh.start()
+
+    async def health(self, *, timeout: float = 1.0) -> MeshHealth:
+        """This node's health: mesh joined, Redis answering a PING within ``timeout``
+        seconds, heartbeat age, leader, open streams. ``ready`` sums it up."""
+        mesh = self._mesh_client_service.mesh
+        joined = self._mesh.running and mesh.is_running
+        reachable, error = False, None
+        if joined:
+            try:
+                async with asyncio.timeout(timeout):
+                    await mesh.ping()
+                reachable = True
+            except Exception as exc:
+                raise_if_cancelling()
+                error = f"Redis: {str(exc) or type(exc).__name__}"
+        else:
+            error = "not joined to the mesh"
+        return MeshHealth(
+            mesh_joined=joined,
+            redis_reachable=reachable,
+            heartbeat_age=mesh.heartbeat_age,
+            node_ttl=mesh.node_ttl,
+            leader=mesh.is_leader,
+            node_id=mesh.instance_id,
+            open_streams=len(self.streams_by_id),
+            error=error,
+        )
 
     async def mesh_stop(self) -> None:
         """Remove this node's clients from the registry and leave the mesh.
@@ -158,8 +271,21 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         Call it before :meth:`close`; the streams stay open. Other nodes report no
         orphans for this node.
         """
+        stopping = {
+            "mesh_key": self._mesh_client_service.key,
+            "node_id": self.mesh_instance_id,
+            "clients": len(self.streams_by_client_id),
+        }
         await self._mesh.stop()
         await self._mesh_client_service.stop()
+        if stopping["node_id"]:
+            logger.info(
+                "mesh %s: node %d left the mesh with %d client(s)",
+                stopping["mesh_key"],
+                stopping["node_id"],
+                stopping["clients"],
+                extra=stopping,
+            )
 
     async def close(self) -> None:
         """Let running client requests answer (up to ``close_timeout``), then close every stream.
@@ -175,6 +301,22 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         if self._mesh_replay_guard is not None:
             await self._mesh_replay_guard.aclose()
 
+    async def drain(self, timeout: float | None = None) -> None:
+        """Hand every client to the other nodes (a rolling deploy, a SIGTERM).
+
+        Refuses new connections (503), lets running requests answer, then closes each
+        stream with 1012 (``"restart"``): SDK clients reconnect at once, to their next
+        URL (behind a load balancer: another node, this one refusing). A client that
+        reappears on another node within ``timeout`` (default ``node_ttl``) is
+        reported connected there and never disconnected here; the others are reported
+        disconnected once it passed. Then call :meth:`mesh_stop` and :meth:`close`.
+        """
+        grace = self._mesh_client_service.mesh.node_ttl if timeout is None else timeout
+        self._mesh_moves.grace = grace if self._mesh.running else None
+        await self._mesh_requests.wait(self.close_timeout, closing=False)
+        await super().drain()
+        await self._mesh.drain(self.close_timeout, grace=grace)
+
     async def __aenter__(self) -> Self:
         """``async with server:`` joins the mesh (:meth:`mesh_start`)."""
         await self.mesh_start()
@@ -189,14 +331,16 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
 
     def register_message_handler(self, prefix: str, handler: ServerMessageHandler) -> None:
         """Handle the client's ``<prefix>Request``: handler(stream, request) -> response."""
-        tracked = functools.partial(self._mesh_requests.track, handler)
+        tracked = functools.partial(self._mesh_requests.track, prefix, handler)
         super().register_message_handler(prefix, tracked)
 
-    async def update_client_metadata(self, client_id: str, metadata: MetaT) -> bool:
-        """Replace a client's metadata from any node; False if the client is not connected.
+    async def update_client_metadata(self, client_id: str, metadata: Any) -> bool:
+        """Merge keys into a client's metadata from any node; False if it is not connected.
 
-        The owning node merges a mapping into ``stream.meta`` and writes the registry
-        once.
+        The owning node merges the mapping into ``stream.meta`` (a key set to None is
+        deleted; keys not given are kept) and writes the registry once. With a custom
+        ``extract_metadata`` whose metadata is not a mapping, it replaces it instead.
+        Generated servers type ``metadata`` as the app's ``ClientMetaUpdateDict``.
         """
         return await self._mesh_client_service.update_client_metadata(client_id, metadata)
 
@@ -211,6 +355,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             """Call a client: ``await invoke(stream_or_client_id, "dNotify", request)``.
 
             A stream is called directly; a client id wherever the client is connected.
+            ``timeout`` None means ``request_timeout`` (10 s by default) on every path.
             """
             return await self._mesh_calls.invoke(stream_or_client_id, prefix, request, timeout)
 
@@ -254,7 +399,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
 
     async def _on_stream_activating(self, stream: SrpcStream) -> None:
         if not await self._mesh.activating(stream):
-            logger.warning("client %s lost its reservation before activation", stream.client_id)
+            logger.warning("client %r lost its reservation before activation", stream.client_id)
             await self.close_stream(
                 stream, CLOSE_CODES["supersede"], "supersede", "Client moved to another node"
             )
@@ -269,6 +414,10 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
 
     def _mesh_is_running(self) -> bool:
         return self._mesh.running
+
+    def _mesh_count_connected(self) -> int:
+        """Clients whose stream here is activated (the metrics' connected-clients gauge)."""
+        return sum(1 for stream in self.streams_by_client_id.values() if stream.is_activated)
 
     async def _mesh_apply_client_metadata(self, client_id: str, metadata: Any) -> bool:
         return await self._mesh.apply_client_metadata(client_id, metadata)

@@ -97,7 +97,7 @@ class MetaSync:
         try:
             metadata = self.extract(stream)
         except Exception:
-            logger.exception("extract_metadata failed for %s", stream.client_id)
+            logger.exception("extract_metadata failed for %r", stream.client_id)
             return
         entry = self._table.client(stream.client_id)
         if entry is not None and not _differs(entry.metadata, metadata):

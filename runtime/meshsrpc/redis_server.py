@@ -71,6 +71,14 @@ class RedisServer:
         return self._process is not None and self._process.poll() is None
 
     @property
+    def returncode(self) -> int | None:
+        """How the process ended by itself (negative: killed by that signal).
+
+        None while it runs, before :meth:`start`, and after :meth:`stop`/:meth:`kill`.
+        """
+        return self._process.poll() if self._process is not None else None
+
+    @property
     def pid(self) -> int | None:
         """The server's process id while it runs."""
         return self._process.pid if self.running and self._process else None

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .errors import RedisConfigurationError
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["RedisLike", "RedisSettings", "create_redis_client", "resolve_redis_settings"]
+__all__ = [
+    "RedisLike",
+    "RedisSettings",
+    "create_redis_client",
+    "redact_url",
+    "resolve_redis_settings",
+]
 
 MEMORY_SCHEME = "memory://"
 DEFAULT_PREFIX = "app"
+ACCEPTED_SCHEMES = "redis://, rediss://, unix:// or memory://<name>"
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 @dataclass(frozen=True)
@@ -25,6 +34,8 @@ class RedisSettings:
     ``url`` wins over ``host``/``port``; ``sentinel_host`` selects Sentinel.
     A URL of ``memory://<name>`` selects the in-process engine. ``prefix`` is the
     key prefix (``P`` in WIRE.md); None means: from the environment, else ``app``.
+    ``source`` says where the settings came from (e.g. ``MESH_REDIS_URL``), for error
+    messages. A URL that redis-py cannot use raises :class:`RedisConfigurationError`.
     """
 
     url: str | None = None
@@ -37,6 +48,11 @@ class RedisSettings:
     sentinel_port: int = 26379
     sentinel_name: str | None = None
     prefix: str | None = None
+    source: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.url is not None:
+            _check_url(self.url, self.source)
 
     @property
     def is_memory(self) -> bool:
@@ -57,11 +73,18 @@ class RedisSettings:
 
     def describe(self) -> str:
         """A short, password-free description for logs and errors."""
+        if self.is_memory:
+            return f"{self.url} (in-process)"
         if self.url:
-            return _redact(self.url)
+            return redact_url(self.url)
         if self.sentinel_host:
-            return f"sentinel {self.sentinel_host}:{self.sentinel_port}/{self.sentinel_name}"
-        return f"redis://{self.host}:{self.port}/{self.db}"
+            name = self.sentinel_name or "mymaster"
+            return f"Sentinel {self.sentinel_host}:{self.sentinel_port}, master {name!r}"
+        return f"redis://{self.host or '127.0.0.1'}:{self.port}/{self.db}"
+
+    def origin(self) -> str:
+        """`` (from VARIABLE)`` when the settings came from the environment, else empty."""
+        return f" (from {self.source})" if self.source else ""
 
     @classmethod
     def from_env(
@@ -99,7 +122,9 @@ def resolve_redis_settings(
     env = os.environ if env is None else env
     if redis is None:
         return RedisSettings.from_env(env, scope=scope)
-    settings = RedisSettings(url=redis) if isinstance(redis, str) else redis
+    settings = (
+        RedisSettings(url=redis, source="the redis= argument") if isinstance(redis, str) else redis
+    )
     if settings.prefix is None:
         env_prefix = _first(env, f"{scope}_REDIS_PREFIX", "REDIS_PREFIX")
         settings = replace(settings, prefix=env_prefix or DEFAULT_PREFIX)
@@ -114,11 +139,23 @@ def create_redis_client(
     The pool blocks when all ``max_connections`` are busy instead of raising, as
     redis-py's default pool does: a burst of concurrent publishes must queue, not fail.
     """
+    if settings.is_memory:
+        raise RedisConfigurationError("memory:// has no Redis client")
+    try:
+        return _create_redis_client(settings, max_connections, kwargs)
+    except ValueError as exc:
+        # What the URL check cannot see, e.g. a query option of the wrong type.
+        raise RedisConfigurationError(
+            f"invalid Redis settings {settings.describe()!r}{settings.origin()}: {exc}"
+        ) from exc
+
+
+def _create_redis_client(
+    settings: RedisSettings, max_connections: int, kwargs: dict[str, Any]
+) -> Redis:
     from redis.asyncio import BlockingConnectionPool, Redis
     from redis.asyncio.sentinel import Sentinel
 
-    if settings.is_memory:
-        raise RedisConfigurationError("memory:// has no Redis client")
     common: dict[str, Any] = {"decode_responses": False, **kwargs}
     if settings.sentinel_host:
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
@@ -157,31 +194,86 @@ def _first(env: Mapping[str, str], *names: str) -> str | None:
 def _from_vars(env: Mapping[str, str], pre: str, prefix: str | None) -> RedisSettings | None:
     url = env.get(f"{pre}REDIS_URL")
     if url:
-        return RedisSettings(url=url, prefix=prefix or DEFAULT_PREFIX)
+        return RedisSettings(url=url, prefix=prefix or DEFAULT_PREFIX, source=f"{pre}REDIS_URL")
     host = env.get(f"{pre}REDIS_HOST")
     if host:
         return RedisSettings(
             host=host,
-            port=int(env.get(f"{pre}REDIS_PORT") or 6379),
-            db=int(env.get(f"{pre}REDIS_DB") or 0),
+            port=_int_var(env, f"{pre}REDIS_PORT", 6379),
+            db=_int_var(env, f"{pre}REDIS_DB", 0),
             username=env.get(f"{pre}REDIS_USERNAME") or None,
             password=env.get(f"{pre}REDIS_PASSWORD") or None,
             prefix=prefix or DEFAULT_PREFIX,
+            source=f"{pre}REDIS_HOST",
         )
     sentinel = env.get(f"{pre}REDIS_SENTINEL_HOST")
     if sentinel:
         return RedisSettings(
             sentinel_host=sentinel,
-            sentinel_port=int(env.get(f"{pre}REDIS_SENTINEL_PORT") or 26379),
+            sentinel_port=_int_var(env, f"{pre}REDIS_SENTINEL_PORT", 26379),
             sentinel_name=env.get(f"{pre}REDIS_SENTINEL_NAME") or "mymaster",
             password=env.get(f"{pre}REDIS_PASSWORD") or None,
             prefix=prefix or DEFAULT_PREFIX,
+            source=f"{pre}REDIS_SENTINEL_HOST",
         )
     return None
 
 
-def _redact(url: str) -> str:
-    if "@" not in url or "://" not in url:
+def _int_var(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise RedisConfigurationError(f"{name}={value!r} is not a number") from None
+
+
+def _check_url(url: str, source: str | None) -> None:
+    """Raise RedisConfigurationError, naming the fix, for a URL redis-py cannot use."""
+    origin = f" (from {source})" if source else ""
+    shown = redact_url(url)
+    if url.startswith(MEMORY_SCHEME):
+        return
+    if "://" not in url:
+        if url.lower().startswith("memory:"):
+            hint = f"; did you mean {MEMORY_SCHEME}{url.split(':', 1)[1].lstrip('/')}?"
+        else:
+            hint = f"; did you mean redis://{shown}?"
+        raise RedisConfigurationError(
+            f"Redis URL {shown!r}{origin} has no scheme: use {ACCEPTED_SCHEMES}{hint}"
+        )
+    scheme = url.split("://", 1)[0]
+    if scheme.lower() not in _REDIS_SCHEMES:
+        raise RedisConfigurationError(
+            f"Redis URL {shown!r}{origin} has the unknown scheme {scheme + '://'!r}: "
+            f"use {ACCEPTED_SCHEMES}"
+        )
+    from redis.asyncio.connection import parse_url
+
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        raise RedisConfigurationError(f"invalid Redis URL {shown!r}{origin}: {exc}") from None
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (in the user part or a ``password=`` query) masked."""
+    if "://" not in url:
         return url
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    netloc = parts.netloc
+    if "@" not in netloc and "password" not in parts.query:
+        return url  # (urlunsplit would turn unix:///path into unix:/path)
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user, colon, _password = userinfo.partition(":")
+        netloc = f"{user}:***@{host}" if colon else f"***@{host}"
+    query = parts.query
+    if "password" in query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if k == "password" else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

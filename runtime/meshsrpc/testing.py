@@ -9,7 +9,13 @@ Fixtures:
   for tests that stop, kill, pause or restart Redis;
 - ``mesh_prefix``: a key prefix unique to the test, so tests never see each other;
 - ``redis_settings``: :class:`RedisSettings` for the session server with that prefix;
-- ``memory_url``: a ``memory://<name>`` URL unique to the test.
+- ``memory_url``: a ``memory://<name>`` URL unique to the test;
+- ``srpc_transport``: parametrized over the installed SRPC transports (``websockets``,
+  ``picows``), it sets ``MESHSRPC_TRANSPORT`` for the test; make it autouse in a
+  ``conftest.py`` to run that directory's tests on each transport.
+
+:func:`loop_factories` returns event loop factories (asyncio, and uvloop when installed)
+for pytest-asyncio's ``pytest_asyncio_loop_factories`` hook, to run tests on each loop.
 
 Helpers your own tests need as much as ours:
 - :func:`eventually`: wait for a condition (sync or async), bounded;
@@ -34,8 +40,10 @@ from typing import IO, TYPE_CHECKING, Any
 import pytest
 
 from .leader import LeaderOptions
+from .loops import loop_factory, uvloop_available
 from .redis_server import RedisServer
 from .settings import RedisSettings
+from .srpc.transports.choice import TRANSPORT_ENV, picows_available
 
 if TYPE_CHECKING:
     from .mesh_server import MeshSrpcServer
@@ -48,12 +56,14 @@ __all__ = [
     "child_env",
     "eventually",
     "lifecycle_settled",
+    "loop_factories",
     "memory_url",
     "mesh_prefix",
     "redis_server",
     "redis_server_factory",
     "redis_settings",
     "spawn_child",
+    "srpc_transport",
 ]
 
 #: Short mesh timings that keep tests fast. The node TTL stays generous, so a loaded CI
@@ -199,3 +209,22 @@ def redis_settings(redis_server: RedisServer, mesh_prefix: str) -> RedisSettings
 def memory_url() -> str:
     """A ``memory://`` URL naming an in-process mesh of this test's own."""
     return f"memory://t{uuid.uuid4().hex[:12]}"
+
+
+_TRANSPORTS = ["websockets", *(["picows"] if picows_available() else [])]
+
+
+@pytest.fixture(params=_TRANSPORTS)
+def srpc_transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each installed SRPC transport in turn, set as ``MESHSRPC_TRANSPORT`` for the test."""
+    name = str(request.param)
+    monkeypatch.setenv(TRANSPORT_ENV, name)
+    return name
+
+
+def loop_factories() -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Event loop factories by name: ``asyncio``, and ``uvloop`` when it is installed."""
+    factories = {"asyncio": asyncio.new_event_loop}
+    if uvloop_available():
+        factories["uvloop"] = loop_factory(uvloop=True)
+    return factories

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from meshsrpc import client_messages as messages
 from meshsrpc.errors import ClientDisconnectedError, ClientInvocationError
+from meshsrpc.mesh_messages import MAX_TIMEOUT_MS
 
 
 def test_forward_carries_timeout_ms_only_when_the_caller_gave_one() -> None:
@@ -24,10 +25,16 @@ def test_a_forward_request_reads_back() -> None:
     assert parsed == messages.Forward("c1", "dNotify", {"a": 1}, 2000)
 
 
-@pytest.mark.parametrize("timeout", [True, "5", float("inf"), float("nan"), None])
-def test_a_forward_timeout_that_is_not_a_finite_number_is_ignored(timeout: Any) -> None:
+@pytest.mark.parametrize("timeout", [True, "5", float("nan"), None, 0, -5])
+def test_a_forward_timeout_that_is_not_a_positive_number_is_ignored(timeout: Any) -> None:
     parsed = messages.parse_forward({"clientId": "c1", "type": "t", "timeoutMs": timeout})
     assert parsed is not None and parsed.timeout_ms is None
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), 10**400])
+def test_a_forward_timeout_beyond_the_maximum_is_clamped(timeout: Any) -> None:
+    parsed = messages.parse_forward({"clientId": "c1", "type": "t", "timeoutMs": timeout})
+    assert parsed is not None and parsed.timeout_ms == MAX_TIMEOUT_MS
 
 
 @pytest.mark.parametrize(

@@ -89,6 +89,20 @@ async def test_other_remote_errors_become_client_invocation_error(
         await a.service.invoke("c1", "dCompute", None)
 
 
+async def test_client_invocation_error_names_the_remote_error(
+    two_nodes: tuple[Node, Node],
+) -> None:
+    a, b = two_nodes
+
+    async def late(type: str, data: Any, timeout: float | None) -> Any:
+        raise TimeoutError("dNotify got no reply within 1 s")
+
+    await b.connect("c1", answer=late)
+    with pytest.raises(ClientInvocationError) as caught:
+        await a.service.invoke("c1", "dNotify", None)
+    assert caught.value.error_name == "TimeoutError"
+
+
 async def test_non_exception_raises_become_client_invocation_error(
     two_nodes: tuple[Node, Node],
 ) -> None:
@@ -117,8 +131,9 @@ async def test_an_error_reply_without_error_name_is_client_invocation_error(
     await ts_node.start()
     try:
         await registry.register("c1", ts_node.instance_id, None)
-        with pytest.raises(ClientInvocationError, match="thrown string"):
+        with pytest.raises(ClientInvocationError, match="thrown string") as caught:
             await a.service.invoke("c1", "dNotify", None)
+        assert caught.value.error_name is None
     finally:
         await ts_node.stop()
         await registry.aclose()

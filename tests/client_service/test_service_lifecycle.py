@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
-from meshsrpc import ClientNotFoundError, MeshClientMemoryRegistry, MeshClientRedisRegistry
-from service_nodes import Node
+from meshsrpc import (
+    ClientNotFoundError,
+    MeshClientMemoryRegistry,
+    MeshClientRedisRegistry,
+    MeshClientService,
+    MeshNotRunningError,
+    RedisConfigurationError,
+)
+from service_nodes import FAST, Node
 
 
 async def _assert_inert(node: Node) -> None:
@@ -29,6 +37,12 @@ async def test_after_stop_register_is_a_no_op_and_the_rest_refuses(make_node: An
     await node.connect("c0")
     await node.service.stop()
     await _assert_inert(node)
+
+
+async def test_invoke_before_start_says_the_service_is_not_running(make_node: Any) -> None:
+    node = make_node()
+    with pytest.raises(ClientNotFoundError, match=r"not running \(call start\(\) first\)"):
+        await node.service.invoke("c1", "dNotify", None)
 
 
 async def test_not_running_register_writes_nothing(make_node: Any) -> None:
@@ -124,3 +138,40 @@ async def test_restart_after_stop_works(make_node: Any) -> None:
     assert (await node.service.invoke("c1", "uEcho", 7))["data"] == 7
     client = await node.service.client_registry.get_client("c1")
     assert client is not None and client.node_id == node.id
+
+
+async def _no_clients(client_id: str, type: str, data: Any, timeout: float | None) -> Any:
+    raise AssertionError("no client is called here")
+
+
+def _forget_redis_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(("MESH_REDIS_", "MUTEX_REDIS_", "REDIS_")):
+            monkeypatch.delenv(name)
+
+
+async def test_the_environment_is_read_at_start_not_at_construction(
+    monkeypatch: pytest.MonkeyPatch, memory_url: str
+) -> None:
+    _forget_redis_env(monkeypatch)
+    service: MeshClientService[Any] = MeshClientService("svc", _no_clients, **FAST)
+    monkeypatch.setenv("MESH_REDIS_URL", memory_url)
+    await service.start()
+    try:
+        assert service.instance_id > 0
+        assert await service.register_client("c1", {"v": 1})
+        assert await service.client_registry.get_client("c1") is not None
+    finally:
+        await service.stop()
+
+
+async def test_nothing_configured_fails_at_start_naming_the_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _forget_redis_env(monkeypatch)
+    service: MeshClientService[Any] = MeshClientService("svc", _no_clients, **FAST)
+    with pytest.raises(MeshNotRunningError):
+        service.client_registry  # noqa: B018 - the default registry exists from start() on
+    with pytest.raises(RedisConfigurationError, match="MESH_REDIS_URL"):
+        await service.start()
+    assert not service.is_running

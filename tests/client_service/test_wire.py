@@ -69,12 +69,15 @@ async def test_forward_payloads(two_nodes: tuple[Node, Node], tap: Tap) -> None:
     await eventually(lambda: len(tap.of_type("forward")) == 2)
     plain, timed = tap.of_type("forward")
     assert list(plain) == ["requestId", "senderInstanceId", "type", "data", "timeoutMs"]
+    # A call without a timeout carries the caller's request_timeout (5 s here): one
+    # default for the whole call (TypeScript callers leave the optional field out).
     assert plain["data"] == {
         "clientId": "c1",
         "type": "dNotify",
         "data": {"notification": "hello from A"},
+        "timeoutMs": 5000,
     }
-    assert list(plain["data"]) == ["clientId", "type", "data"]
+    assert plain["timeoutMs"] == 5000
     assert list(timed["data"]) == ["clientId", "type", "data", "timeoutMs"]
     assert (timed["data"]["timeoutMs"], timed["timeoutMs"]) == (1000, 1000)
     await eventually(lambda: _has_reply(tap, plain))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import os
+import signal
 import sys
+from collections.abc import Callable
 
 import pytest
 from meshsrpc.redis_server import RedisServer
 
-from examples.demo import CLIENTS, run_demo
+from examples.demo import CLIENTS, RedisGoneError, run_demo
 
 
 async def test_demo_scenario(
@@ -17,8 +20,8 @@ async def test_demo_scenario(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The demo signs with SRPC_AUTH_SECRET and sets one if unset; set it here so that it
-    # is removed again after the test (later tests' servers must not require signatures).
+    # run_demo sets SRPC_AUTH_SECRET for its nodes when it is unset; set it here so that
+    # it is removed again, or every later test's unsigned client would get HTTP 403.
     monkeypatch.setenv("SRPC_AUTH_SECRET", "demo-test-secret")
     # The transcript goes to stdout, so a failing run shows it (and the nodes' logs).
     # node_ttl stays well above the worst stall of a node on a loaded 2-core machine,
@@ -82,10 +85,56 @@ async def test_demo_scenario(
     assert report.presence["carol"]["reason"] == f"node {ids['node2']} died"
     assert all(report.presence[c]["online"] for c in final)
 
+    # 7. the meshsrpc command shows the two live nodes and the four clients
+    node_rows = report.operator["nodes"].splitlines()[1:]
+    assert sorted(int(row.split()[0]) for row in node_rows) == sorted([ids["node1"], ids["node3"]])
+    assert report.operator["clients"].splitlines()[-1] == "4 client(s)"
+    assert "$ meshsrpc nodes presence" in transcript
+
     # every node process is gone
     for pid in report.pids:
         assert not _alive(pid), f"node process {pid} is still running"
-    assert "node 2 declared dead after" in transcript
+    # what "declared dead after" measures from is said, not left to guess
+    assert set(report.declared_dead) == {"sinceKill", "sinceLastHeartbeat"}
+    assert "node 2 declared dead" in transcript
+    assert "after its last heartbeat" in transcript and "after the SIGKILL" in transcript
+    assert "node_ttl 2 s counts from the last heartbeat" in transcript
+
+
+class _KillRedisOn(io.StringIO):
+    """Demo output that stops the Redis (SIGINT, as a Ctrl-C does) once ``marker`` shows."""
+
+    def __init__(self, marker: str, pid: int) -> None:
+        super().__init__()
+        self.marker = marker
+        self.pid = pid
+
+    def write(self, text: str) -> int:
+        if self.marker in text and self.pid:
+            os.kill(self.pid, signal.SIGINT)
+            self.pid = 0
+        return super().write(text)
+
+
+async def test_the_demo_says_so_when_its_private_redis_dies(
+    redis_server_factory: Callable[[], RedisServer], mesh_prefix: str
+) -> None:
+    redis = redis_server_factory()
+    assert redis.pid is not None
+    pid = redis.pid
+    out = _KillRedisOn("Clients connect", pid)
+    with pytest.raises(RedisGoneError) as gone:
+        await run_demo(
+            redis.url,
+            out=out,
+            heartbeat=0.4,
+            node_ttl=2.0,
+            prefix=mesh_prefix,
+            redis_server=redis,
+        )
+    text = str(gone.value)
+    assert f"private Redis (pid {pid})" in text
+    assert "Ctrl-C" in text and "the demo stops here" in text
 
 
 def _alive(pid: int) -> bool:

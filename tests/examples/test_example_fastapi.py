@@ -72,3 +72,37 @@ async def test_fastapi_app_answers_404_for_an_unknown_client(base_url: str) -> N
     with pytest.raises(urllib.error.HTTPError) as raised:
         await _http("POST", f"http://{base_url}/clients/nobody/notify", {"text": "hi"})
     assert raised.value.code == 404
+
+
+async def test_fastapi_app_answers_the_liveness_and_readiness_probes(base_url: str) -> None:
+    live = await _http("GET", f"http://{base_url}/livez")
+    assert live == {"status": "live"}
+    ready = await _http("GET", f"http://{base_url}/readyz")
+    assert ready["status"] == "ready"
+    assert ready["mesh_joined"] is True and ready["redis_reachable"] is True
+    assert ready["node_id"] >= 1
+
+
+async def test_fastapi_app_serves_metrics_when_asked(redis_settings: RedisSettings) -> None:
+    app = create_app(redis_settings, metrics=True, allow_unsigned=True)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:  # noqa: ASYNC110 - uvicorn has no started event
+                await asyncio.sleep(0.02)
+
+        def scrape() -> str:
+            url = f"http://127.0.0.1:{port}/metrics/"
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return str(response.read().decode())
+
+        text = await asyncio.to_thread(scrape)
+        assert "meshsrpc_connected_clients 0.0" in text
+        assert "meshsrpc_client_connects_total 0.0" in text
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)

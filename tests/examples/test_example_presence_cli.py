@@ -33,8 +33,8 @@ def test_server_and_client_commands(redis_server: RedisServer, mesh_prefix: str)
         "MESH_REDIS_URL": redis_server.url,
         "MESH_REDIS_PREFIX": mesh_prefix,
         "MUTEX_REDIS_PREFIX": mesh_prefix,
-        # Auth fails closed: the server checks, and the clients sign with, this secret.
-        "SRPC_AUTH_SECRET": "presence-cli-test-secret",
+        # The server and the clients share it (a server with no auth refuses everyone).
+        "SRPC_AUTH_SECRET": "presence-example-secret",
     }
     port = free_port()
     url = f"ws://127.0.0.1:{port}/srpc"

@@ -9,6 +9,18 @@ import pytest
 from mesh_helpers import FAST, MakeMesh, stop_or_dump
 from meshsrpc import MeshService, RedisSettings
 from meshsrpc.settings import RedisLike
+from meshsrpc.testing import loop_factories
+
+# The core calls of the mesh (invoke, broadcast, its messages) also run on uvloop.
+_ON_EVERY_LOOP = {"test_mesh_invoke.py", "test_mesh_broadcast.py", "test_mesh_messages.py"}
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    """uvloop besides asyncio for the core mesh tests; asyncio alone for the rest."""
+    factories = loop_factories()
+    if item.path.name in _ON_EVERY_LOOP:
+        return factories
+    return {"asyncio": factories["asyncio"]}
 
 
 @pytest.fixture(params=["redis", "memory"])

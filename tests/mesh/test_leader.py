@@ -37,6 +37,20 @@ async def make_leader(backend: RedisLike) -> AsyncIterator[MakeLeader]:
         await leader.stop()
 
 
+async def test_wait_first_attempt_tells_who_won_the_first_election(
+    make_leader: MakeLeader,
+) -> None:
+    first = make_leader()
+    assert await first.wait_first_attempt(5.0) is True
+    second = make_leader()
+    assert await second.wait_first_attempt(5.0) is False
+
+
+async def test_wait_first_attempt_is_bounded_before_start(make_leader: MakeLeader) -> None:
+    idle = make_leader(start=False)
+    assert await idle.wait_first_attempt(0.01) is False
+
+
 async def test_one_leader_per_key(make_leader: MakeLeader) -> None:
     services = [make_leader() for _ in range(4)]
     await eventually(lambda: any(s.is_leader for s in services))
@@ -265,3 +279,12 @@ def test_leader_options_defaults() -> None:
     assert LeaderOptions() == LeaderOptions(ttl=30.0, renewal_interval=10.0, retry_delay=5.0)
     leader = LeaderService("k", redis="memory://x")
     assert leader.options == LeaderOptions()
+
+
+def test_a_mesh_without_leader_options_scales_its_lock_to_node_ttl() -> None:
+    mesh = MeshService("k", node_ttl=3.0, redis="memory://scaled")
+    assert mesh.leader_options == LeaderOptions(ttl=3.0, renewal_interval=1.0, retry_delay=1.0)
+    tuned = LeaderOptions(ttl=9.0, renewal_interval=2.0, retry_delay=1.0)
+    assert MeshService("k", node_ttl=3.0, leader=tuned, redis="memory://scaled").leader_options == (
+        tuned
+    )

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import socket
 
 import pytest
-from mesh_helpers import MakeMesh, eventually
-from meshsrpc import MeshError, MeshNode, MeshNotRunningError, MeshService
+from mesh_helpers import FAST, MakeMesh, eventually
+from meshsrpc import MeshConnectionError, MeshError, MeshNode, MeshNotRunningError, MeshService
 from meshsrpc.engine import open_mesh_engine
+from meshsrpc.redis_server import free_port
 from meshsrpc.settings import RedisLike, resolve_redis_settings
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 
 async def test_instance_ids_are_unique_and_count_from_one(make_mesh: MakeMesh) -> None:
@@ -140,11 +142,75 @@ async def test_stop_leaves_no_tasks_behind(make_mesh: MakeMesh) -> None:
 
 async def test_failed_start_leaves_the_service_stopped() -> None:
     mesh = MeshService("k", redis="redis://127.0.0.1:1/0")
-    with pytest.raises(RedisConnectionError):
+    with pytest.raises(MeshConnectionError):
         await mesh.start()
     assert mesh.instance_id == 0
     assert not mesh.is_running
     await mesh.stop()
+
+
+def _start_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "meshsrpc.mesh" and r.levelno == logging.INFO and "started" in r.getMessage()
+    ]
+
+
+async def test_start_logs_one_line_naming_engine_prefix_key_node_and_role(
+    make_mesh: MakeMesh, backend: RedisLike, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="meshsrpc.mesh")
+    settings = resolve_redis_settings(backend)
+    first = await make_mesh("logged")
+    [line] = _start_lines(caplog)
+    assert line == (
+        f"mesh 'logged': node {first.instance_id} started on {settings.describe()}, "
+        f"key prefix {settings.key_prefix!r}, the cleanup leader"
+    )
+    caplog.clear()
+    second = await make_mesh("logged")
+    [line] = _start_lines(caplog)
+    assert line.endswith(
+        f"node {second.instance_id} started on {settings.describe()}, "
+        f"key prefix {settings.key_prefix!r}, not the leader"
+    )
+
+
+async def test_a_started_node_knows_whether_it_leads(make_mesh: MakeMesh) -> None:
+    first = await make_mesh()
+    second = await make_mesh()
+    assert (first.is_leader, second.is_leader) == (True, False)
+
+
+async def test_the_environment_is_read_at_start_not_at_construction(
+    monkeypatch: pytest.MonkeyPatch, memory_url: str
+) -> None:
+    for name in list(os.environ):
+        if name.startswith(("MESH_REDIS_", "MUTEX_REDIS_", "REDIS_")):
+            monkeypatch.delenv(name)
+    mesh = MeshService("k", **FAST)
+    monkeypatch.setenv("MESH_REDIS_URL", memory_url)
+    await mesh.start()
+    try:
+        assert mesh.instance_id == 1
+    finally:
+        await mesh.stop()
+
+
+async def test_unreachable_redis_names_the_redacted_url_and_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("MESH_REDIS_URL", f"redis://:hunter2@127.0.0.1:{port}/0")
+    mesh = MeshService("k")
+    with pytest.raises(MeshConnectionError) as unreachable:
+        await mesh.start()
+    text = str(unreachable.value)
+    assert f"cannot reach Redis at redis://:***@127.0.0.1:{port}/0 (from MESH_REDIS_URL)" in text
+    assert "hunter2" not in text
+    assert isinstance(unreachable.value, ConnectionError)
+    assert not mesh.is_running
 
 
 async def test_node_removed_by_mistake_registers_itself_again(

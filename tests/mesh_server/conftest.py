@@ -30,6 +30,12 @@ from tests.mesh_server.mesh_server_support import (
 MESH_KEY = "app"
 
 
+@pytest.fixture(autouse=True)
+def _each_transport(srpc_transport: str) -> str:
+    """Every MeshSrpcServer test runs on each standalone transport (websockets, picows)."""
+    return srpc_transport
+
+
 @pytest.fixture
 async def make_node(redis_settings: RedisSettings) -> AsyncIterator[MakeNode]:
     """Create MeshSrpcServers (listening, mesh started unless told otherwise)."""

@@ -53,7 +53,7 @@ async def test_update_metadata_of_a_client_on_another_node(
     caller = await make_node(registry_backend=caller_probe)
     await join(owner, make_client(owner, "c1", client_meta={"userId": "u1"}))
 
-    update = {"tags": ["x", "y"], "obj": {"z": 1, "a": "b"}, "nul": None, "path": "/p/q"}
+    update = {"tags": ["x", "y"], "obj": {"z": 1, "a": "b"}, "path": "/p/q"}
     assert await caller.update_client_metadata("c1", update)
     merged = {"userId": "u1", **update}
     assert owner.streams_by_client_id["c1"].meta == merged
@@ -61,6 +61,30 @@ async def test_update_metadata_of_a_client_on_another_node(
     await lifecycle_settled(owner)
     assert owner_probe.count("update_metadata") == 1
     assert caller_probe.count("update_metadata") == 0  # only the owner writes
+
+
+async def test_update_metadata_merges_keeping_the_keys_not_given(
+    make_node: MakeNode, make_client: MakeClient
+) -> None:
+    owner = await make_node()
+    caller = await make_node()
+    await join(owner, make_client(owner, "c1", client_meta={"userId": "u1", "room": "lobby"}))
+
+    assert await caller.update_client_metadata("c1", {"room": "kitchen"})
+    assert owner.streams_by_client_id["c1"].meta == {"userId": "u1", "room": "kitchen"}
+
+
+async def test_a_none_value_deletes_the_key_from_another_node(
+    make_node: MakeNode, make_client: MakeClient, make_probe: MakeProbe
+) -> None:
+    probe = make_probe()
+    owner = await make_node(registry_backend=probe)
+    caller = await make_node()
+    await join(owner, make_client(owner, "c1", client_meta={"userId": "u1", "room": "lobby"}))
+
+    assert await caller.update_client_metadata("c1", {"room": None, "absent": None})
+    assert owner.streams_by_client_id["c1"].meta == {"userId": "u1"}
+    assert await registered_metadata(probe, "c1") == {"userId": "u1"}
 
 
 async def test_update_metadata_of_an_absent_client(make_node: MakeNode) -> None:

@@ -296,3 +296,52 @@ async def test_a_client_a_lost_takeover_left_unowned_is_registered_again(
     await eventually(registered_here, timeout=5.0)
     assert client.is_connected
     assert (await node.invoke("c1", "dNotify", DNotifyRequest(notification="x"))).acknowledged
+
+
+async def test_a_crashed_leaders_clients_are_reported_within_twice_the_node_ttl(
+    make_node: MakeNode, make_client: MakeClient, redis_settings: RedisSettings, raw: Redis
+) -> None:
+    # Default leader timings (scaled to node_ttl), not the fast test ones.
+    node_ttl = 1.0
+    timings = {"heartbeat_interval": node_ttl / 5, "node_ttl": node_ttl, "request_timeout": 2.0}
+    assert redis_settings.url is not None and redis_settings.prefix is not None
+    child = await spawn_child(
+        "-m",
+        CHILD,
+        redis_settings.url,
+        redis_settings.prefix,
+        str(node_ttl),
+        cwd=ROOT,
+        ready_timeout=20,
+    )
+    try:
+        port, child_id = (int(part) for part in child.ready_line.split())
+        lock = f"{redis_settings.prefix}:leader:mesh:_mc:app"
+        await eventually(lambda: raw.exists(lock))  # the child leads
+        survivor = await make_node(**timings)
+        assert survivor._mesh_client_service.mesh.leader_options.ttl == node_ttl
+        orphans: list[tuple[int, list[str]]] = []
+        survivor.on_node_clients_orphaned(
+            lambda node_id, clients: orphans.append((node_id, [c.client_id for c in clients]))
+        )
+        client = make_client(survivor, "c7")
+        client.url = f"ws://127.0.0.1:{port}/srpc"
+        await client.connect()
+
+        async def registered_on_child() -> bool:
+            found = await survivor.client_registry.get_client("c7")
+            return found is not None and found.node_id == child_id
+
+        await eventually(registered_on_child)
+        assert not survivor._mesh_client_service.mesh.is_leader
+        killed_at = asyncio.get_running_loop().time()
+        await child.aclose()  # SIGKILL: the leader dies holding its lock
+        # 2 x node_ttl, plus a generous margin for a loaded machine (measured: ~1.4 s).
+        await eventually(lambda: orphans, timeout=2 * node_ttl + 6.0)
+        took = asyncio.get_running_loop().time() - killed_at
+        await settle(0.5)
+        assert orphans == [(child_id, ["c7"])]
+        assert survivor._mesh_client_service.mesh.is_leader
+        print(f"orphans of the crashed leader reported {took:.2f} s after the kill")
+    finally:
+        await child.aclose()

@@ -159,6 +159,7 @@ async def test_forward_carries_the_messages_as_camel_case_proto_json(
         "clientId": "c1",
         "type": "dRequestData",
         "data": {"streamId": 7, "dataSize": 2},
+        "timeoutMs": 2000,  # no timeout given: the caller's request_timeout (FAST)
     }
     assert reply == {
         "requestId": forward["requestId"],

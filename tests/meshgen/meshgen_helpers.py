@@ -17,6 +17,9 @@ INCLUDE = f"{PROTOS}/include"
 GOLDEN_CASES = {
     "srpc_test": [f"{PROTOS}/srpc_test.proto"],
     "lobby": [f"{PROTOS}/lobby.proto", "-I", INCLUDE],
+    # The same apps with their gRPC gateway.
+    "srpc_test_gateway": [f"{PROTOS}/srpc_test.proto", "--gateway"],
+    "lobby_gateway": [f"{PROTOS}/lobby.proto", "-I", INCLUDE, "--gateway"],
 }
 
 
@@ -24,7 +27,7 @@ def golden_request(case: str) -> Request:
     """The Request `make golden` runs for a case."""
     args = GOLDEN_CASES[case]
     includes = tuple(args[i + 1] for i, a in enumerate(args) if a == "-I")
-    return Request(args[0], includes)
+    return Request(args[0], includes, gateway="--gateway" in args)
 
 
 @functools.cache

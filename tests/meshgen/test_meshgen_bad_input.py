@@ -57,19 +57,20 @@ CASES: dict[str, tuple[str, str, str, str]] = {
         ),
         "int32 requestId = 1",
         "ClientMessage.requestId",
-        "framework field must be string = 1",
+        'framework field must be string = 1, outside the oneof: "string requestId = 1;" '
+        "(docs/wire.md §4)",
     ),
     "framework field missing": (
         app_proto(GOOD_CLIENT, GOOD_SERVER).replace("  optional TraceContext trace = 5;\n", "", 1),
         "message ClientMessage",
         "ClientMessage.trace",
-        "framework field missing",
+        'framework field missing: add "optional TraceContext trace = 5;" (docs/wire.md §4)',
     ),
     "missing client container": (
         app_proto(GOOD_CLIENT, GOOD_SERVER, client_name="Upstream"),
         "package demo.App;",
         "ClientMessage",
-        "no message ClientMessage (client container)",
+        "no message ClientMessage (client container); add it",
     ),
     "missing server container": (
         app_proto(GOOD_CLIENT, GOOD_SERVER, server_name="Downstream"),
@@ -138,3 +139,20 @@ def test_bad_input_names_file_line_and_field(
     assert any(field in entry and words in entry for entry in located), run.err
     assert "nothing was written" in run.err
     assert not out.exists()
+
+
+def test_a_missing_container_is_shown_as_the_message_to_add(
+    tmp_path: Path, meshgen: Callable[..., Run]
+) -> None:
+    proto = tmp_path / "app.proto"
+    proto.write_text(app_proto(GOOD_CLIENT, GOOD_SERVER, server_name="Downstream"))
+    run = meshgen(str(proto), "-o", str(tmp_path / "generated"))
+    assert run.code == 2
+    for line in (
+        "    message ServerMessage {",
+        "      string requestId = 1;",
+        "      optional TraceContext trace = 5;",
+        "      oneof response {",
+        "        ByteStreamOperation byteStreamOperation = 51;",
+    ):
+        assert f"\n{line}\n" in run.err, run.err

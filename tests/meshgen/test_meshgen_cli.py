@@ -7,7 +7,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from meshgen import __version__
+from meshgen.cli import main
 from meshgen_helpers import GOLDEN_CASES, REPO, Run, app_proto, line_of
 
 SRPC_TEST = GOLDEN_CASES["srpc_test"]
@@ -146,3 +148,39 @@ def test_container_flags_and_name(meshgen: Callable[..., Run], tmp_path: Path) -
     assert meshgen(str(proto), "-o", str(tmp_path / "o4"), *args, "--name", "not-a-name").code == 2
     assert meshgen(str(tmp_path / "nope.proto"), "-o", str(tmp_path / "o5")).code == 2
     assert not any((tmp_path / d).exists() for d in ("o3", "o4", "o5"))
+
+
+def test_success_prints_one_summary_line(meshgen: Callable[..., Run], tmp_path: Path) -> None:
+    out = str(tmp_path / "generated")
+    first = meshgen(*SRPC_TEST, "-o", out)
+    assert first.code == 0 and first.err == ""
+    (line,) = first.out.splitlines()
+    assert line.startswith(f"meshgen: wrote 6 file(s) to {out} (0 unchanged): srpc_test_srpc.py")
+    assert "9 call(s) (6 upstream, 3 downstream), 2 broadcast(s)" in line
+    again = meshgen(*SRPC_TEST, "-o", out)
+    assert "wrote 0 file(s)" in again.out and "(6 unchanged)" in again.out
+
+
+@pytest.mark.parametrize("spelling", ["absolute", "dot", "trailing slash", "dot-dot"])
+def test_any_spelling_of_the_protos_own_folder_works_as_include(
+    spelling: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `meshgen app.proto -I "$PWD"` from the proto's folder: protoc alone calls the
+    # input "shadowed" by itself.
+    folder = tmp_path / "protos"
+    folder.mkdir()
+    (folder / "app.proto").write_text(app_proto(ECHO_CLIENT, ECHO_SERVER))
+    monkeypatch.chdir(folder)
+    include = {
+        "absolute": str(folder),
+        "dot": ".",
+        "trailing slash": f"{folder}/",
+        "dot-dot": "../protos",
+    }[spelling]
+    assert main(["app.proto", "-I", include, "-o", str(tmp_path / "out")]) == 0, (
+        capsys.readouterr().err
+    )
+    assert (tmp_path / "out" / "app_srpc.py").is_file()

@@ -108,20 +108,16 @@ def test_typed_dicts_follow_proto_json(in_repo: Path) -> None:
         '    state: Literal["STATE_OPEN", "STATE_PLAYING", "STATE_CLOSED"]',
         # every integer width is int; bytes is base64 text; floats are float
         "    pot: int",
-        "    sessionSerial: int",
-        "    favouriteTables: list[int]",
         "    avatar: str",
-        "    rating: float",
+        "    rake: float",
         # maps have string keys
         "    scores: dict[str, int]",
         "    reserved: dict[str, TableSeatDict]",
-        "    tags: dict[str, str]",
         # well-known types in their JSON forms
         "    openedAt: str",
         "    turnTime: str",
         "    rules: dict[str, Any]",
         "    maxPlayers: int | None",
-        "    since: NotRequired[str]",
         # members of a real oneof may be absent
         "    note: NotRequired[str]",
         "    code: NotRequired[int]",
@@ -129,3 +125,27 @@ def test_typed_dicts_follow_proto_json(in_repo: Path) -> None:
         "    tableChanged: TableChangedDict",
     ):
         assert f"\n{line}\n" in text, line
+
+
+def test_client_meta_keys_are_all_not_required(in_repo: Path) -> None:
+    # Any client (a TypeScript one too) may send no metadata at all: no key is certain.
+    text = generated("lobby")["lobby_srpc.py"]
+    for line in (
+        "    sessionSerial: NotRequired[int]",
+        "    favouriteTables: NotRequired[list[int]]",
+        "    tags: NotRequired[dict[str, str]]",
+        "    rating: NotRequired[float]",
+        "    since: NotRequired[str]",
+    ):
+        assert f"\n{line}\n" in text, line
+
+
+def test_client_meta_update_dict_is_partial_and_none_deletes(in_repo: Path) -> None:
+    text = generated("lobby")["lobby_srpc.py"]
+    assert "\nclass ClientMetaUpdateDict(TypedDict):\n" in text
+    for line in (
+        "    sessionSerial: NotRequired[ReadOnly[int | None]]",
+        "    since: NotRequired[ReadOnly[str | None]]",
+    ):
+        assert f"\n{line}\n" in text, line
+    assert "metadata: ClientMetaUpdateDict" in text

@@ -274,11 +274,12 @@ async def move_or_probe(
         if probe is None:
             return current
         if current.dropped.is_set():
-            # Its node died and was cleaned up meanwhile: no stranger took anything.
-            # The plain v2 connection got in, so the registry had no owner left:
-            # the old connection must have been reported (orphaned) once.
+            # Its node died meanwhile, and the plain v2 connection got in: either the
+            # leader had cleaned the dead node up (the old connection is reported
+            # orphaned, once), or the dead node did not answer the probe and the
+            # client was taken over (a move: nothing reported). At most one leave.
             churn.count("reconnect_after_death")
-            current.ended = "left"
+            current.ended = "unclear"
             current.ended_at = time.monotonic()
             current = probe
             return current

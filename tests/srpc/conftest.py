@@ -7,9 +7,21 @@ from typing import Any
 
 import pytest
 from meshsrpc import SrpcClient, SrpcServer
+from meshsrpc.testing import loop_factories
 
 from tests.generated.sgnl24.TestRpc import ClientMessage, ServerMessage
 from tests.srpc._support import ClientFactory, ServerFactory, url_of
+
+
+@pytest.fixture(autouse=True)
+def _each_transport(srpc_transport: str) -> str:
+    """Every SRPC test runs on each standalone transport (websockets, picows)."""
+    return srpc_transport
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    """Every SRPC test runs on each event loop (asyncio, uvloop)."""
+    return loop_factories()
 
 
 @pytest.fixture

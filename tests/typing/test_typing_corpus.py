@@ -34,9 +34,10 @@ class MypyResult:
 
 @pytest.fixture(scope="session")
 def mypy_result(tmp_path_factory: pytest.TempPathFactory) -> MypyResult:
-    # The two golden packages are the generator's checked-in output (test_meshgen_golden
+    # The golden packages are the generator's checked-in output (test_meshgen_golden
     # proves they are current); echo_only (no downstream calls, no broadcasts, no
-    # package) and tricky (clashing names, recursion, keyword keys) are generated fresh.
+    # package) and tricky (clashing names, recursion, keyword keys) are generated fresh,
+    # with their gateways.
     work = tmp_path_factory.mktemp("typing")
     for proto, extra in (("echo_only", []), ("tricky", ["-I", "tests/meshgen/protos/include"])):
         subprocess.run(
@@ -48,6 +49,8 @@ def mypy_result(tmp_path_factory: pytest.TempPathFactory) -> MypyResult:
                 "-o",
                 str(work / proto),
                 *extra,
+                # with the gateway: its generated code must be as clean
+                "--gateway",
             ],
             cwd=REPO,
             check=True,
@@ -66,6 +69,8 @@ def mypy_result(tmp_path_factory: pytest.TempPathFactory) -> MypyResult:
             "--hide-error-context",
             str(GOLDEN / "srpc_test"),
             str(GOLDEN / "lobby"),
+            str(GOLDEN / "srpc_test_gateway"),
+            str(GOLDEN / "lobby_gateway"),
             str(work / "echo_only"),
             str(work / "tricky"),
             *cases,
@@ -136,6 +141,15 @@ def test_corpus_covers_every_typed_promise() -> None:
         "err_broadcast_extra_key",
         "err_broadcast_wrong_value_type",
         "err_broadcast_unknown_type",
+        # issue 15: typed options, partial metadata updates, typed metadata values
+        "err_option_misspelled",
+        "err_option_wrong_type",
+        "err_metadata_update_wrong_value_type",
+        "err_client_meta_wrong_value_type",
+        # the gateway's grpclib stub (meshgen --gateway)
+        "err_gateway_stub_wrong_request",
+        "err_gateway_request_wrong_payload",
+        "err_gateway_response_wrong_type",
     ):
         assert promised in names
     assert len(names) >= 12

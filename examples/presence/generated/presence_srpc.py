@@ -5,8 +5,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, Literal, NotRequired, TypeVar, TypedDict, overload
+import difflib
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, Literal, NotRequired, TypeVar, TypedDict, Unpack, overload
 
 import betterproto2
 from meshsrpc import (
@@ -16,6 +17,10 @@ from meshsrpc import (
     SrpcServer,
     SrpcStream,
 )
+from meshsrpc.mesh_server import MeshSrpcServerOptions
+from meshsrpc.srpc.clientmeta import ClientMetaSchema
+from meshsrpc.srpc.options import SrpcClientOptions, SrpcServerOptions
+from typing_extensions import ReadOnly
 
 from .presence import (
     ClientMessage,
@@ -35,6 +40,7 @@ from .presence import (
 __all__ = [
     "AnnouncementDict",
     "ClientMetaDict",
+    "ClientMetaUpdateDict",
     "PresenceBroadcasts",
     "PresenceChangedDict",
     "PresenceMeshSrpcServer",
@@ -62,9 +68,17 @@ class AnnouncementDict(TypedDict):
 class ClientMetaDict(TypedDict):
     """JSON form of ClientMeta."""
 
-    displayName: str
-    status: str
+    displayName: NotRequired[str]
+    status: NotRequired[str]
     device: NotRequired[str]
+
+
+class ClientMetaUpdateDict(TypedDict):
+    """A partial ClientMetaDict to merge: a key set to None is deleted."""
+
+    displayName: NotRequired[ReadOnly[str | None]]
+    status: NotRequired[ReadOnly[str | None]]
+    device: NotRequired[ReadOnly[str | None]]
 
 
 class PresenceBroadcasts(TypedDict):
@@ -101,6 +115,16 @@ _BROADCAST_HANDLERS: dict[str, str] = {
     "presenceChanged": "on_broadcast_presence_changed",
     "announcement": "on_broadcast_announcement",
 }
+# broadcast type → (the payload keys a sender must give, all its keys)
+_BROADCAST_KEYS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "presenceChanged": (
+        frozenset({"clientId", "online", "nodeId"}),
+        frozenset({"clientId", "online", "nodeId", "reason"}),
+    ),
+    "announcement": (frozenset({"text", "fromNode"}), frozenset({"text", "fromNode"})),
+}
+# ClientMeta keys whose m--<name> text is converted at the handshake; others stay strings.
+_CLIENT_META_SCHEMA = ClientMetaSchema({})
 
 
 def _call_classes(
@@ -132,6 +156,37 @@ def _check_response(
     return response
 
 
+def _check_payload(type: str, data: object) -> None:
+    # Keys only (cheap): a payload missing a key would raise KeyError on every receiver,
+    # in their logs, while the sender never knew.
+    if not isinstance(data, Mapping):
+        raise TypeError(
+            f"broadcast {type} expects a dict payload, got {data.__class__.__name__}"
+        )
+    required, known = _BROADCAST_KEYS[type]
+    missing = required - data.keys()
+    if missing:
+        unknown = sorted(str(key) for key in data.keys() - known)
+        hint = f" (unknown: {', '.join(unknown)})" if unknown else ""
+        raise TypeError(
+            f"broadcast {type} is missing key(s) {', '.join(sorted(missing))}{hint}"
+        )
+
+
+def _check_overrides(cls: type, known: Collection[str]) -> None:
+    # A misspelled handler would never be registered: the call fails on the other side
+    # with "No handler", or broadcasts are dropped without a log line.
+    for name in vars(cls):
+        if name.startswith(("handle_", "on_broadcast_")) and name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            expected = ", ".join(sorted(known)) or "none"
+            raise TypeError(
+                f"{cls.__qualname__}.{name} handles no call or broadcast of presence.proto"
+                f"{hint} (known: {expected}; rename it if it is not a handler)"
+            )
+
+
 def _register_overrides(
     instance: object,
     base: type,
@@ -155,7 +210,11 @@ class PresenceMeshSrpcServer(
     stream or by client id, wherever in the mesh it is connected.
     """
 
-    def __init__(self, mesh_key: str, **options: Any) -> None:
+    client_meta_schema = _CLIENT_META_SCHEMA
+
+    def __init__(
+        self, mesh_key: str, **options: Unpack[MeshSrpcServerOptions[ClientMetaDict]]
+    ) -> None:
         """Takes MeshSrpcServer's (and SrpcServer's) keyword options."""
         super().__init__(ClientMessage, ServerMessage, mesh_key=mesh_key, **options)
         _register_overrides(
@@ -170,6 +229,21 @@ class PresenceMeshSrpcServer(
             _BROADCAST_HANDLERS,
             self.register_broadcast_handler,
         )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _check_overrides(
+            cls, [*_SERVER_HANDLERS.values(), *_BROADCAST_HANDLERS.values()]
+        )
+
+    async def update_client_metadata(
+        self, client_id: str, metadata: ClientMetaUpdateDict
+    ) -> bool:
+        """Merge keys into a client's metadata, from any node; False if it is not connected.
+
+        Keys not given are kept; a key set to None is deleted.
+        """
+        return await super().update_client_metadata(client_id, metadata)
 
     def on_client_connected(
         self, handler: Callable[[str, ClientMetaDict], object]
@@ -306,12 +380,14 @@ class PresenceMeshSrpcServer(
         self, data: PresenceChangedDict, *, skip_self: bool = False
     ) -> None:
         """Send a presenceChanged broadcast to every node (this one too unless skip_self)."""
+        _check_payload("presenceChanged", data)
         await super().broadcast("presenceChanged", data, skip_self=skip_self)
 
     async def broadcast_announcement(
         self, data: AnnouncementDict, *, skip_self: bool = False
     ) -> None:
         """Send a announcement broadcast to every node (this one too unless skip_self)."""
+        _check_payload("announcement", data)
         await super().broadcast("announcement", data, skip_self=skip_self)
 
     @overload
@@ -339,6 +415,7 @@ class PresenceMeshSrpcServer(
         if type not in _BROADCAST_HANDLERS:
             known = ", ".join(sorted(_BROADCAST_HANDLERS))
             raise ValueError(f"unknown broadcast type {type!r} (known: {known})")
+        _check_payload(type, data)
         await super().broadcast(type, data, skip_self=skip_self)
 
     async def on_broadcast_presence_changed(
@@ -365,12 +442,18 @@ class PresenceSrpcServer(SrpcServer[ClientMessage, ServerMessage]):
     calls the client on a stream.
     """
 
-    def __init__(self, **options: Any) -> None:
+    client_meta_schema = _CLIENT_META_SCHEMA
+
+    def __init__(self, **options: Unpack[SrpcServerOptions]) -> None:
         """Takes SrpcServer's keyword options."""
         super().__init__(ClientMessage, ServerMessage, **options)
         _register_overrides(
             self, PresenceSrpcServer, _SERVER_HANDLERS, self.register_message_handler
         )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _check_overrides(cls, _SERVER_HANDLERS.values())
 
     async def invoke_d_get_status(
         self,
@@ -493,12 +576,30 @@ class PresenceSrpcClient(SrpcClient[ClientMessage, ServerMessage]):
     calls the server.
     """
 
-    def __init__(self, url: str, client_id: str, **options: Any) -> None:
-        """Takes SrpcClient's keyword options (client_meta, client_secret, ...)."""
-        super().__init__(url, ClientMessage, ServerMessage, client_id, **options)
+    def __init__(
+        self,
+        url: str,
+        client_id: str,
+        *,
+        client_meta: ClientMetaDict | None = None,
+        **options: Unpack[SrpcClientOptions],
+    ) -> None:
+        """Takes SrpcClient's keyword options (client_secret, enable_reconnect, ...)."""
+        super().__init__(
+            url,
+            ClientMessage,
+            ServerMessage,
+            client_id,
+            client_meta=client_meta,
+            **options,
+        )
         _register_overrides(
             self, PresenceSrpcClient, _CLIENT_HANDLERS, self.register_message_handler
         )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _check_overrides(cls, _CLIENT_HANDLERS.values())
 
     async def invoke_u_send_direct(
         self, request: USendDirectRequest, *, timeout: float | None = None

@@ -99,6 +99,19 @@ class MeshEngine(Protocol):
         """Publish to the broadcast channel."""
         ...
 
+    def send_event(self, payload: bytes) -> asyncio.Future[None]:
+        """Queue a publish to the presence-event channel, without waiting (as
+        :meth:`send_to_node`); nobody listening is the normal case."""
+        ...
+
+    async def ping(self) -> None:
+        """Round trip to the store; raises when it cannot be reached."""
+        ...
+
+    async def note_leader(self, instance_id: int, ttl_ms: int) -> None:
+        """Record ``instance_id`` as the leader for ``ttl_ms`` (for operators' tools)."""
+        ...
+
     async def subscribe(
         self,
         instance_id: int,

@@ -174,6 +174,18 @@ class MemoryMeshEngine:
         for subscription in list(self._state.listeners):
             subscription.post(MessageSource.BROADCAST, payload)
 
+    def send_event(self, payload: bytes) -> asyncio.Future[None]:
+        """Nobody watches an in-process mesh: dropped, already done."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    async def ping(self) -> None:
+        """Always reachable."""
+
+    async def note_leader(self, instance_id: int, ttl_ms: int) -> None:
+        """Nobody reads it in-process."""
+
     async def subscribe(
         self,
         instance_id: int,

@@ -24,6 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .._lua import lua_source
 from .._tasks import cancel_and_wait, raise_if_cancelling
+from ..errors import MeshConnectionError
 from ..settings import RedisSettings, create_redis_client
 from .base import (
     MeshKeys,
@@ -94,10 +95,20 @@ class RedisMeshEngine:
         self._closed = False
 
     async def allocate_instance_id(self) -> int:
-        """INCR ``next_id``."""
+        """INCR ``next_id``; :class:`MeshConnectionError` when Redis cannot be reached.
+
+        The first command of a starting node, so its failure says where Redis was
+        looked for.
+        """
         # Plain INCR (redis-py's incr() sends INCRBY key 1), as in the capture.
         incr = self._client.execute_command("INCR", self.keys.next_id)  # type: ignore[no-untyped-call]
-        return int(await incr)
+        try:
+            return int(await incr)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            settings = self._settings
+            raise MeshConnectionError(
+                f"cannot reach Redis at {settings.describe()}{settings.origin()}: {exc}"
+            ) from exc
 
     async def heartbeat(self, instance_id: int) -> bool:
         """Run the heartbeat script (Redis TIME); True if the entry was new."""
@@ -117,7 +128,15 @@ class RedisMeshEngine:
         removed = await self._cleanup(
             keys=[self.keys.heartbeats, self.keys.nodes], args=[node_ttl_ms]
         )
-        return [int(member) for member in removed]
+        # The script has removed them all: a member that is no node id (written by hand
+        # or a broken peer) is skipped, never allowed to lose the real nodes' report.
+        ids: list[int] = []
+        for member in removed:
+            try:
+                ids.append(int(member))
+            except ValueError:
+                logger.warning("mesh %s: skipping heartbeat member %r", self.keys.key, member)
+        return ids
 
     async def deregister(self, instance_id: int) -> None:
         """Run the deregister script (ZREM + HDEL)."""
@@ -144,6 +163,18 @@ class RedisMeshEngine:
     async def publish_broadcast(self, payload: bytes) -> None:
         """PUBLISH to ``broadcast``."""
         await self._publisher.publish(self.keys.broadcast, payload)
+
+    def send_event(self, payload: bytes) -> asyncio.Future[None]:
+        """Queue a PUBLISH to ``events``, in order with the node's other publishes."""
+        return self._publisher.send(self.keys.events, payload)
+
+    async def ping(self) -> None:
+        """PING on the command client."""
+        await self._client.ping()
+
+    async def note_leader(self, instance_id: int, ttl_ms: int) -> None:
+        """SET ``leader`` id PX ttl."""
+        await self._client.set(self.keys.leader, str(instance_id), px=ttl_ms)
 
     async def subscribe(
         self,

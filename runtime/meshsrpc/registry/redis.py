@@ -83,7 +83,7 @@ def _decode(raw: bytes | str) -> Any:
     try:
         text = raw.decode() if isinstance(raw, bytes) else raw
         value, end = _scan_json(text, 0)
-    except UnicodeDecodeError:
+    except (UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply
         return _UNPARSABLE
     except (StopIteration, ValueError):
         value, end = _UNPARSABLE, -1
@@ -91,7 +91,7 @@ def _decode(raw: bytes | str) -> Any:
         return value
     try:  # surrounding whitespace, or garbage: the strict path decides
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return _UNPARSABLE
 
 
@@ -105,8 +105,19 @@ def _as_int(value: object) -> int | None:
     return None
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def _client_id(value: bytes | str) -> str | None:
+    """A client id read from Redis; None (with a warning) when it is not UTF-8.
+
+    Every writer stores ids as UTF-8; anything else was written by hand or by a broken
+    peer, and must not make a whole listing or a dead node's report fail.
+    """
+    if isinstance(value, str):
+        return value
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        logger.warning("skipping registry entry whose client id is not UTF-8: %r", value[:100])
+        return None
 
 
 class MeshClientRedisRegistry(Generic[TMeta]):
@@ -195,8 +206,8 @@ class MeshClientRedisRegistry(Generic[TMeta]):
         async with self._in_flight:
             scan = self._redis.hscan_iter(self.clients_key, count=_SCAN_COUNT)
             async for field, raw in scan:
-                client_id = _text(field)
-                if client_id not in found:
+                client_id = _client_id(field)
+                if client_id is not None and client_id not in found:
                     client = self._parse(client_id, raw)
                     if client is not None:
                         found[client_id] = client
@@ -209,7 +220,9 @@ class MeshClientRedisRegistry(Generic[TMeta]):
         async with self._in_flight:
             scan = self._redis.sscan_iter(self.node_key(node_id), count=_SCAN_COUNT)
             async for member in scan:
-                members.append(_text(member))
+                client_id = _client_id(member)
+                if client_id is not None:
+                    members.append(client_id)
             for start in range(0, len(members), _SCAN_COUNT):
                 await self._collect(members[start : start + _SCAN_COUNT], node_id, found)
         return list(found.values())
@@ -222,8 +235,10 @@ class MeshClientRedisRegistry(Generic[TMeta]):
             )
         flat = cast("list[bytes]", reply)
         removed: list[RegisteredClient[TMeta]] = []
+        # The script has removed them all: one bad entry must not lose the others' report.
         for i in range(0, len(flat) - 1, 2):
-            client = self._parse(_text(flat[i]), flat[i + 1])
+            client_id = _client_id(flat[i])
+            client = None if client_id is None else self._parse(client_id, flat[i + 1])
             if client is not None:
                 removed.append(client)
         return removed

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from .bytestream import ByteStreamReader, ByteStreamWriter
 from .client import SrpcClient
+from .clientmeta import ClientMetaError, ClientMetaSchema
+from .options import SrpcClientOptions, SrpcServerOptions
 from .protocol import CloseCause
 from .server import SrpcServer
 from .stream import SrpcStream, StreamMeta
@@ -11,9 +13,13 @@ from .stream import SrpcStream, StreamMeta
 __all__ = [
     "ByteStreamReader",
     "ByteStreamWriter",
+    "ClientMetaError",
+    "ClientMetaSchema",
     "CloseCause",
     "SrpcClient",
+    "SrpcClientOptions",
     "SrpcServer",
+    "SrpcServerOptions",
     "SrpcStream",
     "StreamMeta",
 ]

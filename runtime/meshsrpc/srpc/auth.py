@@ -1,8 +1,9 @@
 """Upgrade-time checks: required query parameters, HMAC signatures, custom authorizers.
 
 Runs before the WebSocket is accepted, so a refusal is a plain HTTP status:
-400 for missing ``id``/``cid``/``appv``, 403 for failed auth (including a replayed
-signature), 500 when an authorizer, key fetcher or replay guard raises.
+400 for missing ``id``/``cid``/``appv`` or a metadata value of the wrong type, 403 for
+failed auth (including a replayed signature), 500 when an authorizer, key fetcher or replay
+guard raises.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
 from urllib.parse import parse_qsl
+
+from .clientmeta import ClientMetaError, ClientMetaSchema
 
 __all__ = [
     "NOT_CONFIGURED",
@@ -113,7 +116,10 @@ def verify_signature(
         query.get("id", ""),
         query.get("cid", ""),
     )
-    return hmac.compare_digest(expected, query.get("signature", "").lower())
+    signature = query.get("signature", "")
+    if not signature.isascii():
+        return False  # compare_digest raises TypeError on non-ASCII text
+    return hmac.compare_digest(expected, signature.lower())
 
 
 class ReplayGuard(Protocol):
@@ -177,8 +183,13 @@ async def authenticate(
     key_fetcher: KeyFetcher | None,
     replay_guard: ReplayGuard | None = None,
     allow_unsigned: bool = False,
+    meta_schema: ClientMetaSchema | None = None,
 ) -> HandshakeAccepted | HandshakeRejected:
     """Decide an upgrade. A custom authorizer replaces the signature check when set.
+
+    With a ``meta_schema``, the ``m--`` values are converted to their fields' types
+    (an authorizer's dict is merged after, as given); a value that does not convert
+    is refused with 400 naming the field.
 
     With a ``replay_guard``, a valid signature is accepted once: the same (cid, id, ts)
     is refused (403) while its ``ts`` could still pass the clock-drift check. With no
@@ -194,11 +205,16 @@ async def authenticate(
         for name, value in query.items()
         if name.startswith(META_PARAM_PREFIX)
     }
+    if meta_schema is not None:
+        try:
+            meta = meta_schema.parse(meta)
+        except ClientMetaError as error:
+            return HandshakeRejected(400, f"Bad {error}")
     if authorizer is not None:
         try:
             verdict = await _maybe_await(authorizer(query, request))
         except Exception:
-            logger.exception("client authorizer failed for %s", query.get("cid"))
+            logger.exception("client authorizer failed for %r", query.get("cid"))
             return HandshakeRejected(500, "Authorizer failed")
         if isinstance(verdict, dict):
             meta.update(verdict)
@@ -209,7 +225,7 @@ async def authenticate(
         try:
             client_secret = await _maybe_await(key_fetcher(query["cid"]))
         except Exception:
-            logger.exception("client key fetcher failed for %s", query.get("cid"))
+            logger.exception("client key fetcher failed for %r", query.get("cid"))
             return HandshakeRejected(500, "Key fetcher failed")
         if client_secret is None or not verify_signature(query, client_secret, clock_drift):
             return HandshakeRejected(403, "Unauthorized")
@@ -234,9 +250,9 @@ async def _check_replay(
     try:
         first = await _first_use(replay_guard, query, 2 * clock_drift)
     except Exception:
-        logger.exception("replay guard failed for %s", query.get("cid"))
+        logger.exception("replay guard failed for %r", query.get("cid"))
         return HandshakeRejected(500, "Replay check failed")
     if not first:
-        logger.warning("refusing a replayed handshake of %s", query.get("cid"))
+        logger.warning("refusing a replayed handshake of %r", query.get("cid"))
         return HandshakeRejected(403, "Unauthorized")
     return HandshakeAccepted(meta)

@@ -14,23 +14,27 @@ import logging
 import random
 import ssl as ssl_module
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeAlias, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import betterproto2
+from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import InvalidHandshake, InvalidMessage, InvalidStatus
+from websockets.exceptions import InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI
 
-from ..errors import SrpcConflictError, SrpcError
+from ..errors import SrpcConflictError, SrpcError, SrpcStreamClosedError
 from ._callbacks import call_maybe_async
 from .auth import sign
 from .bytestream import ByteStreamReader, ByteStreamWriter
+from .clientmeta import encode_meta_value
 from .frames import CallField, FrameSchema
 from .ids import uuid7
 from .protocol import CLOSE_CODES, UNHANDLED_MESSAGE_TYPE, CloseCause, SrpcProtocol
 from .session import SrpcSession
-from .transports.websockets import WebsocketsTransport
+from .transports.base import Transport
+from .transports.choice import choose_transport
+from .transports.websockets import SrpcClientConnection, WebsocketsTransport
 
 __all__ = [
     "ClientConnectionHandler",
@@ -64,7 +68,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         server_message: type[ServerMsgT],
         client_id: str,
         *,
-        client_meta: Mapping[str, str] | None = None,
+        client_meta: Mapping[str, object] | None = None,
         client_secret: str | None = None,
         enable_reconnect: bool = True,
         protocol_version: int = 2,
@@ -73,13 +77,18 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         pong_timeout: float = 75.0,
         connection_check_timeout: float = 5.0,
         connect_timeout: float = 10.0,
-        reconnect_delay: float = 0.5,
+        reconnect_delay: float = 0.3,
         max_reconnect_delay: float = 30.0,
         max_frame_size: int = 1024 * 1024,
         max_send_buffer: int = 8 * 1024 * 1024,
         ssl: ssl_module.SSLContext | None = None,
+        fallback_urls: Sequence[str] = (),
+        peer_max_frame_size: int | None = None,
+        transport: str | None = None,
     ) -> None:
-        self.url = url
+        self.url = _checked_url(url)
+        # "websockets", "picows" or "auto" (None: $MESHSRPC_TRANSPORT, else auto).
+        self.transport = transport
         self.client_schema: FrameSchema[ClientMsgT] = FrameSchema(client_message)
         self.server_schema: FrameSchema[ServerMsgT] = FrameSchema(server_message)
         self.client_id = client_id
@@ -96,12 +105,17 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         self.max_reconnect_delay = max_reconnect_delay
         self.max_frame_size = max_frame_size
         self.max_send_buffer = max_send_buffer
+        self.peer_max_frame_size = peer_max_frame_size
         self.ssl = ssl
         self._handlers: dict[str, ClientMessageHandler] = {}
         self._connection_handlers: list[ClientConnectionHandler] = []
         self._disconnect_handlers: list[ClientDisconnectHandler] = []
         self._session: SrpcSession | None = None
         self._connected = False
+        # Every server URL, tried in turn on reconnects (a draining node refuses new
+        # connections: the next URL is another node).
+        self._urls = [self.url, *(_checked_url(u) for u in fallback_urls)]
+        self._up = asyncio.Event()  # set while connected: calls made meanwhile wait
         self._wanted = False
         self._supersede = False
         self._supervisor: asyncio.Task[None] | None = None
@@ -182,32 +196,26 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         if supersede:
             query["_supersede"] = "1"
         for name, value in self.client_meta.items():
-            query[f"m--{name}"] = str(value)
+            query[f"m--{name}"] = encode_meta_value(value)
         joined = "&".join(filter(None, [parts.query, urlencode(query)]))
         return urlunsplit((parts.scheme, parts.netloc, parts.path, joined, parts.fragment))
 
     async def _open(self) -> None:
         """One connection attempt; returns once the server's first ping arrived."""
+        _checked_url(self.url)  # the attribute may have changed since __init__
         url = self._build_url(self._supersede)
-        options: dict[str, Any] = {}
-        if self.ssl is not None:
-            options["ssl"] = self.ssl
-        try:
-            connection = await ws_connect(
+        transport: Transport
+        if choose_transport(self.transport) == "picows":
+            from .transports.picows import connect as picows_connect
+
+            transport = await picows_connect(
                 url,
-                compression=None,
-                ping_interval=None,
-                max_size=max(2 * self.max_frame_size, 64 * 1024),
-                open_timeout=self.connect_timeout,
-                proxy=None,
-                **options,
+                max_frame_size=self.max_frame_size,
+                connect_timeout=self.connect_timeout,
+                ssl=self.ssl,
             )
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            body = exc.response.body.decode(errors="replace").strip() if exc.response.body else ""
-            raise SrpcError(f"server refused the connection: HTTP {status} {body}".strip()) from exc
-        except (OSError, TimeoutError, InvalidHandshake, InvalidMessage) as exc:
-            raise SrpcError(f"could not connect to {self.url}: {exc}") from exc
+        else:
+            transport = WebsocketsTransport(await self._connect_websockets(url))
         protocol = SrpcProtocol(
             self.server_schema,
             self.client_schema,
@@ -218,13 +226,14 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         self._first_ping = first_ping
         session = SrpcSession(
             protocol,
-            WebsocketsTransport(connection),
+            transport,
             dispatch=self._dispatch,
             on_ping=self._on_server_ping,
             first_byte_stream_id=1,
             max_send_buffer=self.max_send_buffer,
             close_timeout=5.0,
-            label=f"srpc-client[{self.client_id}]",
+            label=f"srpc-client[{self.client_id!r}]",
+            peer_max_frame_size=self.peer_max_frame_size,
         )
         self._session = session
         self._connected = False
@@ -239,14 +248,45 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
                 await session.close("timeout", "No ping from server")
             cause = await run
             if session.transport.close_code == CLOSE_CODES["conflict"]:
-                raise SrpcConflictError()
+                raise SrpcConflictError(
+                    f"client id {self.client_id!r} is already connected; "
+                    "connect(supersede=True) takes over that connection (the server closes "
+                    "it with 4002)"
+                )
             code = session.transport.close_code
             raise SrpcError(f"connection closed before it was ready ({cause}, code {code})")
         self._connected = True
+        self._up.set()
         self._last_pong = time.monotonic()
         self._ping_task = asyncio.create_task(self._ping_loop(), name="srpc-client-ping")
         for handler in list(self._connection_handlers):
             self._spawn(self._run_handler(handler))
+
+    async def _connect_websockets(self, url: str) -> ClientConnection:
+        options: dict[str, Any] = {}
+        if self.ssl is not None:
+            options["ssl"] = self.ssl
+        try:
+            connection = await ws_connect(
+                url,
+                compression=None,
+                ping_interval=None,
+                max_size=max(2 * self.max_frame_size, 64 * 1024),
+                open_timeout=self.connect_timeout,
+                proxy=None,
+                create_connection=SrpcClientConnection,
+                **options,
+            )
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            body = exc.response.body.decode(errors="replace").strip() if exc.response.body else ""
+            raise SrpcError(f"server refused the connection: HTTP {status} {body}".strip()) from exc
+        except InvalidURI:
+            # Not chained: its text holds the signed query.
+            raise SrpcError(f"could not connect: invalid URL {_bare(self.url)!r}") from None
+        except (OSError, TimeoutError, InvalidHandshake, InvalidMessage) as exc:
+            raise SrpcError(f"could not connect to {self.url}: {exc}") from exc
+        return connection
 
     def _on_server_ping(self) -> None:
         self._last_pong = time.monotonic()
@@ -301,19 +341,30 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
             assert run is not None
             cause = await asyncio.shield(run)
             self._connected = False
+            self._up.clear()
             if self._ping_task is not None:
                 self._ping_task.cancel()
             await self._notify_disconnect(cause)
             if not self._wanted or not self.enable_reconnect or cause in ("conflict", "supersede"):
                 self._wanted = False
                 return
+            # A draining server asked us to go elsewhere: no delay for the first try.
+            at_once = cause == "restart"
             while self._wanted:
-                delay = min(self.max_reconnect_delay, self.reconnect_delay * 2**attempt)
-                attempt += 1
-                try:
-                    await asyncio.wait_for(self._stop.wait(), delay * (0.5 + random.random() / 2))
-                except TimeoutError:
-                    pass
+                if at_once:
+                    at_once = False
+                    self._next_url()
+                else:
+                    delay = min(self.max_reconnect_delay, self.reconnect_delay * 2**attempt)
+                    attempt += 1
+                    try:
+                        await asyncio.wait_for(
+                            self._stop.wait(), delay * (0.5 + random.random() / 2)
+                        )
+                    except TimeoutError:
+                        pass
+                    if attempt > 1:
+                        self._next_url()
                 if not self._wanted:
                     return
                 try:
@@ -321,12 +372,23 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    logger.info("reconnect of %s failed: %s", self.client_id, exc)
+                    logger.info("reconnect of %r failed: %s", self.client_id, exc)
                     continue
                 attempt = 0
                 if not self._wanted and self._session is not None:
                     await self._session.close("disconnect", "Client disconnect")
                 break
+
+    def _next_url(self) -> None:
+        """Move on to the next server URL (after the one in use), if there are several."""
+        if len(self._urls) < 2:
+            return
+        try:
+            index = self._urls.index(self.url)
+        except ValueError:  # set by hand meanwhile: keep it first
+            self._urls.insert(0, self.url)
+            index = 0
+        self.url = self._urls[(index + 1) % len(self._urls)]
 
     async def _notify_disconnect(self, cause: CloseCause) -> None:
         for handler in list(self._disconnect_handlers):
@@ -408,12 +470,37 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> Any:
         """Typed implementation of :meth:`invoke` (None = the 30 s default timeout)."""
-        session = self._session
-        if session is None or not self.is_connected:
-            raise SrpcError("not connected")
-        return await session.invoke(
-            prefix, request, DEFAULT_TIMEOUT if timeout is None else timeout
-        )
+        seconds = DEFAULT_TIMEOUT if timeout is None else timeout
+        deadline = time.monotonic() + seconds
+        while True:
+            while not self.is_connected and self._reconnecting:
+                # Dropped, or moved by a draining server: the call waits for the next
+                # connection (within its timeout) instead of failing. (The supervisor
+                # may not have seen the close yet: _up is what it sets on reconnect.)
+                self._up.clear()
+                try:
+                    await asyncio.wait_for(self._up.wait(), deadline - time.monotonic())
+                except TimeoutError:
+                    raise SrpcError(f"not connected (reconnecting for {seconds:.1f} s)") from None
+            session = self._session
+            if session is None or not self.is_connected:
+                raise SrpcError("not connected")
+            try:
+                return await session.invoke(
+                    prefix, request, max(0.001, deadline - time.monotonic())
+                )
+            except SrpcStreamClosedError as exc:
+                # A draining server (1012) ran no request it got after it began
+                # draining, so a call it did not answer is safe to send again.
+                if exc.cause != "restart" or not self._reconnecting:
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+
+    @property
+    def _reconnecting(self) -> bool:
+        supervisor = self._supervisor
+        return self._wanted and supervisor is not None and not supervisor.done()
 
     # --- byte streams ----------------------------------------------------------------
 
@@ -428,3 +515,24 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         if self._session is None:
             raise SrpcError("not connected")
         return self._session.byte_streams.open_reader(stream_id)
+
+
+def _checked_url(url: str) -> str:
+    """The server URL, if its scheme is one a WebSocket client can open.
+
+    Checked here: websockets' own error quotes the whole URL, and at connect time that
+    includes the signed handshake query.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in ("ws", "wss"):
+        return url
+    hint = {"http": "ws", "https": "wss"}.get(scheme)
+    fix = f"; use {hint}://{parts.netloc}{parts.path}" if hint else ""
+    raise SrpcError(f"SrpcClient needs a ws:// or wss:// URL, got {_bare(url)!r}{fix}")
+
+
+def _bare(url: str) -> str:
+    """``url`` without its query and fragment (they may carry credentials)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))

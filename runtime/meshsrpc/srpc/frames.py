@@ -22,7 +22,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import betterproto2
 
-from .messagecodec import encode_message, parse_message
+from .messagecodec import check_encoded, encode_message, parse_message
 from .protowire import (
     WIRE_I32,
     WIRE_I64,
@@ -359,7 +359,9 @@ class FrameSchema(Generic[MsgT]):
             kwargs["trace"] = trace
         if member is not None:
             kwargs[member] = value
-        return bytes(self.container(**kwargs))
+        raw = bytes(self.container(**kwargs))
+        check_encoded(raw, self.container)
+        return raw
 
     def ping(self) -> bytes:
         """The ``{pingPong: {}}`` frame."""

@@ -49,6 +49,6 @@ class InactivityMonitor:
                     continue
                 if session.protocol.last_received_at < deadline:
                     logger.info(
-                        "stream of %s silent for %.1f s; closing", stream.client_id, self.timeout
+                        "stream of %r silent for %.1f s; closing", stream.client_id, self.timeout
                     )
                     await session.close("timeout", "Inactivity timeout")

@@ -25,13 +25,14 @@ from .protowire import (
     WIRE_LEN,
     WIRE_VARINT,
     FrameError,
+    VarintOverflow,
     check_wire_structure,
     encode_varint,
     proto_meta,
     read_varint,
 )
 
-__all__ = ["encode_message", "parse_message"]
+__all__ = ["check_encoded", "encode_message", "parse_message"]
 
 _MAX_DEPTH: Final = 64  # the limit check_wire_structure applies
 
@@ -100,12 +101,19 @@ class _Fallback(Exception):
     """The input needs betterproto2's own handling (e.g. a field with a foreign wire type)."""
 
 
+class _OutOfRange(ValueError):
+    """An integer no 64-bit field can hold (betterproto2 would write it anyway)."""
+
+
 def _varint_bytes(value: int) -> bytes:
-    # betterproto2's dump_varint, value for value (booleans and enums included).
+    # betterproto2's dump_varint, value for value (booleans and enums included),
+    # except that it refuses what betterproto2 writes as an over-long varint.
     if value < -(1 << 63):
         raise ValueError("Negative value is not representable as a 64-bit integer")
     if value < 0:
         value += 1 << 64
+    elif value >> 64:
+        raise _OutOfRange(f"{value} is not representable as a 64-bit integer")
     return encode_varint(value)
 
 
@@ -359,11 +367,29 @@ def parse_message(
 
 
 def encode_message(message: betterproto2.Message) -> bytes:
-    """``bytes(message)``: the same bytes, and the same error for a value it cannot write."""
+    """``bytes(message)``: the same bytes, and the same error for a value it cannot write.
+
+    One difference: an integer ≥ 2**64, which betterproto2 writes as a varint that
+    no decoder reads back (the peer would close the connection), raises ValueError.
+    """
     codec = _codec(type(message))
     if codec is not None:
         try:
             return codec.encode(message)
+        except _OutOfRange:
+            raise
         except Exception:
             pass  # betterproto2 below raises (or writes) its own way
-    return bytes(message)
+    raw = bytes(message)
+    check_encoded(raw, type(message))
+    return raw
+
+
+def check_encoded(data: bytes, cls: type[betterproto2.Message]) -> None:
+    """Raise ValueError if ``data``, written by betterproto2, holds an integer ≥ 2**64."""
+    try:
+        check_wire_structure(data, cls, strict=True)
+    except VarintOverflow as exc:
+        raise ValueError(f"cannot encode {cls.__name__}: {exc}") from None
+    except FrameError:
+        pass  # a quirk of betterproto2's output (it writes back what it parsed), not ours

@@ -34,7 +34,9 @@ __all__ = [
     "truncate_reason",
 ]
 
-CloseCause: TypeAlias = Literal["disconnect", "conflict", "supersede", "timeout", "badArg"]
+CloseCause: TypeAlias = Literal[
+    "disconnect", "conflict", "supersede", "timeout", "badArg", "restart"
+]
 """Why a stream closed, as disconnect handlers see it."""
 
 CLOSE_CODES: Final[dict[CloseCause, int]] = {
@@ -43,6 +45,9 @@ CLOSE_CODES: Final[dict[CloseCause, int]] = {
     "conflict": 4001,
     "supersede": 4002,
     "timeout": 4003,
+    # The server is draining (a rolling deploy): reconnect at once, to another node.
+    # The standard "Service Restart" code, so that any client reconnects.
+    "restart": 1012,
 }
 _CAUSES_BY_CODE: Final[dict[int, CloseCause]] = {code: cause for cause, code in CLOSE_CODES.items()}
 
@@ -239,10 +244,11 @@ class SrpcProtocol:
     ) -> tuple[str, bytes]:
         """Start a call; return its new request id and the frame to send."""
         request_id = uuid7()
-        self._pending[request_id] = call
-        return request_id, self.outgoing.encode(
+        frame = self.outgoing.encode(
             request_id=request_id, trace=trace, member=call.attr, value=value
         )
+        self._pending[request_id] = call
+        return request_id, frame
 
     def forget(self, request_id: str, *, expired: bool = False) -> None:
         """Stop expecting a reply.

@@ -19,6 +19,7 @@ __all__ = [
     "WIRE_LEN",
     "WIRE_VARINT",
     "FrameError",
+    "VarintOverflow",
     "check_wire_structure",
     "encode_varint",
     "proto_meta",
@@ -88,18 +89,26 @@ def _message_fields(
     return fields
 
 
+class VarintOverflow(FrameError):
+    """A varint value over 64 bits (see ``check_wire_structure(strict=True)``)."""
+
+
 def check_wire_structure(
     data: bytes,
     cls: type[betterproto2.Message] | None,
     start: int = 0,
     end: int | None = None,
     depth: int = 0,
+    *,
+    strict: bool = False,
 ) -> None:
     """Walk the protobuf wire structure and raise :class:`FrameError` if it is broken.
 
     betterproto2 silently accepts truncated input (``0a056d`` parses as
     ``request_id='m'``) where ts-proto throws; walking the tags and lengths, and
     descending into known message fields, restores the TypeScript behaviour.
+    ``strict`` also refuses varint values over 64 bits, which betterproto2 writes for
+    an int ≥ 2**64 and no peer reads back.
     """
     if end is None:
         end = len(data)
@@ -117,7 +126,9 @@ def check_wire_structure(
         if number == 0:
             raise FrameError("field number 0")
         if wire_type == WIRE_VARINT:
-            _, pos = read_varint(data, pos, end)
+            value, pos = read_varint(data, pos, end)
+            if strict and value >> 64:
+                raise VarintOverflow(f"field {number}: {value} does not fit in 64 bits")
         elif wire_type == WIRE_I64:
             pos += 8
         elif wire_type == WIRE_I32:
@@ -129,7 +140,7 @@ def check_wire_structure(
                 raise FrameError("length-delimited field runs past the end")
             sub_cls = fields.get(number) if fields is not None else None
             if sub_cls is not None:
-                check_wire_structure(data, sub_cls, pos, sub_end, depth + 1)
+                check_wire_structure(data, sub_cls, pos, sub_end, depth + 1, strict=strict)
             pos = sub_end
         else:
             raise FrameError(f"unsupported wire type {wire_type}")

@@ -41,6 +41,8 @@ from .auth import (
     ReplayGuard,
     authenticate,
 )
+from .bytestream import PENDING_MAX_CONNECTION_BYTES, PENDING_MAX_STREAMS, ByteStreamLimits
+from .clientmeta import ClientMetaSchema
 from .frames import CallField, FrameSchema
 from .ids import uuid7
 from .liveness import InactivityMonitor
@@ -48,6 +50,7 @@ from .protocol import CLOSE_CODES, UNHANDLED_MESSAGE_TYPE, CloseCause, SrpcProto
 from .session import SrpcSession
 from .stream import SrpcStream, StreamMeta
 from .transports.base import Transport
+from .transports.choice import choose_transport
 
 if TYPE_CHECKING:
     import ssl as ssl_module
@@ -87,9 +90,12 @@ INTERNAL_ERROR_CODE = 1011
 class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
     """An SRPC server for one app's ``ClientMessage`` / ``ServerMessage`` pair.
 
-    Serve it standalone with :meth:`listen` (on ``websockets``) or mount :attr:`asgi`
+    Serve it standalone with :meth:`listen` (on ``picows`` or ``websockets``) or mount :attr:`asgi`
     in Starlette/FastAPI. Durations are seconds.
     """
+
+    client_meta_schema: ClientMetaSchema | None = None
+    """Converts the client's ``m--`` metadata to typed values (meshgen's classes set it)."""
 
     def __init__(
         self,
@@ -107,6 +113,12 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         compression: str | None = None,
         replay_protection: bool = True,
         allow_unsigned: bool = False,
+        expose_errors: bool = False,
+        max_connections: int | None = None,
+        handshake_timeout: float = 10.0,
+        max_early_data: int = PENDING_MAX_CONNECTION_BYTES,
+        max_early_streams: int = PENDING_MAX_STREAMS,
+        peer_max_frame_size: int | None = None,
     ) -> None:
         self.client_schema: FrameSchema[ClientMsgT] = FrameSchema(client_message)
         self.server_schema: FrameSchema[ServerMsgT] = FrameSchema(server_message)
@@ -118,6 +130,10 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         #: Accept unsigned connections when no secret, key fetcher or authorizer is set
         #: (development only). Off: such a server refuses every connection with 500.
         self.allow_unsigned = allow_unsigned
+        #: Send a handler's unexpected exception text to the client ("ValueError: …");
+        #: off (default), the client gets "Internal server error (error id …)" and the
+        #: log the details. SrpcError messages always reach the client.
+        self.expose_errors = expose_errors
         self._unconfigured_logged = False
         self.clock_drift = clock_drift
         self.max_frame_size = max_frame_size
@@ -125,6 +141,12 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         self.max_send_buffer = max_send_buffer
         self.close_timeout = close_timeout
         self.compression = compression
+        self.max_connections = max_connections
+        self.handshake_timeout = handshake_timeout
+        self.peer_max_frame_size = peer_max_frame_size
+        self.byte_stream_limits = ByteStreamLimits(
+            max_bytes=max_early_data, max_streams=max_early_streams
+        )
         self._handlers: dict[str, ServerMessageHandler] = {}
         self._response_classes: dict[str, type[betterproto2.Message]] = {}
         self._connection_handlers: list[ConnectionHandler] = []
@@ -141,6 +163,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         self._listener: Any = None
         self._asgi: AsgiApp | None = None
         self._closing = False
+        self._draining = False
 
     @property
     def inactivity_timeout(self) -> float:
@@ -305,8 +328,10 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         self, request: HandshakeRequest
     ) -> HandshakeAccepted | HandshakeRejected:
         """Decide an HTTP upgrade request (transports call this before accepting)."""
-        if self._closing:
+        if self._closing or self._draining:
             return HandshakeRejected(503, "Server is closing")
+        if self.max_connections is not None and len(self._streams) >= self.max_connections:
+            return HandshakeRejected(503, "Too many connections")
         if request.path != self.path:
             return HandshakeRejected(404, "Not found")
         verdict = await authenticate(
@@ -317,6 +342,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             key_fetcher=self._key_fetcher,
             replay_guard=self._replay_guard,
             allow_unsigned=self.allow_unsigned,
+            meta_schema=self.client_meta_schema,
         )
         if verdict is NOT_CONFIGURED:
             self._log_unconfigured_once()
@@ -395,7 +421,10 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             max_in_flight=self.max_in_flight,
             max_send_buffer=self.max_send_buffer,
             close_timeout=self.close_timeout,
-            label=f"srpc[{stream.client_id}]",
+            label=f"srpc[{stream.client_id!r}]",
+            expose_errors=self.expose_errors,
+            byte_stream_limits=self.byte_stream_limits,
+            peer_max_frame_size=self.peer_max_frame_size,
         )
         stream.session = session
         self._streams[stream.id] = stream
@@ -422,7 +451,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             if self._streams_by_client.get(stream.client_id) is stream:
                 del self._streams_by_client[stream.client_id]
             cause = session.close_cause or "disconnect"
-            logger.debug("stream %s (%s) closed: %s", stream.id, stream.client_id, cause)
+            logger.debug("stream %s (%r) closed: %s", stream.id, stream.client_id, cause)
             try:
                 await self._run_close_hooks(stream, cause, announced)
             finally:
@@ -434,24 +463,27 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         try:
             await self._on_stream_closed(stream, cause)
         except Exception:
-            logger.exception("_on_stream_closed failed for %s", stream.client_id)
+            logger.exception("_on_stream_closed failed for %r", stream.client_id)
         if not announced:
             return
         for handler in list(self._disconnect_handlers):
             try:
                 await call_maybe_async(handler, stream, cause)
-            except Exception:
-                logger.exception("disconnect handler failed for %s", stream.client_id)
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
+                # SystemExit / KeyboardInterrupt too: app code must not end the server.
+                logger.exception("disconnect handler failed for %r", stream.client_id)
 
     async def _establish(self, stream: SrpcStream, session: SrpcSession) -> bool:
         """Same-client-id policy and the established hook; True once the first ping is out."""
         existing = self._streams_by_client.get(stream.client_id)
         if existing is not None and existing is not stream and existing.is_open:
             if stream.protocol_version >= 2 and not stream.supersede:
-                logger.info("refusing %s: already connected (protocol v2)", stream.client_id)
+                logger.info("refusing %r: already connected (protocol v2)", stream.client_id)
                 await session.close("conflict", "Client already connected")
                 return False
-            logger.info("client %s reconnected; superseding its old stream", stream.client_id)
+            logger.info("client %r reconnected; superseding its old stream", stream.client_id)
             await self.close_stream(
                 existing, CLOSE_CODES["supersede"], "supersede", "Superseded by a new connection"
             )
@@ -475,7 +507,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             await session.close("conflict", exc.message)
             return False
         except Exception as exc:
-            logger.exception("%s failed for %s", getattr(hook, "__name__", hook), stream.client_id)
+            logger.exception("%s failed for %r", getattr(hook, "__name__", hook), stream.client_id)
             await session.close("disconnect", str(exc), code=INTERNAL_ERROR_CODE)
             return False
         return True
@@ -487,10 +519,14 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         for handler in list(self._connection_handlers):
             try:
                 await call_maybe_async(handler, stream)
-            except Exception as exc:
-                logger.exception("connection handler failed for %s", stream.client_id)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                # SystemExit / KeyboardInterrupt too: app code must not end the server.
+                logger.exception("connection handler failed for %r", stream.client_id)
+                reason = str(exc) if isinstance(exc, Exception) else type(exc).__name__
                 await session.close(
-                    "disconnect", f"Connection handler failed: {exc}", code=INTERNAL_ERROR_CODE
+                    "disconnect", f"Connection handler failed: {reason}", code=INTERNAL_ERROR_CODE
                 )
                 return
             if not session.is_open:
@@ -503,7 +539,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         try:
             await self._on_stream_activated(stream)
         except Exception:
-            logger.exception("_on_stream_activated failed for %s", stream.client_id)
+            logger.exception("_on_stream_activated failed for %r", stream.client_id)
         if not session.is_open:
             return
         # The client's requests were held until activation had fully finished (as the
@@ -536,15 +572,30 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
     # --- serving ---------------------------------------------------------------------
 
     async def listen(
-        self, host: str | None, port: int, ssl: ssl_module.SSLContext | None = None
+        self,
+        host: str | None,
+        port: int,
+        ssl: ssl_module.SSLContext | None = None,
+        *,
+        transport: str | None = None,
     ) -> None:
-        """Serve standalone on ``websockets`` until :meth:`close`; see :attr:`port`."""
-        from .transports.websockets import serve
+        """Serve standalone until :meth:`close`; see :attr:`port`.
 
+        ``transport`` is ``"picows"``, ``"websockets"`` or ``"auto"`` (websockets;
+        picows is opt-in); None reads ``$MESHSRPC_TRANSPORT``, else auto.
+        """
         if self._listener is not None:
             raise RuntimeError("already listening")
         self._closing = False
-        self._listener = await serve(self, host, port, ssl=ssl)
+        self._draining = False
+        if choose_transport(transport, compression=self.compression) == "picows":
+            from .transports.picows import serve as serve_picows
+
+            self._listener = await serve_picows(self, host, port, ssl=ssl)
+        else:
+            from .transports.websockets import serve
+
+            self._listener = await serve(self, host, port, ssl=ssl)
         self._log_auth_mode()
 
     @property
@@ -573,13 +624,29 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def close(self) -> None:
-        """Stop listening, let running requests answer (up to ``close_timeout``), then
-        close every stream (1000) and wait for their cleanup."""
-        self._closing = True
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.close(close_connections=False)
+    async def drain(self, timeout: float | None = None) -> None:
+        """Move every client elsewhere (a rolling deploy): refuse new connections (503),
+        let running requests answer (up to ``close_timeout``), then close every stream
+        with 1012 (cause ``"restart"``), which SDK clients answer by reconnecting at
+        once, to their next URL. Call :meth:`close` afterwards."""
+        self._draining = True
+        for stream in self._streams.values():
+            if stream.session is not None:
+                stream.session.stop_taking_requests()
+        await self._wait_idle()
+        for stream in list(self._streams.values()):
+            await self.close_stream(
+                stream, CLOSE_CODES["restart"], "restart", "Server restarting: reconnect"
+            )
+        if self._serving:
+            await asyncio.wait(list(self._serving), timeout=self.close_timeout + 1)
+
+    @property
+    def is_draining(self) -> bool:
+        """True from :meth:`drain` on: new connections are refused with 503."""
+        return self._draining
+
+    async def _wait_idle(self) -> None:
         busy = [
             asyncio.create_task(stream.session.wait_idle())
             for stream in self._streams.values()
@@ -589,6 +656,15 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             _, pending = await asyncio.wait(busy, timeout=self.close_timeout)
             for task in pending:
                 task.cancel()
+
+    async def close(self) -> None:
+        """Stop listening, let running requests answer (up to ``close_timeout``), then
+        close every stream (1000) and wait for their cleanup."""
+        self._closing = True
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close(close_connections=False)
+        await self._wait_idle()
         for stream in list(self._streams.values()):
             await self.close_stream(
                 stream, CLOSE_CODES["disconnect"], "disconnect", "Server closing"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,9 +20,9 @@ from typing import Any
 import betterproto2
 
 from .._deadlines import Deadlines
-from ..errors import SrpcError
+from ..errors import SrpcError, SrpcStreamClosedError
 from . import _tracing
-from .bytestream import ByteStreamManager
+from .bytestream import ByteStreamLimits, ByteStreamManager
 from .frames import CallField
 from .protocol import (
     CLOSE_CODES,
@@ -40,6 +41,9 @@ from .protocol import (
 from .transports.base import Transport
 
 __all__ = ["RequestDispatcher", "SrpcSession"]
+
+INTERNAL_ERROR_TEXT = "Internal server error"
+"""What a client gets for a server handler's unexpected exception (unless exposed)."""
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +68,9 @@ class SrpcSession:
         max_send_buffer: int | None = None,
         close_timeout: float = 5.0,
         label: str = "srpc",
+        expose_errors: bool = True,
+        byte_stream_limits: ByteStreamLimits | None = None,
+        peer_max_frame_size: int | None = None,
     ) -> None:
         self.protocol = protocol
         self.transport = transport
@@ -71,13 +78,22 @@ class SrpcSession:
         self.max_in_flight = max_in_flight
         self.max_send_buffer = max_send_buffer
         self.close_timeout = close_timeout
+        #: Send a failed handler's exception text to the peer (``"ValueError: boom"``,
+        #: as the TypeScript peers' ``String(err)``); off: a generic text and an error id.
+        self.expose_errors = expose_errors
+        self.peer_max_frame_size = (
+            peer_max_frame_size if peer_max_frame_size is not None else protocol.max_frame_size
+        )
+        """Largest frame the peer accepts: a bigger request or response fails here."""
         self.close_cause: CloseCause | None = None
         """Set once the stream is closing; the first cause wins."""
         self._first_byte_stream_id = first_byte_stream_id
         self._byte_streams: ByteStreamManager | None = None
+        self._byte_stream_limits = byte_stream_limits
         self._dispatch = dispatch
         self._on_ping = on_ping
         self._futures: dict[str, asyncio.Future[betterproto2.Message]] = {}
+        self._refusing = False
         # Timeouts of our calls to the peer, by (request id, prefix, seconds): one timer
         # for all of them, not one per call.
         self._timeouts: Deadlines[tuple[str, str, float]] = Deadlines(self._expire)
@@ -104,7 +120,9 @@ class SrpcSession:
     def byte_streams(self) -> ByteStreamManager:
         """The byte-stream multiplexer (created on first use)."""
         if self._byte_streams is None:
-            self._byte_streams = ByteStreamManager(self, self._first_byte_stream_id)
+            self._byte_streams = ByteStreamManager(
+                self, self._first_byte_stream_id, limits=self._byte_stream_limits
+            )
         return self._byte_streams
 
     # --- lifecycle -------------------------------------------------------------------
@@ -152,7 +170,7 @@ class SrpcSession:
             self._drained.set()
         for fut in self._futures.values():
             if not fut.done():
-                fut.set_exception(SrpcError(f"stream closed ({self.close_cause})"))
+                fut.set_exception(SrpcStreamClosedError(self.close_cause))
         self._futures.clear()
         self._timeouts.clear()
         if self._byte_streams is not None:
@@ -185,6 +203,9 @@ class SrpcSession:
         close_code = code if code is not None else CLOSE_CODES[cause]
         logger.debug("%s: closing with %s (%s) %s", self.label, close_code, cause, reason)
         self._close_args = (close_code, truncate_reason(reason))
+        if self._byte_streams is not None:
+            # The receive loop may be waiting for a slow reader: it must see the close.
+            self._byte_streams.stop_waiting()
         self._enqueue(_CLOSE)
         self._close_task = asyncio.create_task(self._close_watchdog(), name=f"{self.label}-close")
 
@@ -246,6 +267,8 @@ class SrpcSession:
 
     def _drop_slow_peer(self) -> None:
         self.close_cause = "timeout"
+        if self._byte_streams is not None:
+            self._byte_streams.stop_waiting()
         if self._queue is not None:
             self._queue.clear()
         self._buffered = 0
@@ -290,9 +313,14 @@ class SrpcSession:
             logger.info("%s: protocol violation: %s", self.label, event.reason)
             await self.close("badArg", event.reason)
 
+    def stop_taking_requests(self) -> None:
+        """Run no request received from now on (a draining server): the stream is about
+        to close with 1012, and a call that was not run may then be sent again."""
+        self._refusing = True
+
     def start_request(self, event: RequestReceived) -> None:
         """Run one incoming request in its own task (so a slow handler blocks nothing)."""
-        if not self.is_open:
+        if not self.is_open or self._refusing:
             return
         loop = self._loop
         if loop is None:
@@ -316,19 +344,55 @@ class SrpcSession:
                 with _tracing.remote_parent(event.trace):
                     response = await self._dispatch(call, value)
             frame = self.protocol.reply(event.request_id, call, response)
+            self._check_frame_size(frame, f"{call.prefix} response")
         except asyncio.CancelledError:
             self._tasks.pop(id(event), None)
             raise
         except SrpcError as exc:
-            frame = self.protocol.error_reply(
-                event.request_id, exc.message, user_error=exc.is_user_error
-            )
+            frame = self._failed_request(event, exc.message, user_error=exc.is_user_error)
         except Exception as exc:
             prefix = call.prefix if call is not None else event.member
-            logger.exception("%s: handler for %s failed", self.label, prefix)
-            frame = self.protocol.error_reply(event.request_id, str(exc), user_error=False)
+            text = self._failure_text(exc, prefix)
+            frame = self._failed_request(event, text, user_error=False)
+        except BaseException as exc:
+            # SystemExit or KeyboardInterrupt from handler code (argparse exits on bad
+            # input): it fails this request, not the whole server.
+            prefix = call.prefix if call is not None else event.member
+            logger.exception("%s: handler for %s raised %r", self.label, prefix, exc)
+            frame = self._failed_request(
+                event, f"handler raised {type(exc).__name__}", user_error=False
+            )
         self._tasks.pop(id(event), None)
         self.send(frame)
+
+    def _failure_text(self, exc: BaseException, prefix: str | None) -> str:
+        """Log a handler's failure; the error text its caller gets."""
+        if self.expose_errors:
+            logger.exception("%s: handler for %s failed", self.label, prefix)
+            return f"{type(exc).__name__}: {exc}"
+        # The exception may carry secrets (a DSN, a query): the caller gets an id
+        # to quote, the log gets the details.
+        error_id = secrets.token_hex(6)
+        logger.exception("%s: handler for %s failed (error id %s)", self.label, prefix, error_id)
+        return f"{INTERNAL_ERROR_TEXT} (error id {error_id})"
+
+    def _check_frame_size(self, frame: bytes, what: str) -> None:
+        # The peer would close the whole connection on it (4000 or 1009): fail only
+        # this call, here.
+        limit = self.peer_max_frame_size
+        if limit is not None and len(frame) > limit:
+            raise ValueError(
+                f"{what} of {len(frame)} bytes exceeds the peer's max frame size ({limit})"
+            )
+
+    def _failed_request(self, event: RequestReceived, message: str, *, user_error: bool) -> bytes:
+        # An upload the failed handler was reading is refused with it, so that its
+        # writer stops and the receive loop never waits for that reader.
+        if self._byte_streams is not None:
+            self._byte_streams.release_owned(
+                self._tasks.get(id(event)), f"request failed: {message}"
+            )
+        return self.protocol.error_reply(event.request_id, message, user_error=user_error)
 
     def _resolve(self, event: ReplyReceived) -> None:
         fut = self._futures.pop(event.request_id, None)
@@ -370,7 +434,15 @@ class SrpcSession:
         if not self.is_open:
             raise SrpcError(f"stream closed ({self.close_cause})")
         trace = _tracing.current_trace(self.protocol.outgoing.trace_cls)
-        request_id, frame = self.protocol.request(call, request, trace=trace)
+        try:
+            request_id, frame = self.protocol.request(call, request, trace=trace)
+        except Exception as exc:
+            raise SrpcError(f"{prefix} request cannot be encoded: {exc}") from exc
+        try:
+            self._check_frame_size(frame, f"{prefix} request")
+        except ValueError as exc:
+            self.protocol.forget(request_id)
+            raise SrpcError(str(exc)) from None
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[betterproto2.Message] = loop.create_future()
         self._futures[request_id] = fut

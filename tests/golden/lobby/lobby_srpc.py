@@ -5,8 +5,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, Literal, NotRequired, TypeVar, TypedDict, overload
+import difflib
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, Literal, NotRequired, TypeVar, TypedDict, Unpack, overload
 
 import betterproto2
 from meshsrpc import (
@@ -16,6 +17,17 @@ from meshsrpc import (
     SrpcServer,
     SrpcStream,
 )
+from meshsrpc.mesh_server import MeshSrpcServerOptions
+from meshsrpc.srpc.clientmeta import (
+    ClientMetaSchema,
+    meta_enum,
+    meta_float,
+    meta_int,
+    meta_json_list,
+    meta_json_object,
+)
+from meshsrpc.srpc.options import SrpcClientOptions, SrpcServerOptions
+from typing_extensions import ReadOnly
 
 from .games.Lobby import (
     ClientMessage,
@@ -30,6 +42,7 @@ from .games.Lobby import (
 
 __all__ = [
     "ClientMetaDict",
+    "ClientMetaUpdateDict",
     "LobbyBroadcasts",
     "LobbyMeshSrpcServer",
     "LobbySrpcClient",
@@ -89,15 +102,32 @@ class TableChangedDict(TypedDict):
 class ClientMetaDict(TypedDict):
     """What the registry knows about a connected player."""
 
-    player: PlayerRefDict
-    visibility: Literal[
-        "VISIBILITY_UNSPECIFIED", "VISIBILITY_PUBLIC", "VISIBILITY_FRIENDS"
+    player: NotRequired[PlayerRefDict]
+    visibility: NotRequired[
+        Literal["VISIBILITY_UNSPECIFIED", "VISIBILITY_PUBLIC", "VISIBILITY_FRIENDS"]
     ]
-    tags: dict[str, str]
+    tags: NotRequired[dict[str, str]]
     since: NotRequired[str]
-    favouriteTables: list[int]
-    rating: float
-    sessionSerial: int
+    favouriteTables: NotRequired[list[int]]
+    rating: NotRequired[float]
+    sessionSerial: NotRequired[int]
+
+
+class ClientMetaUpdateDict(TypedDict):
+    """A partial ClientMetaDict to merge: a key set to None is deleted."""
+
+    player: NotRequired[ReadOnly[PlayerRefDict | None]]
+    visibility: NotRequired[
+        ReadOnly[
+            Literal["VISIBILITY_UNSPECIFIED", "VISIBILITY_PUBLIC", "VISIBILITY_FRIENDS"]
+            | None
+        ]
+    ]
+    tags: NotRequired[ReadOnly[dict[str, str] | None]]
+    since: NotRequired[ReadOnly[str | None]]
+    favouriteTables: NotRequired[ReadOnly[list[int] | None]]
+    rating: NotRequired[ReadOnly[float | None]]
+    sessionSerial: NotRequired[ReadOnly[int | None]]
 
 
 class LobbyBroadcasts(TypedDict):
@@ -128,6 +158,23 @@ _CLIENT_HANDLERS: dict[str, str] = {
 _BROADCAST_HANDLERS: dict[str, str] = {
     "tableChanged": "on_broadcast_table_changed",
 }
+# broadcast type → (the payload keys a sender must give, all its keys)
+_BROADCAST_KEYS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "tableChanged": (frozenset({"table"}), frozenset({"table", "by", "note", "code"})),
+}
+# ClientMeta keys whose m--<name> text is converted at the handshake; others stay strings.
+_CLIENT_META_SCHEMA = ClientMetaSchema(
+    {
+        "player": meta_json_object,
+        "visibility": meta_enum(
+            "VISIBILITY_UNSPECIFIED", "VISIBILITY_PUBLIC", "VISIBILITY_FRIENDS"
+        ),
+        "tags": meta_json_object,
+        "favouriteTables": meta_json_list,
+        "rating": meta_float,
+        "sessionSerial": meta_int,
+    }
+)
 
 
 def _call_classes(
@@ -159,6 +206,37 @@ def _check_response(
     return response
 
 
+def _check_payload(type: str, data: object) -> None:
+    # Keys only (cheap): a payload missing a key would raise KeyError on every receiver,
+    # in their logs, while the sender never knew.
+    if not isinstance(data, Mapping):
+        raise TypeError(
+            f"broadcast {type} expects a dict payload, got {data.__class__.__name__}"
+        )
+    required, known = _BROADCAST_KEYS[type]
+    missing = required - data.keys()
+    if missing:
+        unknown = sorted(str(key) for key in data.keys() - known)
+        hint = f" (unknown: {', '.join(unknown)})" if unknown else ""
+        raise TypeError(
+            f"broadcast {type} is missing key(s) {', '.join(sorted(missing))}{hint}"
+        )
+
+
+def _check_overrides(cls: type, known: Collection[str]) -> None:
+    # A misspelled handler would never be registered: the call fails on the other side
+    # with "No handler", or broadcasts are dropped without a log line.
+    for name in vars(cls):
+        if name.startswith(("handle_", "on_broadcast_")) and name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            expected = ", ".join(sorted(known)) or "none"
+            raise TypeError(
+                f"{cls.__qualname__}.{name} handles no call or broadcast of lobby.proto"
+                f"{hint} (known: {expected}; rename it if it is not a handler)"
+            )
+
+
 def _register_overrides(
     instance: object,
     base: type,
@@ -180,7 +258,11 @@ class LobbyMeshSrpcServer(MeshSrpcServer[ClientMessage, ServerMessage, ClientMet
     stream or by client id, wherever in the mesh it is connected.
     """
 
-    def __init__(self, mesh_key: str, **options: Any) -> None:
+    client_meta_schema = _CLIENT_META_SCHEMA
+
+    def __init__(
+        self, mesh_key: str, **options: Unpack[MeshSrpcServerOptions[ClientMetaDict]]
+    ) -> None:
         """Takes MeshSrpcServer's (and SrpcServer's) keyword options."""
         super().__init__(ClientMessage, ServerMessage, mesh_key=mesh_key, **options)
         _register_overrides(
@@ -192,6 +274,21 @@ class LobbyMeshSrpcServer(MeshSrpcServer[ClientMessage, ServerMessage, ClientMet
             _BROADCAST_HANDLERS,
             self.register_broadcast_handler,
         )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _check_overrides(
+            cls, [*_SERVER_HANDLERS.values(), *_BROADCAST_HANDLERS.values()]
+        )
+
+    async def update_client_metadata(
+        self, client_id: str, metadata: ClientMetaUpdateDict
+    ) -> bool:
+        """Merge keys into a client's metadata, from any node; False if it is not connected.
+
+        Keys not given are kept; a key set to None is deleted.
+        """
+        return await super().update_client_metadata(client_id, metadata)
 
     def on_client_connected(
         self, handler: Callable[[str, ClientMetaDict], object]
@@ -286,6 +383,7 @@ class LobbyMeshSrpcServer(MeshSrpcServer[ClientMessage, ServerMessage, ClientMet
 
         Sent to every node when a table changes.
         """
+        _check_payload("tableChanged", data)
         await super().broadcast("tableChanged", data, skip_self=skip_self)
 
     async def broadcast(
@@ -296,6 +394,7 @@ class LobbyMeshSrpcServer(MeshSrpcServer[ClientMessage, ServerMessage, ClientMet
         skip_self: bool = False,
     ) -> None:
         """Send a broadcast by type name; prefer broadcast_table_changed."""
+        _check_payload(type, data)
         await super().broadcast(type, data, skip_self=skip_self)
 
     async def on_broadcast_table_changed(
@@ -317,12 +416,18 @@ class LobbySrpcServer(SrpcServer[ClientMessage, ServerMessage]):
     calls the client on a stream.
     """
 
-    def __init__(self, **options: Any) -> None:
+    client_meta_schema = _CLIENT_META_SCHEMA
+
+    def __init__(self, **options: Unpack[SrpcServerOptions]) -> None:
         """Takes SrpcServer's keyword options."""
         super().__init__(ClientMessage, ServerMessage, **options)
         _register_overrides(
             self, LobbySrpcServer, _SERVER_HANDLERS, self.register_message_handler
         )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _check_overrides(cls, _SERVER_HANDLERS.values())
 
     async def invoke_d_offer_seat(
         self,
@@ -400,12 +505,30 @@ class LobbySrpcClient(SrpcClient[ClientMessage, ServerMessage]):
     calls the server.
     """
 
-    def __init__(self, url: str, client_id: str, **options: Any) -> None:
-        """Takes SrpcClient's keyword options (client_meta, client_secret, ...)."""
-        super().__init__(url, ClientMessage, ServerMessage, client_id, **options)
+    def __init__(
+        self,
+        url: str,
+        client_id: str,
+        *,
+        client_meta: ClientMetaDict | None = None,
+        **options: Unpack[SrpcClientOptions],
+    ) -> None:
+        """Takes SrpcClient's keyword options (client_secret, enable_reconnect, ...)."""
+        super().__init__(
+            url,
+            ClientMessage,
+            ServerMessage,
+            client_id,
+            client_meta=client_meta,
+            **options,
+        )
         _register_overrides(
             self, LobbySrpcClient, _CLIENT_HANDLERS, self.register_message_handler
         )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _check_overrides(cls, _CLIENT_HANDLERS.values())
 
     async def invoke_u_join_table(
         self, request: UJoinTableRequest, *, timeout: float | None = None

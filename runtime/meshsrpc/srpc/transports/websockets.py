@@ -5,29 +5,76 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as ssl_module
+import time
 import weakref
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.connection import Connection
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
+from websockets.client import ClientProtocol
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
-from websockets.protocol import State
+from websockets.protocol import Protocol, State
+from websockets.server import ServerProtocol
 
 from ..auth import HandshakeAccepted, HandshakeRejected, HandshakeRequest, parse_query
+from ..protocol import CLOSE_CODES
 
 if TYPE_CHECKING:
     from ..server import SrpcServer
 
-__all__ = ["WebsocketsTransport", "serve"]
+__all__ = ["SrpcClientConnection", "WebsocketsTransport", "serve"]
 
 logger = logging.getLogger(__name__)
 
 # Bytes of small frames held back until the end of an event-loop iteration, at most.
 _CORK_LIMIT = 64 * 1024
+
+ACCEPT_ERROR_LOG_INTERVAL = 10.0
+"""Seconds between two reports of a listener out of descriptors (``EMFILE``)."""
+_ACCEPT_ERROR = "socket.accept() out of system resource"
+
+
+class _AcceptErrorFilter(logging.Filter):
+    """Lets asyncio's "out of system resource" report through once per interval.
+
+    Out of descriptors, asyncio stops accepting for a second and retries, but reports
+    every failed accept (up to a hundred a second, each with a traceback): 7.5 MB of
+    logs in 25 s under a handshake flood. One line per interval says the same.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._next = 0.0
+        self._suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not isinstance(record.msg, str) or not record.msg.startswith(_ACCEPT_ERROR):
+            return True
+        now = time.monotonic()
+        if now < self._next:
+            self._suppressed += 1
+            return False
+        exc = record.exc_info[1] if record.exc_info else None
+        record.msg = (
+            f"{_ACCEPT_ERROR} ({exc}): not accepting for a second at a time; "
+            f"{self._suppressed} more since the last report, next report in "
+            f"{ACCEPT_ERROR_LOG_INTERVAL:g} s at the earliest"
+        )
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+        self._next = now + ACCEPT_ERROR_LOG_INTERVAL
+        self._suppressed = 0
+        return True
+
+
+_accept_error_filter = _AcceptErrorFilter()
 
 
 def _half_close(connection: Connection) -> None:
@@ -40,6 +87,44 @@ def _half_close(connection: Connection) -> None:
             pass
     else:  # pragma: no cover - TLS
         transport.close()
+
+
+class _OversizeIsBadArg(Protocol):
+    """websockets' protocol, closing with SRPC's 4000 (badArg) where it would send 1009.
+
+    Frames over ``max_size`` never reach our own size check (websockets refuses them
+    first); WIRE.md gives one code for every frame over the limit.
+    """
+
+    def fail(self, code: CloseCode | int, reason: str = "") -> None:
+        if code == CloseCode.MESSAGE_TOO_BIG:
+            code, reason = CLOSE_CODES["badArg"], "Frame too large"
+        super().fail(code, reason)
+
+
+class _SrpcServerProtocol(_OversizeIsBadArg, ServerProtocol):
+    pass
+
+
+class _SrpcClientProtocol(_OversizeIsBadArg, ClientProtocol):
+    pass
+
+
+class _SrpcServerConnection(ServerConnection):
+    def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
+        # serve() builds the protocol itself; same layout, one method more.
+        if type(protocol) is ServerProtocol:
+            protocol.__class__ = _SrpcServerProtocol
+        super().__init__(protocol, *args, **kwargs)
+
+
+class SrpcClientConnection(ClientConnection):
+    """The client's ``websockets`` connection: frames over ``max_size`` close with 4000."""
+
+    def __init__(self, protocol: ClientProtocol, *args: Any, **kwargs: Any) -> None:
+        if type(protocol) is ClientProtocol:
+            protocol.__class__ = _SrpcClientProtocol
+        super().__init__(protocol, *args, **kwargs)
 
 
 def _format_address(address: Any) -> str:
@@ -167,6 +252,8 @@ async def serve(
         ServerConnection, tuple[HandshakeRequest, HandshakeAccepted]
     ]
     decisions = weakref.WeakKeyDictionary()
+    # Idempotent: one filter for the process, whatever the number of servers.
+    logging.getLogger("asyncio").addFilter(_accept_error_filter)
 
     async def process_request(connection: ServerConnection, request: Request) -> Response | None:
         handshake = handshake_request(request, connection.remote_address)
@@ -193,8 +280,11 @@ async def serve(
         ssl=ssl,
         process_request=process_request,
         compression=server.compression,
-        # Our own limit answers with 4000 (badArg); this one only stops absurd frames.
+        # Our own limit answers with 4000 (badArg); this one stops absurd frames before
+        # they are buffered whole, and answers 4000 too.
         max_size=max(2 * server.max_frame_size, 64 * 1024),
+        create_connection=_SrpcServerConnection,
+        open_timeout=server.handshake_timeout,
         # SRPC has its own pings.
         ping_interval=None,
         close_timeout=server.close_timeout,
