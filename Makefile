@@ -44,8 +44,14 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy --strict runtime/meshsrpc generator/meshgen
 
+# Everything with direct channels off (no mesh secret), then the mesh, client-service
+# and mesh-server suites again with them on: every node of those tests (child processes
+# too) reads MESH_DIRECT_SECRET and calls its peers over direct channels.
+DIRECT_SUITES := tests/mesh tests/client_service tests/mesh_server tests/hostile
+
 test: lint typecheck gen-check
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	MESH_DIRECT_SECRET= $(VENV)/bin/pytest $(PYTEST_ARGS)
+	MESH_DIRECT_SECRET=make-test-direct-secret $(VENV)/bin/pytest $(DIRECT_SUITES) $(PYTEST_ARGS)
 
 # Checked-in generated code must match what meshgen makes from the proto today.
 gen-check: install

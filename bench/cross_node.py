@@ -42,6 +42,7 @@ MESH_KEY = "bench"
 PREFIX = "meshbench"
 CLIENT_ID = "bench-client-1"
 # About the size of the mesh's forward request, so the raw baseline moves as many bytes.
+DIRECT_SECRET = "meshsrpc-bench-direct-secret"
 RAW_PAYLOAD = (
     b'{"requestId":"00000000-0000-0000-0000-000000000000","senderInstanceId":1,'
     b'"type":"forward","data":{"clientId":"bench-client-1","type":"dNotify",'
@@ -57,12 +58,20 @@ def check() -> None:
 # --- meshsrpc ------------------------------------------------------------------------------
 
 
-def _mesh_server(redis_url: str, metrics: bool = False) -> Any:
+def _mesh_server(redis_url: str, direct: bool = False, metrics: bool = False) -> Any:
     from meshsrpc import RedisSettings
 
     proto = wire.test_proto()
     server_class = wire.mesh_srpc_server_class()
-    options: dict[str, Any] = {"metrics": wire.prometheus_metrics()} if metrics else {}
+    options: dict[str, Any] = {"direct": False}
+    if metrics:
+        options["metrics"] = wire.prometheus_metrics()
+    if direct:
+        try:
+            from meshsrpc import DirectSettings
+        except ImportError as exc:
+            raise NotAvailable(f"no direct channels in this meshsrpc ({exc})") from exc
+        options["direct"] = DirectSettings(secret=DIRECT_SECRET)
     return server_class(
         proto.ClientMessage,
         proto.ServerMessage,
@@ -74,10 +83,10 @@ def _mesh_server(redis_url: str, metrics: bool = False) -> Any:
 
 
 async def mesh_node_b(
-    channel: ChildChannel, redis_url: str, port: int, metrics: bool = False
+    channel: ChildChannel, redis_url: str, port: int, direct: bool = False, metrics: bool = False
 ) -> None:
     """Node B: MeshSrpcServer listening for the client (with PrometheusMetrics if asked)."""
-    server = _mesh_server(redis_url, metrics)
+    server = _mesh_server(redis_url, direct, metrics)
     await server.mesh_start()
     listening = await wire.start_listening(server, "127.0.0.1", port)
     channel.send({"ready": True, "instance_id": server.mesh_instance_id})
@@ -98,15 +107,19 @@ async def srpc_client(channel: ChildChannel, url: str, client_id: str) -> None:
 
 
 async def mesh_node_a(
-    channel: ChildChannel, redis_url: str, cpu_pids: dict[str, int], metrics: bool = False
+    channel: ChildChannel,
+    redis_url: str,
+    cpu_pids: dict[str, int],
+    direct: bool = False,
+    metrics: bool = False,
 ) -> None:
     """Node A: wait for the client to be registered, then invoke it on command."""
     proto = wire.test_proto()
-    server = _mesh_server(redis_url, metrics)
+    server = _mesh_server(redis_url, direct, metrics)
     await server.mesh_start()
     try:
         deadline = time.monotonic() + 30
-        while await server.client_registry.get_client(CLIENT_ID) is None:
+        while (client := await server.client_registry.get_client(CLIENT_ID)) is None:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{CLIENT_ID} never appeared in the registry")
             await asyncio.sleep(0.05)
@@ -115,6 +128,15 @@ async def mesh_node_a(
         async def invoke(_: int) -> None:
             response = await server.invoke(CLIENT_ID, "dNotify", request)
             assert response.acknowledged
+
+        if direct:
+            # The first calls go through Redis while the channel to B opens.
+            link = server._mesh_client_service.mesh.direct_link
+            while not link.is_direct(client.node_id):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the direct channel to B never opened")
+                await invoke(0)
+                await asyncio.sleep(0.01)
 
         channel.send({"ready": True})
         await measurement_loop(channel, invoke, cpu_pids)
@@ -212,6 +234,96 @@ async def raw_node_a(
     await publisher.aclose()
 
 
+# --- raw direct baseline: length-prefixed TCP A <-> B, websocket B <-> client ------------
+
+
+class _Frames(asyncio.Protocol):
+    """4-byte big-endian length + payload, as the direct channels frame mesh messages."""
+
+    def __init__(self, on_frame: Callable[[bytes], None]) -> None:
+        self.on_frame = on_frame
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        start = 0
+        while len(buffer) - start >= 4:
+            size = int.from_bytes(buffer[start : start + 4], "big")
+            if len(buffer) - start - 4 < size:
+                break
+            self.on_frame(bytes(buffer[start + 4 : start + 4 + size]))
+            start += 4 + size
+        del buffer[:start]
+
+    def send(self, payload: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(len(payload).to_bytes(4, "big") + payload)
+
+
+async def tcp_node_b(channel: ChildChannel, port: int, tcp_port: int) -> None:
+    """Raw direct B: frames from A -> websocket to the client -> its echo -> frame to A."""
+    from websockets.asyncio.server import serve
+
+    loop = asyncio.get_running_loop()
+    client_ws: asyncio.Future[Any] = loop.create_future()
+    to_a: list[_Frames] = []
+    sending: set[asyncio.Task[None]] = set()
+
+    def from_a(frame: bytes) -> None:
+        # As the mesh does: one task per message on the way to the client.
+        task = loop.create_task(client_ws.result().send(frame))
+        sending.add(task)
+        task.add_done_callback(sending.discard)
+
+    def accepted() -> _Frames:
+        frames = _Frames(from_a)
+        to_a.append(frames)
+        return frames
+
+    async def handle(ws: Any) -> None:
+        client_ws.set_result(ws)
+        async for frame in ws:
+            to_a[-1].send(frame)
+
+    tcp = await loop.create_server(accepted, "127.0.0.1", tcp_port)
+    async with serve(handle, "127.0.0.1", port, compression=None, ping_interval=None):
+        channel.send({"ready": True})
+        await channel.recv()
+    tcp.close()
+
+
+async def tcp_node_a(channel: ChildChannel, tcp_port: int, cpu_pids: dict[str, int]) -> None:
+    """Raw direct A: frame "<id>|payload" to B, resolve the future when it comes back."""
+    loop = asyncio.get_running_loop()
+    pending: dict[bytes, asyncio.Future[bytes]] = {}
+
+    def on_frame(frame: bytes) -> None:
+        future = pending.pop(frame.split(b"|", 1)[0], None)
+        if future is not None and not future.done():
+            future.set_result(frame)
+
+    _, frames = await loop.create_connection(lambda: _Frames(on_frame), "127.0.0.1", tcp_port)
+    counter = 0
+
+    async def round_trip(_: int) -> None:
+        nonlocal counter
+        counter += 1
+        rid = str(counter).encode()
+        future: asyncio.Future[bytes] = loop.create_future()
+        pending[rid] = future
+        frames.send(rid + b"|" + RAW_PAYLOAD)
+        await asyncio.wait_for(future, 10)
+
+    channel.send({"ready": True})
+    await measurement_loop(channel, round_trip, cpu_pids)
+
+
 # --- orchestration -------------------------------------------------------------------------
 
 
@@ -241,6 +353,7 @@ def run(profile: Profile) -> list[BenchResult]:
     """Raw baseline, meshsrpc and python-socketio side by side, measured in alternating rounds."""
     levels = list(profile.cross_concurrency)
     tag = "rawbench"
+    tcp_port = free_port()
     starters: dict[str, Callable[[contextlib.ExitStack], Child]] = {
         "raw": lambda stack: _start_trio(
             stack, "raw", profile,
@@ -254,11 +367,29 @@ def run(profile: Profile) -> list[BenchResult]:
         "meshsrpc": lambda stack: _start_trio(
             stack, "meshsrpc", profile,
             lambda url, port: Child("meshsrpc B", mesh_node_b, role="server", redis_url=url,
-                                    port=port),
+                                    port=port, direct=False),
             lambda port, _: Child("SRPC client", srpc_client, role="load",
                                   url=f"ws://127.0.0.1:{port}/srpc", client_id=CLIENT_ID),
             lambda url, pids, _: Child("meshsrpc A", mesh_node_a, role="load", redis_url=url,
-                                       cpu_pids=pids),
+                                       cpu_pids=pids, direct=False),
+        ),
+        "raw direct": lambda stack: _start_trio(
+            stack, "raw direct", profile,
+            lambda url, port: Child("raw direct B", tcp_node_b, role="server", port=port,
+                                    tcp_port=tcp_port),
+            lambda port, _: Child("raw direct client", raw_client, role="load",
+                                  url=f"ws://127.0.0.1:{port}/"),
+            lambda url, pids, _: Child("raw direct A", tcp_node_a, role="load",
+                                       tcp_port=tcp_port, cpu_pids=pids),
+        ),
+        "meshsrpc direct": lambda stack: _start_trio(
+            stack, "meshsrpc direct", profile,
+            lambda url, port: Child("direct B", mesh_node_b, role="server", redis_url=url,
+                                    port=port, direct=True),
+            lambda port, _: Child("direct SRPC client", srpc_client, role="load",
+                                  url=f"ws://127.0.0.1:{port}/srpc", client_id=CLIENT_ID),
+            lambda url, pids, _: Child("direct A", mesh_node_a, role="load", redis_url=url,
+                                       cpu_pids=pids, direct=True),
         ),
         "socketio": lambda stack: _start_trio(
             stack, "socketio", profile,
@@ -279,7 +410,7 @@ def run(profile: Profile) -> list[BenchResult]:
             except NotAvailable as exc:
                 runs[label] = str(exc)
         runs.update(alternate(variants, levels, profile))
-    return _assemble(runs)
+    return [*_assemble(runs), _assemble_direct(runs)]
 
 
 def _pids(b: int | None, client: int | None, redis: int | None) -> dict[str, int]:
@@ -372,3 +503,94 @@ def _assemble(runs: dict[str, list[dict[str, Any]] | str]) -> list[BenchResult]:
             f"meshsrpc not available: {mesh}",
         )
     return [mesh_result, sio_result]
+
+
+DIRECT_NAME = "cross_node_direct"
+DIRECT_TITLE = "Cross-node invoke over direct channels (A -> client on B, no Redis hop)"
+
+
+def _assemble_direct(runs: dict[str, list[dict[str, Any]] | str]) -> BenchResult:
+    """Direct channels against their floor (raw TCP + websocket) and today's Redis path."""
+    result = BenchResult(DIRECT_NAME, DIRECT_TITLE)
+    floor, direct = runs.get("raw direct", "not run"), runs.get("meshsrpc direct", "not run")
+    redis_path, sio = runs.get("meshsrpc", "not run"), runs.get("socketio", "not run")
+    for missing in (floor, direct, redis_path):
+        if isinstance(missing, str):
+            result.status, result.reason = "not available", missing
+            return result
+    assert not isinstance(floor, str) and not isinstance(direct, str)
+    assert not isinstance(redis_path, str)
+    floor_name = "raw TCP frame -> ws -> TCP frame round trip"
+    result.notes.append(
+        "uvloop: not on this branch (issue 16 item 5 is built elsewhere); asyncio loop only"
+    )
+    p50_ratios: dict[int, tuple[float, float]] = {}
+    throughput_ratios: dict[int, float] = {}
+    sio_ratios: dict[int, float] = {}
+    for index, (base, run_, old) in enumerate(zip(floor, direct, redis_path, strict=True)):
+        level = run_["concurrency"]
+        result.add_load("raw TCP + ws round trip", base)
+        result.add_load("meshsrpc direct", run_)
+        p50 = result.figure(
+            f"p50, {level} in flight", run_["p50_ms"], "ms", baseline=base["p50_ms"],
+            baseline_name=floor_name, higher_is_better=False, in_flight=level,
+        )  # fmt: skip
+        result.figure(
+            f"p99, {level} in flight", run_["p99_ms"], "ms", baseline=base["p99_ms"],
+            baseline_name=floor_name, higher_is_better=False, in_flight=level,
+        )  # fmt: skip
+        result.figure(
+            f"invokes/s, {level} in flight", run_["throughput"], "invokes/s",
+            baseline=base["throughput"], baseline_name=floor_name, in_flight=level,
+        )  # fmt: skip
+        vs_redis = result.figure(
+            f"p50 vs the Redis path, {level} in flight", run_["p50_ms"], "ms",
+            baseline=old["p50_ms"], baseline_name="meshsrpc via Redis (same run)",
+            higher_is_better=False, in_flight=level,
+        )  # fmt: skip
+        result.figure(
+            f"p99 vs the Redis path, {level} in flight", run_["p99_ms"], "ms",
+            baseline=old["p99_ms"], baseline_name="meshsrpc via Redis (same run)",
+            higher_is_better=False, in_flight=level,
+        )  # fmt: skip
+        tput = result.figure(
+            f"invokes/s vs the Redis path, {level} in flight", run_["throughput"], "invokes/s",
+            baseline=old["throughput"], baseline_name="meshsrpc via Redis (same run)",
+            in_flight=level,
+        )  # fmt: skip
+        for label, names in (("node A", ["self"]), ("node B", ["B"])):
+            result.cpu_figure(
+                f"CPU per invoke, {label}, {level} in flight", run_, old, names,
+                "meshsrpc via Redis (same run)", in_flight=level,
+            )  # fmt: skip
+        p50_ratios[level] = (p50["ratio"] or float("inf"), vs_redis["ratio"] or float("inf"))
+        throughput_ratios[level] = tput["ratio"] or 0.0
+        if not isinstance(sio, str):
+            fig = result.figure(
+                f"invokes/s vs socketio calls/s, {level} in flight", run_["throughput"],
+                "invokes/s", baseline=sio[index]["throughput"],
+                baseline_name="python-socketio call()", in_flight=level,
+            )  # fmt: skip
+            sio_ratios[level] = fig["ratio"] or 0.0
+    if 1 in p50_ratios:
+        floor_ratio, redis_ratio = p50_ratios[1]
+        result.target(
+            "direct p50 at 1 in flight <= 1.3x the floor (raw TCP + ws) and <= 0.6x the Redis path",
+            floor_ratio <= 1.3 and redis_ratio <= 0.6,
+            f"{floor_ratio:.2f}x the floor, {redis_ratio:.2f}x the Redis path",
+        )
+    top = max(throughput_ratios) if throughput_ratios else None
+    if top is not None:
+        result.target(
+            f"direct invokes/s at {top} in flight >= 1.5x the Redis path",
+            throughput_ratios[top] >= 1.5,
+            f"{throughput_ratios[top]:.2f}x",
+        )
+    wide = {level: r for level, r in sio_ratios.items() if level >= 10}
+    result.target(
+        "direct invokes/s >= 3x socketio at 10 and 100 in flight",
+        all(r >= 3.0 for r in wide.values()) if wide else None,
+        ", ".join(f"{level} in flight: {r:.2f}x" for level, r in wide.items())
+        or "no level >= 10 in this profile (or socketio not available)",
+    )
+    return result

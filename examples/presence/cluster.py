@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import json
 import os
+import secrets
 import signal
 import sys
 import tempfile
@@ -26,6 +27,8 @@ from typing import Any
 __all__ = ["Cluster", "NodeCommandError", "NodeEvent", "NodeProcess"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The mesh secret of the direct channels between the nodes this process starts.
+_DIRECT_SECRET = secrets.token_hex(16)
 
 _live_pids: set[int] = set()
 
@@ -237,6 +240,9 @@ class Cluster:
             "MESH_REDIS_PREFIX": self.prefix,
             "MUTEX_REDIS_PREFIX": self.prefix,
             "PYTHONUNBUFFERED": "1",
+            # Direct node-to-node channels, on loopback only: a secret for this run.
+            "MESH_DIRECT_SECRET": os.environ.get("MESH_DIRECT_SECRET") or _DIRECT_SECRET,
+            "MESH_DIRECT_HOST": "127.0.0.1",
         }
         if self.auth_secret is not None:
             env["SRPC_AUTH_SECRET"] = self.auth_secret

@@ -8,6 +8,7 @@ from .errors import (
     ClientInvocationError,
     ClientNotFoundError,
     MeshConnectionError,
+    MeshConnectionLostError,
     MeshError,
     MeshHandlerError,
     MeshNoHandlerError,
@@ -29,6 +30,7 @@ from .mesh import MeshNode, MeshService
 # --- registry and client service (issue 3) ---
 # isort: split
 from .client_service import MeshClientService
+from .direct import DirectSettings
 from .registry import (
     MeshClientMemoryRegistry,
     MeshClientRedisRegistry,
@@ -52,6 +54,7 @@ __all__ = [
     "ClientInvocationError",
     "ClientNotFoundError",
     "CloseCause",
+    "DirectSettings",
     "LeaderOptions",
     "LeaderService",
     "MeshClientMemoryRegistry",
@@ -60,6 +63,7 @@ __all__ = [
     "MeshClientRegistryBackend",
     "MeshClientService",
     "MeshConnectionError",
+    "MeshConnectionLostError",
     "MeshError",
     "MeshHandlerError",
     "MeshNoHandlerError",

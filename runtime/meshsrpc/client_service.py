@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic
 
 from . import client_messages as messages
+from .direct import DirectSettings
 from .errors import (
     ClientConflictError,
     ClientDisconnectedError,
@@ -146,6 +147,7 @@ class MeshClientService(Generic[TMeta]):
         request_timeout: float = 10.0,
         leader: LeaderOptions | None = None,
         redis: RedisLike = None,
+        direct: DirectSettings | bool | None = None,
         forward_safety_timeout: float = DEFAULT_FORWARD_SAFETY_TIMEOUT,
         client_held_fn: ClientHeldFn | None = None,
         probe_timeout: float = DEFAULT_PROBE_TIMEOUT,
@@ -166,6 +168,7 @@ class MeshClientService(Generic[TMeta]):
             request_timeout=request_timeout,
             leader=leader,
             redis=redis,
+            direct=direct,
         )
         self._owned_backend: Any = None
         self._backend: MeshClientRegistryBackend[TMeta] | None = registry_backend

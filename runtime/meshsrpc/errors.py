@@ -11,6 +11,7 @@ __all__ = [
     "IllegalTransitionError",
     "InvalidMessage",
     "MeshConnectionError",
+    "MeshConnectionLostError",
     "MeshError",
     "MeshHandlerError",
     "MeshNoHandlerError",
@@ -85,6 +86,21 @@ class MeshRequestTimeoutError(MeshError):
 
     def __init__(self, instance_id: int, type: str) -> None:
         super().__init__(f"mesh request {type!r} to node {instance_id} timed out")
+        self.instance_id = instance_id
+        self.type = type
+
+
+class MeshConnectionLostError(MeshError):
+    """The direct connection a request was written to dropped before the reply came.
+
+    The request may have been delivered and handled: it is never sent again.
+    """
+
+    def __init__(self, instance_id: int, type: str) -> None:
+        super().__init__(
+            f"mesh request {type!r} to node {instance_id}: the direct connection dropped "
+            "after the request was sent (it may have been handled; not retried)"
+        )
         self.instance_id = instance_id
         self.type = type
 

@@ -28,9 +28,11 @@ from typing import Any
 from . import mesh_messages as messages
 from ._deadlines import Deadlines
 from ._tasks import cancel_and_wait, raise_if_cancelling
+from .direct import Channel, DirectSettings, NodeLink, open_node_link
 from .engine import MeshEngine, open_mesh_engine
 from .engine.base import MessageSource, SubscriptionEvent
 from .errors import (
+    MeshConnectionLostError,
     MeshError,
     MeshNoHandlerError,
     MeshNotRunningError,
@@ -98,10 +100,13 @@ class _PendingRequest:
         "future",
         "instance_id",
         "loop",
+        "payload",
         "target_missing",
         "target_seen",
         "timeout",
         "type",
+        "via",
+        "via_batch",
     )
 
     def __init__(
@@ -122,6 +127,10 @@ class _PendingRequest:
         self.target_seen = False
         self.target_missing = 0
         self._timeouts = timeouts
+        #: The direct connection the request was written to; None: sent through Redis.
+        self.via: Channel | None = None
+        self.via_batch = 0
+        self.payload = b""
 
     def arm(self) -> None:
         """(Re)start the timeout from now."""
@@ -198,7 +207,11 @@ class MeshService:
         request_timeout: float = 10.0,
         leader: LeaderOptions | None = None,
         redis: RedisLike = None,
+        direct: DirectSettings | bool | None = None,
     ) -> None:
+        """``direct``: the node-to-node data plane (:class:`DirectSettings`); None reads
+        the ``MESH_DIRECT_*`` environment (off without ``MESH_DIRECT_SECRET``), False
+        turns it off."""
         if heartbeat_interval <= 0 or node_ttl <= 0 or request_timeout <= 0:
             raise ValueError("heartbeat_interval, node_ttl and request_timeout must be positive")
         self.key = key
@@ -210,6 +223,8 @@ class MeshService:
         self.leader_options = leader or LeaderOptions.for_node_ttl(node_ttl)
         self.hostname = socket.gethostname()
         self._redis = redis
+        self._direct = direct
+        self._link: NodeLink | None = None
         self._instance_id = 0
         self._running = False
         self._engine: MeshEngine | None = None
@@ -250,6 +265,11 @@ class MeshService:
     def is_leader(self) -> bool:
         """True while this node holds the mesh's cleanup leader lock."""
         return self._leader is not None and self._leader.is_leader
+
+    @property
+    def direct_link(self) -> NodeLink | None:
+        """This node's direct data plane while running with it on, else None."""
+        return self._link
 
     @property
     def heartbeat_age(self) -> float | None:
@@ -332,6 +352,16 @@ class MeshService:
                 self._instance_id = instance_id
                 self._rejoin_pending = False
                 self._running = True
+                # Listening and advertised before the node is listed: whoever finds it
+                # can call it directly from the first call on.
+                self._link = await open_node_link(
+                    self._direct,
+                    settings,
+                    self.key,
+                    instance_id,
+                    on_message=functools.partial(self._on_message, MessageSource.INBOX),
+                    on_lost=self._on_direct_lost,
+                )
                 await engine.subscribe(instance_id, self._on_message, self._on_subscription_event)
                 self._engine = engine
                 registered = True
@@ -348,6 +378,9 @@ class MeshService:
                 self._engine = None
                 with contextlib.suppress(Exception):
                     await leader.stop()
+                link, self._link = self._link, None
+                if link is not None:
+                    await _bounded(link.close(), "close direct channels")
                 if registered:  # do not leave a half-registered node behind
                     await _bounded(engine.deregister(self._instance_id), "deregister")
                 await _bounded(engine.aclose(), "close")
@@ -402,6 +435,9 @@ class MeshService:
                 # Dead nodes are already gone from Redis: give their callbacks a chance.
                 await asyncio.wait(set(self._cleanup_tasks), timeout=_CLEANUP_CALLBACK_GRACE)
                 await cancel_and_wait(set(self._cleanup_tasks))
+            link, self._link = self._link, None
+            if link is not None:
+                await _bounded(link.close(), "close direct channels")
             if engine is not None:
                 await _bounded(engine.unsubscribe(), "unsubscribe")
                 await _bounded(engine.deregister(instance_id), "deregister")
@@ -448,7 +484,11 @@ class MeshService:
         pending.arm()
         # Not awaited: the reply (or the timer, if the publish hangs) ends the wait, so
         # the caller wakes once per invoke; a failed publish fails it through on_sent.
-        engine.send_to_node(instance_id, payload).add_done_callback(pending.on_sent)
+        link = self._link
+        if link is None or (via := link.send(instance_id, payload)) is None:
+            engine.send_to_node(instance_id, payload).add_done_callback(pending.on_sent)
+        else:
+            pending.via, pending.via_batch, pending.payload = via, via.batch, payload
         if self.observer is not None:
             self.observer.mesh_message_out("request")
         try:
@@ -517,6 +557,8 @@ class MeshService:
                     )
                     self._rejoin_pending = True
                     await engine.rejoin(instance_id, self.hostname)
+                    if self._link is not None:
+                        await self._link.publish()
                     self._rejoin_pending = False
                     if self._on_rejoined is not None:
                         self._spawn(self._report_rejoined(self._on_rejoined), self._tasks)
@@ -555,6 +597,8 @@ class MeshService:
                 extra={"mesh_key": self.key, "node_id": self._instance_id, "dead_node_id": node_id},
             )
         if removed:
+            if self._link is not None:
+                await self._link.forget(removed)
             # Not awaited here: a slow callback must not delay our own heartbeat.
             self._spawn(self._report_cleaned_up(removed), self._cleanup_tasks)
 
@@ -610,7 +654,8 @@ class MeshService:
                 f"mesh {self.key!r}: connection to Redis lost while waiting for a reply"
             )
             for pending in list(self._pending.values()):
-                pending.fail(lost)
+                if pending.via is None:  # replies to direct calls come back directly
+                    pending.fail(lost)
         elif event is SubscriptionEvent.RESTORED:
             if self.observer is not None:
                 self.observer.redis_reconnected()
@@ -699,6 +744,9 @@ class MeshService:
 
     def _send_to_node(self, instance_id: int, payload: bytes, what: str) -> None:
         """Queue a publish to a node; a failure is logged, nobody waits for it."""
+        link = self._link
+        if link is not None and link.send(instance_id, payload) is not None:
+            return
         engine = self._engine
         if engine is None:
             return
@@ -711,6 +759,20 @@ class MeshService:
             logger.warning(
                 "mesh %s: could not send a %s to node %d: %s", self.key, what, instance_id, exc
             )
+
+    def _on_direct_lost(self, channel: Channel) -> None:
+        """A direct connection dropped: calls written to it fail now, never resent; calls
+        still queued in it (never written) go through Redis."""
+        engine = self._engine
+        for pending in list(self._pending.values()):
+            if pending.via is not channel:
+                continue
+            pending.via = None
+            if pending.via_batch > channel.flushed and engine is not None:
+                sent = engine.send_to_node(pending.instance_id, pending.payload)
+                sent.add_done_callback(pending.on_sent)
+            else:
+                pending.fail(MeshConnectionLostError(pending.instance_id, pending.type))
 
     def _on_request_heartbeat(self, message: messages.RequestHeartbeat) -> None:
         pending = self._pending.get(message.request_id)

@@ -26,6 +26,7 @@ from .client_service import (
     MeshClientService,
     NodeClientsOrphanedCallback,
 )
+from .direct import DirectSettings
 from .health import MeshHealth
 from .leader import LeaderOptions
 from .mesh import BroadcastHandler, MeshNode
@@ -64,6 +65,7 @@ class MeshSrpcServerOptions(SrpcServerOptions, Generic[MetaT], total=False):
     forward_safety_timeout: float
     probe_timeout: float
     metrics: MeshObserver | None
+    direct: DirectSettings | bool | None
 
 
 class _RunningRequests:
@@ -140,6 +142,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         request_timeout: float = 10.0,
         leader: LeaderOptions | None = None,
         redis: RedisLike = None,
+        direct: DirectSettings | bool | None = None,
         forward_safety_timeout: float = DEFAULT_FORWARD_SAFETY_TIMEOUT,
         probe_timeout: float = DEFAULT_PROBE_TIMEOUT,
         metrics: MeshObserver | None = None,
@@ -172,6 +175,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
             node_ttl=node_ttl,
             request_timeout=request_timeout,
             leader=leader,
+            direct=direct,
             redis=redis,
             forward_safety_timeout=forward_safety_timeout,
             client_held_fn=self._mesh_calls.holds_client,

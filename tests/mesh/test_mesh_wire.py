@@ -20,6 +20,9 @@ from meshsrpc._lua import lua_source
 from redis.asyncio import Redis
 
 HOSTNAME = socket.gethostname()
+# This file checks the Redis path byte for byte: direct channels (which bypass it, and
+# add their own hash, see tests/direct) stay off here even when MESH_DIRECT_SECRET is set.
+REDIS_PATH: dict[str, Any] = {"direct": False}
 
 
 class RawSubscriber:
@@ -61,8 +64,8 @@ async def client(redis_settings: RedisSettings) -> AsyncIterator[Redis]:
 async def two_nodes(
     redis_settings: RedisSettings,
 ) -> AsyncIterator[tuple[MeshService, MeshService]]:
-    a = MeshService("demo", **{**FAST, "redis": redis_settings})
-    b = MeshService("demo", **{**FAST, "redis": redis_settings})
+    a = MeshService("demo", **{**FAST, "redis": redis_settings, **REDIS_PATH})
+    b = MeshService("demo", **{**FAST, "redis": redis_settings, **REDIS_PATH})
     await a.start()
     await eventually(lambda: a.is_leader)
     await b.start()
@@ -236,7 +239,7 @@ async def test_typescript_responses_and_heartbeats_are_understood(
     redis_settings: RedisSettings, client: Redis, mesh_prefix: str
 ) -> None:
     """A fake TypeScript node 2 answers our request with a heartbeat, then the reply."""
-    a = MeshService("demo", **{**FAST, "redis": redis_settings, "node_ttl": 30.0})
+    a = MeshService("demo", **{**FAST, "redis": redis_settings, "node_ttl": 30.0, **REDIS_PATH})
     await a.start()
     n = names(mesh_prefix)
     await client.hset(n["nodes"], "2", "ts-node")  # node 2 is listed, as a real one would be
@@ -283,8 +286,8 @@ async def test_typescript_broadcast_is_delivered(
 async def test_graceful_stop_leaves_only_next_id(
     redis_settings: RedisSettings, client: Redis, mesh_prefix: str
 ) -> None:
-    a = MeshService("demo", **{**FAST, "redis": redis_settings})
-    b = MeshService("demo", **{**FAST, "redis": redis_settings})
+    a = MeshService("demo", **{**FAST, "redis": redis_settings, **REDIS_PATH})
+    b = MeshService("demo", **{**FAST, "redis": redis_settings, **REDIS_PATH})
     await a.start()
     await b.start()
     await eventually(lambda: a.is_leader or b.is_leader)
@@ -336,7 +339,7 @@ async def test_start_and_stop_send_commands_in_the_captured_order(
     seen: list[str] = []
     watcher = asyncio.ensure_future(monitor(server.url, seen))
     await asyncio.sleep(0.3)
-    mesh = MeshService("demo", heartbeat_interval=5.0, redis=settings)
+    mesh = MeshService("demo", heartbeat_interval=5.0, redis=settings, **REDIS_PATH)
     await mesh.start()
     await eventually(lambda: mesh.is_leader)
     start_order = list(seen)

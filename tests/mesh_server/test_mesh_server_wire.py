@@ -18,6 +18,8 @@ pytestmark = pytest.mark.timeout(60)
 
 CAPTURE = json.loads(Path("/work/shared/vectors/mesh-redis.json").read_text(encoding="utf-8"))
 SAFETY_TTL = 86400
+# The nodes here take the Redis path whose keys the capture shows: make_node(direct=False),
+# even when MESH_DIRECT_SECRET is set (the direct hash is checked in tests/direct).
 
 
 async def snapshot(raw: Redis, prefix: str) -> dict[str, dict[str, Any]]:
@@ -82,8 +84,8 @@ async def test_registry_keys_match_the_capture(
     make_node: MakeNode, make_client: MakeClient, raw: Redis, mesh_prefix: str
 ) -> None:
     # Like the capture: node 1 (leader) starts first, node 2 second; c1 connects to node 2.
-    a = await make_node()
-    b = await make_node()
+    a = await make_node(direct=False)
+    b = await make_node(direct=False)
     assert (a.mesh_instance_id, b.mesh_instance_id) == (1, 2)
     await eventually(lambda: raw.exists(f"{mesh_prefix}:leader:mesh:_mc:app"))
     note = 'a/b "q" é'
@@ -116,7 +118,7 @@ async def test_registry_keys_match_the_capture(
 async def test_mesh_stop_leaves_only_the_id_counter(
     make_node: MakeNode, make_client: MakeClient, raw: Redis, mesh_prefix: str
 ) -> None:
-    node = await make_node()
+    node = await make_node(direct=False)
     await eventually(lambda: raw.exists(f"{mesh_prefix}:leader:mesh:_mc:app"))
     for client_id in ("c1", "c2"):
         await join(node, make_client(node, client_id))
@@ -129,8 +131,8 @@ async def test_mesh_stop_leaves_only_the_id_counter(
 async def test_forward_carries_the_messages_as_camel_case_proto_json(
     make_node: MakeNode, make_client: MakeClient, raw: Redis, mesh_prefix: str
 ) -> None:
-    owner = await make_node()
-    caller = await make_node()
+    owner = await make_node(direct=False)
+    caller = await make_node(direct=False)
     client = make_client(owner, "c1")
     client.register_message_handler(
         "dRequestData", lambda request: DRequestDataResponse(success=request.data_size == 2)

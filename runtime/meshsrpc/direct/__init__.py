@@ -1,0 +1,66 @@
+"""The direct data plane: node-to-node connections for mesh calls (issue 16).
+
+Redis stays the control plane (ids, heartbeats, the leader, the registry, broadcasts)
+and the fallback; a node that advertises a data-plane address is called over a
+persistent, authenticated connection instead of through its Redis inbox. See
+``docs/wire.md`` ("Direct channels") for the wire format and ``docs/configuration.md``
+for the settings.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from ..settings import RedisSettings
+from .channel import Channel
+from .directory import Address, Directory
+from .link import NodeLink
+from .settings import DirectSettings, resolve_direct_settings, tls_contexts
+
+__all__ = [
+    "Address",
+    "Channel",
+    "DirectSettings",
+    "NodeLink",
+    "open_node_link",
+    "resolve_direct_settings",
+    "tls_contexts",
+]
+
+logger = logging.getLogger("meshsrpc.direct")
+
+
+async def open_node_link(
+    direct: DirectSettings | bool | None,
+    redis: RedisSettings,
+    key: str,
+    instance_id: int,
+    *,
+    on_message: Callable[[bytes], None],
+    on_lost: Callable[[Channel], None],
+) -> NodeLink | None:
+    """Start the data plane of node ``instance_id``, or return None (logged) when off."""
+    settings = resolve_direct_settings(direct)
+    if not settings.enabled:
+        logger.info("mesh %s: direct channels off; calls to other nodes go through Redis", key)
+        return None
+    if redis.is_memory:
+        return None  # one process: nothing to gain
+    if not settings.secret_bytes:
+        logger.info(
+            "mesh %s: direct channels off: no mesh secret (set MESH_DIRECT_SECRET, or "
+            "direct=DirectSettings(secret=...)); calls to other nodes go through Redis",
+            key,
+        )
+        return None
+    base = f"{redis.key_prefix}:mesh:{key}"
+    link = NodeLink(
+        settings, Directory(redis, base), key=key, base=base, on_message=on_message, on_lost=on_lost
+    )
+    try:
+        await link.start(instance_id)
+    except BaseException:
+        await link.close()
+        raise
+    return link

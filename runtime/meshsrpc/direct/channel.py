@@ -1,0 +1,188 @@
+"""One direct connection between two nodes: length-prefixed frames on an asyncio Protocol.
+
+A frame is a 4-byte big-endian length and that many bytes. The first frames are the
+handshake (:mod:`.handshake`); after it every frame is one mesh message, the same
+JSON a node would otherwise publish to the peer's Redis inbox (WIRE.md §1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+__all__ = ["Channel", "ChannelClosedError", "FrameTooLargeError"]
+
+logger = logging.getLogger("meshsrpc.direct")
+
+_HEADER = 4
+#: Frames before the handshake is done: small, so an unauthenticated peer cannot make
+#: a node buffer much.
+HANDSHAKE_MAX_FRAME = 1024
+#: Each side reads exactly two frames of the other's before the connection opens.
+HANDSHAKE_FRAMES = 2
+_HANDSHAKE_BACKLOG = 1024 * 1024
+
+
+class ChannelClosedError(ConnectionError):
+    """The connection closed (or was refused) before the awaited frame arrived."""
+
+
+class FrameTooLargeError(ValueError):
+    """The peer announced a frame above the limit."""
+
+
+class Channel(asyncio.Protocol):
+    """A framed, bidirectional connection; ``on_frame`` gets each frame once open.
+
+    Before :meth:`open` frames are queued for :meth:`read_frame` (the handshake).
+    ``on_closed`` is called once when the connection is gone, with the reason.
+    """
+
+    def __init__(self, max_frame_size: int) -> None:
+        self._max_frame_size = max_frame_size
+        self._handshake_frames = 0
+        self._buffer = bytearray()
+        self._pending: list[bytes] = []
+        #: The batch that frames queued now leave with, and the last one handed to the
+        #: transport: a frame of a later batch was never written when the channel closed.
+        self.batch = 0
+        self.flushed = 0
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._handshake: asyncio.Queue[bytes | BaseException] = asyncio.Queue()
+        self._on_frame: Callable[[bytes], None] | None = None
+        self.on_closed: Callable[[Channel, BaseException | None], None] | None = None
+        self.closed = False
+        self.peer_id = 0
+        self.peer_name = "?"
+        self.made: asyncio.Future[None] = self._loop.create_future()
+
+    # --- asyncio.Protocol ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.peer_name = f"{peer[0]}:{peer[1]}"
+        if not self.made.done():
+            self.made.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        start = 0
+        end = len(buffer)
+        while end - start >= _HEADER:
+            on_frame = self._on_frame
+            if on_frame is None and self._handshake_frames >= HANDSHAKE_FRAMES:
+                # What follows the handshake waits for open() and its frame limit.
+                if end - start > _HANDSHAKE_BACKLOG:
+                    self._fail(FrameTooLargeError("too much data before the handshake ended"))
+                    return
+                break
+            size = int.from_bytes(buffer[start : start + _HEADER], "big")
+            limit = self._max_frame_size if on_frame is not None else HANDSHAKE_MAX_FRAME
+            if size > limit:
+                self._fail(FrameTooLargeError(f"frame of {size} bytes (limit {limit})"))
+                return
+            if end - start - _HEADER < size:
+                break
+            frame = bytes(buffer[start + _HEADER : start + _HEADER + size])
+            start += _HEADER + size
+            if on_frame is None:
+                self._handshake_frames += 1
+                self._handshake.put_nowait(frame)
+            else:
+                on_frame(frame)
+                if self.closed:
+                    return
+        if start:
+            del buffer[:start]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed(exc)
+
+    # --- use ----------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        """True once the handshake is done and until the connection closes."""
+        return self._on_frame is not None and not self.closed
+
+    def send(self, payload: bytes) -> None:
+        """Queue one frame; every frame queued in this loop iteration leaves in one write.
+
+        One system call (and one wake-up of the peer) per batch instead of per frame,
+        as the Redis publisher pipelines its PUBLISHes; the frame is on its way before
+        the loop next waits for I/O.
+        """
+        if self._transport is None or self.closed:
+            raise ChannelClosedError("direct connection is closed")
+        pending = self._pending
+        if not pending:
+            self.batch += 1
+            self._loop.call_soon(self._flush)
+        pending.append(len(payload).to_bytes(_HEADER, "big"))
+        pending.append(payload)
+
+    def flush(self) -> None:
+        """Write the queued frames now."""
+        if self._pending:
+            self._flush()
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if self._transport is not None and not self.closed and pending:
+            self.flushed = self.batch
+            self._transport.write(b"".join(pending))
+
+    async def read_frame(self) -> bytes:
+        """The next handshake frame; raises :class:`ChannelClosedError` if it closed."""
+        item = await self._handshake.get()
+        if isinstance(item, BaseException):
+            self._handshake.put_nowait(item)  # later readers see the same end
+            raise item
+        return item
+
+    def open(self, on_frame: Callable[[bytes], None]) -> None:
+        """The handshake is done: deliver every further frame to ``on_frame``."""
+        self._on_frame = on_frame
+        if self._buffer:  # bytes that arrived behind the last handshake frame
+            self.data_received(b"")
+
+    def close(self) -> None:
+        """Close the connection (once the buffered frames are written)."""
+        if self._transport is not None and not self.closed:
+            if self._pending:
+                self._flush()
+            self._transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection at once."""
+        if self._transport is not None:
+            self._transport.abort()
+        self._closed(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        logger.warning(
+            "direct connection %s (node %s): %s; closing", self.peer_name, self.peer_id, exc
+        )
+        if self._transport is not None:
+            self._transport.abort()
+        self._closed(exc)
+
+    def _closed(self, exc: BaseException | None) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._buffer.clear()
+        error = ChannelClosedError(f"direct connection closed{f': {exc}' if exc else ''}")
+        self._handshake.put_nowait(error)
+        if not self.made.done():
+            self.made.set_exception(error)
+            self.made.exception()  # retrieved: nobody may be waiting for it
+        callback, self.on_closed = self.on_closed, None
+        if callback is not None:
+            callback(self, exc)

@@ -1,0 +1,83 @@
+"""Helpers of the direct data-plane tests: fast timings, waiting, a raw inbox listener."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from meshsrpc import LeaderOptions, MeshService
+from redis.asyncio import Redis
+
+SECRET = "direct-test-secret"
+
+#: ``make_mesh(key="k", **options)``: a started MeshService (the fixture in conftest.py).
+MakeMesh = Callable[..., Awaitable[MeshService]]
+
+FAST: dict[str, Any] = {
+    "heartbeat_interval": 0.1,
+    "node_ttl": 0.6,
+    "request_timeout": 5.0,
+    "leader": LeaderOptions(ttl=1.0, renewal_interval=0.2, retry_delay=0.1),
+}
+
+
+async def eventually(predicate: Callable[[], Any], *, timeout: float = 5.0) -> None:
+    """Wait until ``predicate()`` (sync or async) is truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.02)
+
+
+class InboxSpy:
+    """A plain Redis subscriber recording what is published to some channels."""
+
+    def __init__(self, url: str, *channels: str) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self._client = Redis.from_url(url)
+        self._pubsub = self._client.pubsub()
+        self._channels = channels
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> InboxSpy:
+        await self._pubsub.subscribe(*self._channels)
+        self._task = asyncio.ensure_future(self._read())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self._pubsub.aclose()
+        await self._client.aclose()
+
+    async def _read(self) -> None:
+        async for message in self._pubsub.listen():
+            if message["type"] == "message":
+                self.messages.append((message["channel"].decode(), message["data"]))
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate (and key) for localhost / 127.0.0.1."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-days", "1",
+            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )  # fmt: skip
+    return cert, key
