@@ -59,6 +59,11 @@ class MeshKeys:
         """The presence-event channel (an extension: only operators' tools subscribe)."""
         return f"{self.base}:events"
 
+    @property
+    def direct(self) -> str:
+        """Hash: field = instance id, value = the node's data-plane address (an extension)."""
+        return f"{self.base}:direct"
+
     def inbox(self, instance_id: int) -> str:
         """The pub/sub channel of one node."""
         return f"{self.base}:node:{instance_id}"
