@@ -44,7 +44,9 @@ async def open_node_link(
     """Start the data plane of node ``instance_id``, or return None (logged) when off."""
     settings = resolve_direct_settings(direct)
     if not settings.enabled:
-        logger.info("mesh %s: direct channels off; calls to other nodes go through Redis", key)
+        # Turned off on purpose (direct=False, MESH_DIRECT=0): not worth an INFO line of
+        # its own beside the node's start line.
+        logger.debug("mesh %s: direct channels off; calls to other nodes go through Redis", key)
         return None
     if redis.is_memory:
         return None  # one process: nothing to gain
