@@ -160,9 +160,8 @@ async def test_mesh_start_logs_one_info_line_with_engine_prefix_key_node_and_rol
     make_node: MakeNode, redis_settings: RedisSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="meshsrpc")
-    # Not listening: listen() logs the auth mode on a line of its own; direct channels
-    # off: without a mesh secret they would say so on a line of their own.
-    node = await make_node(auth_secret=SECRET, listen=False, direct=False)
+    # Not listening: listen() logs the auth mode on a line of its own.
+    node = await make_node(auth_secret=SECRET, listen=False)
     infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert infos == [
         f"mesh '_mc:app': node {node.mesh_instance_id} started on {redis_settings.url}, "

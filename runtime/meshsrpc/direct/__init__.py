@@ -44,14 +44,15 @@ async def open_node_link(
     """Start the data plane of node ``instance_id``, or return None (logged) when off."""
     settings = resolve_direct_settings(direct)
     if not settings.enabled:
-        # Turned off on purpose (direct=False, MESH_DIRECT=0): not worth an INFO line of
-        # its own beside the node's start line.
         logger.debug("mesh %s: direct channels off; calls to other nodes go through Redis", key)
         return None
     if redis.is_memory:
         return None  # one process: nothing to gain
     if not settings.secret_bytes:
-        logger.info(
+        # Off by default (opt-in): a debug line then; asked for in code without a
+        # secret, a warning, since the caller expected them on. Either way, one line.
+        logger.log(
+            logging.DEBUG if direct is None else logging.WARNING,
             "mesh %s: direct channels off: no mesh secret (set MESH_DIRECT_SECRET, or "
             "direct=DirectSettings(secret=...)); calls to other nodes go through Redis",
             key,
