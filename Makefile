@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install lint typecheck gen-check test demo bench soak golden clean
+.PHONY: install lint typecheck gen-check test test-cluster demo bench soak golden clean
 
 install: $(STAMP)
 
@@ -52,6 +52,13 @@ DIRECT_SUITES := tests/mesh tests/client_service tests/mesh_server tests/hostile
 test: lint typecheck gen-check
 	MESH_DIRECT_SECRET= $(VENV)/bin/pytest $(PYTEST_ARGS)
 	MESH_DIRECT_SECRET=make-test-direct-secret $(VENV)/bin/pytest $(DIRECT_SUITES) $(PYTEST_ARGS)
+
+# The mesh, registry, client-service and MeshSrpcServer suites against a local Redis
+# Cluster (make test runs the engine/registry contracts and the cluster-only tests on it).
+CLUSTER_SUITES := tests/engine tests/registry tests/mesh tests/client_service tests/mesh_server
+
+test-cluster: install
+	$(VENV)/bin/pytest --redis-cluster -m "not single_instance" $(CLUSTER_SUITES) $(PYTEST_ARGS)
 
 # Checked-in generated code must match what meshgen makes from the proto today.
 gen-check: install

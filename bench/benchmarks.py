@@ -8,6 +8,7 @@ from . import (
     codec,
     connections,
     cross_node,
+    failover,
     framing,
     gateway_cross,
     local_invoke,
@@ -30,4 +31,5 @@ BENCHMARKS: list[tuple[str, ModuleType]] = [
     (connections.NAME, connections),
     (codec.NAME, codec),
     (metrics_overhead.NAME, metrics_overhead),
+    (failover.NAME, failover),
 ]

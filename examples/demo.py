@@ -1,9 +1,12 @@
-"""``make demo``: three presence nodes, five clients, one Redis, and a node that dies.
+"""``make demo``: presence nodes, clients, one Redis, nodes that die and one that drains.
 
 Starts a private Redis (or uses ``MESH_REDIS_URL``), three node processes on loopback
 ports and five clients, then walks through: calling a client on node 1 from node 3, a
 broadcast to every node, metadata changed from another node, a client moving to another
-node, node 2 killed and its clients reported once by the leader, and the final registry.
+node, node 2 killed and its clients reported once by the leader, the final registry,
+then a rolling restart (node 4 joins, node 3 drains: its clients move, none is reported
+gone) and a SIGKILL of the leader (reconnecting clients are back on node 4 within the
+probe timeout; the new leader reports the others within about 2 x node_ttl).
 Every step prints what happened, on which node, and how long it took; ``run_demo``
 also returns those facts as a :class:`DemoReport` (the tests check it). Should Redis
 go away meanwhile (a Ctrl-C reaches a private Redis too), the demo says so and stops
@@ -39,6 +42,9 @@ __all__ = ["CLIENTS", "DemoReport", "RedisGoneError", "main", "run_demo"]
 CLIENTS = {"alice": "node1", "bob": "node1", "carol": "node2", "dave": "node2", "erin": "node3"}
 """Who connects where at the start."""
 
+FLEET = 20
+"""SDK clients that reconnect on their own (steps 8 and 9), as apps behind a load balancer."""
+
 
 class RedisGoneError(RuntimeError):
     """The demo's Redis died or stopped answering while the demo ran; says how."""
@@ -60,6 +66,8 @@ class DemoReport:
     declared_dead: dict[str, float] = field(default_factory=dict)
     final_clients: list[dict[str, Any]] = field(default_factory=list)
     operator: dict[str, str] = field(default_factory=dict)
+    drain: dict[str, Any] = field(default_factory=dict)
+    leader_crash: dict[str, Any] = field(default_factory=dict)
     presence: dict[str, Any] = field(default_factory=dict)
     pids: list[int] = field(default_factory=list)
     seconds: float = 0.0
@@ -189,6 +197,8 @@ class Scenario:
         )
         self.nodes: dict[str, NodeProcess] = {}
         self.clients: dict[str, PresenceClient] = {}  # the current connection of each user
+        # Per fleet client, when each of its connections was up (steps 8 and 9).
+        self.fleet_connected: dict[str, list[float]] = {}
         self._all_clients: list[PresenceClient] = []  # every connection ever opened
 
     async def run(self) -> None:
@@ -202,6 +212,8 @@ class Scenario:
         await self.kill_node()
         await self.show_registry()
         await self.show_operator_view()
+        await self.rolling_restart()
+        await self.kill_leader()
         self.report.events = list(self.cluster.events)
 
     async def close(self) -> None:
@@ -452,7 +464,130 @@ class Scenario:
             self.say.write(f"{INDENT}$ meshsrpc {' '.join(command)}\n")
             self.say.write("".join(f"{INDENT}{line}\n" for line in text.splitlines()))
 
+    async def rolling_restart(self) -> None:
+        self.say.section(
+            f"8. A rolling restart: node 4 joins, node 3 drains and leaves; {FLEET} SDK clients"
+            " and node 3's users move without a leave"
+        )
+        n1, n3 = self.nodes["node1"], self.nodes["node3"]
+        # The replacement first (a deploy with a surge node), so nobody is short of a node.
+        n4 = await self.cluster.start_node("node4", free_port())
+        self.nodes["node4"] = n4
+        self.report.node_ids["node4"] = n4.instance_id
+        self.say.line("node4", f"mesh id {n4.instance_id}, pid {n4.pid}, {n4.url}")
+        # SDK clients as behind a load balancer: node 3 first, then the others.
+        await asyncio.gather(
+            *(self._connect_fleet(f"fleet{i:02d}", [n3.url, n1.url, n4.url]) for i in range(FLEET))
+        )
+        users = [cid for cid, c in self.clients.items() if c.url == n3.url]
+        self.say.line("node3", f"holds {FLEET} fleet clients and {users}")
+        mark = len(self.cluster.events)
+        started = time.monotonic()
+        drain = asyncio.create_task(n3.command("drain", grace=self.node_ttl, within=60.0))
+        # Demo users do not reconnect on their own: do what the SDK client does for them
+        # on the "restart" close (1012): connect to another node at once, no supersede.
+        # Node 3 answers the ownership probe "not held", and node 1 takes them over.
+        await _until(
+            lambda: all(self.clients[cid].disconnect_causes for cid in users), self.node_ttl
+        )
+        causes = {cid: self.clients[cid].disconnect_causes[-1:] for cid in users}
+        await asyncio.gather(*(self._connect(cid, n1, quiet=True) for cid in users))
+        users_back = time.monotonic() - started
+        await _until(lambda: self._fleet_back(started) == FLEET, self.node_ttl * 2)
+        fleet_back = [max(t) - started for t in self.fleet_connected.values() if max(t) > started]
+        await drain
+        drained = time.monotonic() - started
+        await _until(lambda: not n3.alive, 10.0)
+        # Room for a (wrong) disconnect or orphan report to show up before we say none came.
+        await asyncio.sleep(max(1.0, self.heartbeat * 2))
+        leaves = [e for e in self.cluster.events[mark:] if e.kind in ("disconnected", "orphaned")]
+        owners = {c["clientId"]: c["nodeId"] for c in await n1.command("list_clients")}
+        self.report.drain = {
+            "userCauses": causes,
+            "moved": sorted(cid for cid, node in owners.items() if node == n1.instance_id),
+            "fleetBack": len(fleet_back),
+            "fleetBackMaxS": max(fleet_back, default=None),
+            "usersBackS": users_back,
+            "drainS": drained,
+            "falseLeaves": leaves,
+        }
+        self.say.line(
+            "fleet",
+            f"{len(fleet_back)} of {FLEET} reconnected to node 1 on the 'restart' close, the "
+            f"last {max(fleet_back, default=0) * 1000:.0f} ms after the drain began",
+        )
+        self.say.line("node1", f"took over {users} in {ms(users_back)} (probe: not held)")
+        self.say.line(
+            "node3",
+            f"drain() returned after {ms(drained)}, then it left the mesh; "
+            f"on_client_disconnected / orphan reports since the drain: {len(leaves)}",
+        )
+
+    async def kill_leader(self) -> None:
+        self.say.section("9. The leader, node 1, is SIGKILLed with every client of the mesh")
+        n1, n4 = self.nodes["node1"], self.nodes["node4"]
+        held = (await n1.command("status"))["streams"]
+        mark = len(self.cluster.events)
+        n1.kill()
+        killed_at = time.monotonic()
+        self.say.line("node1", f"SIGKILL (it held {len(held)} clients and the leader lock)")
+        await _until(lambda: self._fleet_back(killed_at) == FLEET, self.node_ttl * 3 + 10)
+        fleet_back = sorted(
+            max(t) - killed_at for t in self.fleet_connected.values() if max(t) > killed_at
+        )
+        self.say.line(
+            "fleet",
+            f"{len(fleet_back)} of {FLEET} reconnected to node 4, the last "
+            f"{max(fleet_back, default=0) * 1000:.0f} ms after the SIGKILL (median "
+            f"{fleet_back[len(fleet_back) // 2] * 1000 if fleet_back else 0:.0f} ms): node 1 "
+            "did not answer the ownership probe, so node 4 took them over at once",
+        )
+        report = await self.cluster.wait_for(
+            lambda e: e.kind == "orphaned", within=self.node_ttl * 3 + 15, after=mark
+        )
+        reported_after = time.monotonic() - killed_at
+        self.say.line(
+            report.node,
+            f"new leader: node {report.fields['deadNode']} died; orphaned clients "
+            f"{report.fields['clients']} {reported_after:.1f} s after the SIGKILL "
+            f"(2 x node_ttl = {2 * self.node_ttl:g} s; the fleet moved, so it is not in it)",
+        )
+        quiet_for = max(1.0, self.heartbeat * 3)
+        await asyncio.sleep(quiet_for)  # a second report would show up here
+        owners = {c["clientId"]: c["nodeId"] for c in await n4.command("list_clients")}
+        self.report.leader_crash = {
+            "fleetBack": len(fleet_back),
+            "fleetBackMaxS": max(fleet_back, default=None),
+            "fleetBackP50S": fleet_back[len(fleet_back) // 2] if fleet_back else None,
+            "orphanReportS": reported_after,
+            "reports": [e for e in self.cluster.events[mark:] if e.kind == "orphaned"],
+            "owners": owners,
+        }
+        self.say.line(
+            "",
+            f"orphan reports for node 1 after {quiet_for:g} s more: "
+            f"{len(self.report.leader_crash['reports'])}",
+        )
+
     # --- helpers -------------------------------------------------------------------
+
+    async def _connect_fleet(self, client_id: str, urls: list[str]) -> None:
+        """An SDK client that reconnects by itself, to its next URL when a node goes."""
+        client = PresenceClient(
+            urls[0],
+            client_id,
+            client_secret=self.secret,
+            enable_reconnect=True,
+            fallback_urls=urls[1:],
+        )
+        times = self.fleet_connected.setdefault(client_id, [])
+        client.register_connection_handler(lambda: times.append(time.monotonic()))
+        self._all_clients.append(client)
+        await client.connect()
+
+    def _fleet_back(self, since: float) -> int:
+        """How many fleet clients connected again after ``since``."""
+        return sum(1 for t in self.fleet_connected.values() if t and max(t) > since)
 
     async def _connect(
         self, client_id: str, node: NodeProcess, *, supersede: bool = False, quiet: bool = False

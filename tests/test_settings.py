@@ -128,3 +128,34 @@ def test_describe_names_the_engine() -> None:
     assert RedisSettings(url="memory://dev").describe() == "memory://dev (in-process)"
     sentinel = RedisSettings(sentinel_host="s", sentinel_port=1, sentinel_name="m", password="pw")
     assert sentinel.describe() == "Sentinel s:1, master 'm'"
+
+
+def test_a_cluster_url_selects_a_cluster_with_its_seed_nodes() -> None:
+    settings = resolve_redis_settings("redis+cluster://a:7000,b:7001", env={})
+    assert settings.is_cluster
+    assert settings.cluster_nodes() == [("a", 7000), ("b", 7001)]
+
+
+def test_cluster_true_selects_a_cluster_at_host_and_port() -> None:
+    settings = RedisSettings(host="h", port=7000, cluster=True)
+    assert settings.is_cluster and settings.cluster_nodes() == [("h", 7000)]
+
+
+def test_the_cluster_variable_selects_a_cluster_at_the_configured_url() -> None:
+    env = {"MESH_REDIS_URL": "redis://h:7000/0", "MESH_REDIS_CLUSTER": "1"}
+    settings = RedisSettings.from_env(env)
+    assert settings.is_cluster and settings.cluster_nodes() == [("h", 7000)]
+
+
+def test_a_plain_url_stays_a_single_instance() -> None:
+    assert not resolve_redis_settings("redis://h:1/0", env={}).is_cluster
+
+
+def test_a_cluster_url_without_nodes_is_refused() -> None:
+    with pytest.raises(RedisConfigurationError, match="names no node"):
+        resolve_redis_settings("redis+cluster://", env={})
+
+
+def test_cluster_and_sentinel_are_refused_together() -> None:
+    with pytest.raises(RedisConfigurationError, match="exclude each other"):
+        RedisSettings(sentinel_host="s", cluster=True)

@@ -5,7 +5,8 @@ The parent writes one JSON command per line on stdin (``{"id": 1, "cmd": "invoke
 "reply", "id": 1, "ok": true, "result": ...}`` per command, and ``{"type": "event",
 "kind": "connected", ...}`` whenever something happens on the node. Logs go to stderr.
 The node stops gracefully on ``{"cmd": "stop"}`` or when stdin closes, so it never
-outlives its parent.
+outlives its parent; ``{"cmd": "drain"}`` hands its clients to the other nodes first
+(``drain()``, as in a rolling restart) and answers once they are gone.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class ControlledNode:
             "stream_meta": self.stream_meta,
             "presence": self.presence,
             "stop": self.stop,
+            "drain": self.drain,
         }
 
     def send(self, type_: str, **fields: Any) -> None:
@@ -130,6 +132,11 @@ class ControlledNode:
         }
 
     async def stop(self, message: dict[str, Any]) -> None:
+        self.stopping.set()
+
+    async def drain(self, message: dict[str, Any]) -> None:
+        """A rolling restart: hand every client to the other nodes, then stop."""
+        await self.server.drain(timeout=message.get("grace"))
         self.stopping.set()
 
 

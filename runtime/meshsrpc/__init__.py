@@ -33,6 +33,7 @@ from .client_service import MeshClientService
 from .direct import DirectSettings
 from .registry import (
     MeshClientMemoryRegistry,
+    MeshClientRedisClusterRegistry,
     MeshClientRedisRegistry,
     MeshClientRegistry,
     MeshClientRegistryBackend,
@@ -58,6 +59,7 @@ __all__ = [
     "LeaderOptions",
     "LeaderService",
     "MeshClientMemoryRegistry",
+    "MeshClientRedisClusterRegistry",
     "MeshClientRedisRegistry",
     "MeshClientRegistry",
     "MeshClientRegistryBackend",

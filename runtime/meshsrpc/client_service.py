@@ -255,6 +255,10 @@ class MeshClientService(Generic[TMeta]):
             keys = RegistryKeys(settings.key_prefix, self.mesh_key)
             shared = f"{settings.memory_name}/{keys.base}"
             return MeshClientMemoryRegistry.shared(shared)
+        if settings.is_cluster:
+            from .registry.redis_cluster import MeshClientRedisClusterRegistry
+
+            return MeshClientRedisClusterRegistry(self.mesh_key, redis=settings)
         return MeshClientRedisRegistry(self.mesh_key, redis=settings)
 
     async def stop(self) -> None:

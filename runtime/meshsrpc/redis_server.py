@@ -97,6 +97,7 @@ class RedisServer:
             "--daemonize", "no",
             "--loglevel", "warning",
             "--protected-mode", "no",
+            *self._extra_args(),
         ]  # fmt: skip
         deadline = time.monotonic() + timeout
         while True:
@@ -151,6 +152,10 @@ class RedisServer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def _extra_args(self) -> list[str]:
+        """More server options, for subclasses (e.g. a cluster node)."""
+        return []
 
     def _terminate(self, sig: signal.Signals) -> None:
         process, self._process = self._process, None

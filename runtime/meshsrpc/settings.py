@@ -6,24 +6,28 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from .errors import RedisConfigurationError
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from redis.asyncio import Redis, RedisCluster
 
 __all__ = [
     "RedisLike",
     "RedisSettings",
     "create_redis_client",
+    "create_redis_cluster_client",
     "redact_url",
     "resolve_redis_settings",
 ]
 
 MEMORY_SCHEME = "memory://"
 DEFAULT_PREFIX = "app"
-ACCEPTED_SCHEMES = "redis://, rediss://, unix:// or memory://<name>"
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+ACCEPTED_SCHEMES = (
+    "redis://, rediss://, unix:// or memory://<name> (redis+cluster://host:port,... for a cluster)"
+)
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
@@ -32,7 +36,10 @@ class RedisSettings:
     """Connection settings for one Redis (or Sentinel-managed) server.
 
     ``url`` wins over ``host``/``port``; ``sentinel_host`` selects Sentinel.
-    A URL of ``memory://<name>`` selects the in-process engine. ``prefix`` is the
+    A URL of ``memory://<name>`` selects the in-process engine. ``cluster=True`` (or a
+    ``redis+cluster://host:port,host:port`` URL) selects a Redis Cluster, reached
+    through ``host``/``port`` or the URL's seed nodes, with the Python-only cluster key
+    layout (docs/cluster.md). ``prefix`` is the
     key prefix (``P`` in WIRE.md); None means: from the environment, else ``app``.
     ``source`` says where the settings came from (e.g. ``MESH_REDIS_URL``), for error
     messages. A URL that redis-py cannot use raises :class:`RedisConfigurationError`.
@@ -49,10 +56,37 @@ class RedisSettings:
     sentinel_name: str | None = None
     prefix: str | None = None
     source: str | None = field(default=None, compare=False)
+    cluster: bool = False
 
     def __post_init__(self) -> None:
         if self.url is not None:
             _check_url(self.url, self.source)
+            if _is_cluster_url(self.url):
+                object.__setattr__(self, "cluster", True)
+        if self.cluster and self.sentinel_host:
+            raise RedisConfigurationError(
+                f"Redis settings{self.origin()}: cluster and Sentinel exclude each other"
+            )
+        url = self.url
+        if self.cluster and url is not None and url.startswith(("unix:", MEMORY_SCHEME)):
+            raise RedisConfigurationError(
+                f"Redis URL {redact_url(url)!r}{self.origin()} cannot name a cluster: "
+                "use redis+cluster://host:port,..."
+            )
+
+    @property
+    def is_cluster(self) -> bool:
+        """True when this selects a Redis Cluster (cluster key layout, sharded pub/sub)."""
+        return self.cluster and not self.is_memory
+
+    def cluster_nodes(self) -> list[tuple[str, int]]:
+        """The seed nodes (host, port) of a cluster: the URL's hosts, else host/port."""
+        if self.url is not None and "://" in self.url:
+            netloc = urlsplit(self.url).netloc.rpartition("@")[2]
+            seeds = [_host_port(part) for part in netloc.split(",") if part]
+            if seeds:
+                return seeds
+        return [(self.host or "127.0.0.1", self.port)]
 
     @property
     def is_memory(self) -> bool:
@@ -77,6 +111,8 @@ class RedisSettings:
             return f"{self.url} (in-process)"
         if self.url:
             return redact_url(self.url)
+        if self.cluster:
+            return f"Redis Cluster {self.host or '127.0.0.1'}:{self.port}"
         if self.sentinel_host:
             name = self.sentinel_name or "mymaster"
             return f"Sentinel {self.sentinel_host}:{self.sentinel_port}, master {name!r}"
@@ -94,15 +130,18 @@ class RedisSettings:
 
         Order: ``<scope>_REDIS_URL``, ``<scope>_REDIS_HOST``/``PORT``,
         ``<scope>_REDIS_SENTINEL_HOST``/``PORT``/``NAME``, then the same without the
-        scope (``REDIS_URL``, ...). Raises :class:`RedisConfigurationError` naming the
-        variables when nothing is set.
+        scope (``REDIS_URL``, ...). ``<scope>_REDIS_CLUSTER`` (or ``REDIS_CLUSTER``)
+        = ``1``/``true``/``yes`` selects a cluster at that URL or host. Raises
+        :class:`RedisConfigurationError` naming the variables when nothing is set.
         """
         env = os.environ if env is None else env
         prefix = _first(env, f"{scope}_REDIS_PREFIX", "REDIS_PREFIX")
+        cluster_var = _first(env, f"{scope}_REDIS_CLUSTER", "REDIS_CLUSTER")
+        cluster = (cluster_var or "").strip().lower() in ("1", "true", "yes", "on")
         for pre in (f"{scope}_", ""):
             found = _from_vars(env, pre, prefix)
             if found is not None:
-                return found
+                return replace(found, cluster=True) if cluster and not found.cluster else found
         raise RedisConfigurationError(
             "no Redis configured: pass redis=RedisSettings(...) or a URL, or set "
             f"{scope}_REDIS_URL (or {scope}_REDIS_HOST/{scope}_REDIS_PORT, or "
@@ -141,6 +180,10 @@ def create_redis_client(
     """
     if settings.is_memory:
         raise RedisConfigurationError("memory:// has no Redis client")
+    if settings.is_cluster:
+        raise RedisConfigurationError(
+            f"{settings.describe()} is a Redis Cluster: use create_redis_cluster_client"
+        )
     try:
         return _create_redis_client(settings, max_connections, kwargs)
     except ValueError as exc:
@@ -148,6 +191,55 @@ def create_redis_client(
         raise RedisConfigurationError(
             f"invalid Redis settings {settings.describe()!r}{settings.origin()}: {exc}"
         ) from exc
+
+
+def create_redis_cluster_client(
+    settings: RedisSettings, *, max_connections: int = 128, **kwargs: Any
+) -> RedisCluster:
+    """Open a ``redis.asyncio.RedisCluster`` on the seed nodes of cluster ``settings``.
+
+    It follows MOVED/ASK and refreshes its slot map after a failover; the per-node
+    pools block when full rather than raise, as :func:`create_redis_client`'s.
+    """
+    from redis.asyncio import RedisCluster
+    from redis.asyncio.cluster import ClusterNode
+
+    if not settings.is_cluster:
+        raise RedisConfigurationError(f"{settings.describe()} is not a cluster")
+    options: dict[str, Any] = {"decode_responses": False, **kwargs}
+    if settings.url is not None:
+        parts = urlsplit(settings.url)
+        user, _, password = parts.netloc.rpartition("@")[0].partition(":")
+        options.setdefault("username", unquote(user) or None)
+        options.setdefault("password", unquote(password) or None)
+        if parts.scheme.lower().startswith("rediss"):
+            options.setdefault("ssl", True)
+    else:
+        options.setdefault("username", settings.username)
+        options.setdefault("password", settings.password)
+    nodes = [ClusterNode(host, port) for host, port in settings.cluster_nodes()]
+    try:
+        return RedisCluster(startup_nodes=nodes, max_connections=max_connections, **options)
+    except ValueError as exc:
+        raise RedisConfigurationError(
+            f"invalid Redis Cluster settings {settings.describe()!r}{settings.origin()}: {exc}"
+        ) from exc
+
+
+def _is_cluster_url(url: str) -> bool:
+    return url.split("://", 1)[0].lower() in CLUSTER_SCHEMES
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host:
+        return text, 6379
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        raise RedisConfigurationError(
+            f"invalid cluster node {text!r}: port must be a number"
+        ) from None
 
 
 def _create_redis_client(
@@ -244,6 +336,17 @@ def _check_url(url: str, source: str | None) -> None:
             f"Redis URL {shown!r}{origin} has no scheme: use {ACCEPTED_SCHEMES}{hint}"
         )
     scheme = url.split("://", 1)[0]
+    if scheme.lower() in CLUSTER_SCHEMES:
+        netloc = urlsplit(url).netloc.rpartition("@")[2]
+        if not netloc:
+            raise RedisConfigurationError(
+                f"Redis Cluster URL {shown!r}{origin} names no node: "
+                "use redis+cluster://host:port,host:port"
+            )
+        for part in netloc.split(","):
+            if part:
+                _host_port(part)
+        return
     if scheme.lower() not in _REDIS_SCHEMES:
         raise RedisConfigurationError(
             f"Redis URL {shown!r}{origin} has the unknown scheme {scheme + '://'!r}: "

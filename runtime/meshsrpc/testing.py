@@ -17,6 +17,14 @@ Fixtures:
 :func:`loop_factories` returns event loop factories (asyncio, and uvloop when installed)
 for pytest-asyncio's ``pytest_asyncio_loop_factories`` hook, to run tests on each loop.
 
+- ``redis_cluster`` (session): a local :class:`RedisClusterServer` (3 primaries, 3
+  replicas) shared by the session; ``redis_cluster_settings``: settings for it with
+  the test's prefix; ``redis_cluster_factory``: private clusters (closed after the
+  test), for tests that kill a primary.
+
+``pytest --redis-cluster`` makes ``redis_settings`` point at the session's cluster, so
+a whole Redis suite runs against a Redis Cluster.
+
 Helpers your own tests need as much as ours:
 - :func:`eventually`: wait for a condition (sync or async), bounded;
 - :func:`lifecycle_settled`: wait until a server's queued registry writes and lifecycle
@@ -41,6 +49,7 @@ import pytest
 
 from .leader import LeaderOptions
 from .loops import loop_factory, uvloop_available
+from .redis_cluster_server import RedisClusterServer
 from .redis_server import RedisServer
 from .settings import RedisSettings
 from .srpc.transports.choice import TRANSPORT_ENV, picows_available
@@ -52,6 +61,7 @@ __all__ = [
     "FAST_DYING_MESH",
     "FAST_MESH",
     "ChildNode",
+    "RedisClusterServer",
     "RedisServer",
     "child_env",
     "eventually",
@@ -59,6 +69,9 @@ __all__ = [
     "loop_factories",
     "memory_url",
     "mesh_prefix",
+    "redis_cluster",
+    "redis_cluster_factory",
+    "redis_cluster_settings",
     "redis_server",
     "redis_server_factory",
     "redis_settings",
@@ -169,6 +182,27 @@ async def spawn_child(
     return ChildNode(process, line.decode().strip())
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--redis-cluster``: ``redis_settings`` selects the session's local cluster."""
+    parser.addoption(
+        "--redis-cluster",
+        action="store_true",
+        default=False,
+        help="run tests using redis_settings against a local Redis Cluster",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Declare the markers of cluster runs."""
+    config.addinivalue_line("markers", "cluster: runs against a local Redis Cluster")
+    config.addinivalue_line(
+        "markers", "cluster_suite: a whole suite's run against a Redis Cluster (make test-cluster)"
+    )
+    config.addinivalue_line(
+        "markers", "single_instance: checks the single-instance key layout itself"
+    )
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A private Redis server for the whole test session."""
@@ -197,9 +231,42 @@ def mesh_prefix() -> str:
     return f"t{uuid.uuid4().hex[:12]}"
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServer]:
+    """A private local Redis Cluster (3 primaries + 3 replicas) for the whole session."""
+    with RedisClusterServer() as cluster:
+        yield cluster
+
+
 @pytest.fixture
-def redis_settings(redis_server: RedisServer, mesh_prefix: str) -> RedisSettings:
-    """Settings for the session's Redis server, with this test's own key prefix."""
+def redis_cluster_factory() -> Iterator[Callable[[], RedisClusterServer]]:
+    """Start private clusters (e.g. to kill a primary); each is closed when the test ends."""
+    clusters: list[RedisClusterServer] = []
+
+    def start() -> RedisClusterServer:
+        cluster = RedisClusterServer()
+        clusters.append(cluster)
+        return cluster.start()
+
+    yield start
+    for cluster in clusters:
+        cluster.close()
+
+
+@pytest.fixture
+def redis_cluster_settings(redis_cluster: RedisClusterServer, mesh_prefix: str) -> RedisSettings:
+    """Settings for the session's cluster, with this test's own key prefix."""
+    return RedisSettings(url=redis_cluster.url, prefix=mesh_prefix)
+
+
+@pytest.fixture
+def redis_settings(request: pytest.FixtureRequest, mesh_prefix: str) -> RedisSettings:
+    """Settings for the session's Redis server (its cluster with ``--redis-cluster``),
+    with this test's own key prefix."""
+    if request.config.getoption("--redis-cluster", default=False):
+        cluster: RedisClusterServer = request.getfixturevalue("redis_cluster")
+        return RedisSettings(url=cluster.url, prefix=mesh_prefix)
+    redis_server: RedisServer = request.getfixturevalue("redis_server")
     if not redis_server.running:
         redis_server.start()
     return RedisSettings(url=redis_server.url, prefix=mesh_prefix)

@@ -172,12 +172,19 @@ async def test_watch_sees_a_connect_a_move_and_an_orphan_report_in_order(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    assert watch.stdout is not None and watch.stderr is not None
+    lines: list[bytes] = []
     try:
         await eventually(_watching(redis_settings, inspector.keys.events))
         await connect(first, "c1")
         await registered(inspector, "c1", first.node_id)
+        async with asyncio.timeout(30):
+            lines.append(await watch.stdout.readline())
         await connect(second, "c1", supersede=True)
         await registered(inspector, "c1", second.node_id)
+        # Killed only once its move event is out (a SIGKILL drops what it has queued).
+        async with asyncio.timeout(30):
+            lines.append(await watch.stdout.readline())
         second.kill()
         async with asyncio.timeout(60):
             out, err = await watch.communicate()
@@ -185,7 +192,7 @@ async def test_watch_sees_a_connect_a_move_and_an_orphan_report_in_order(
         if watch.returncode is None:
             watch.kill()
             await watch.wait()
-    events = [json.loads(line) for line in out.decode().splitlines()]
+    events = [json.loads(line) for line in [*lines, *out.splitlines()] if line.strip()]
     assert watch.returncode == 0, err.decode()
     assert [event["event"] for event in events] == ["connect", "move", "nodeDown"]
     assert events[0]["clientId"] == "c1" and events[0]["nodeId"] == first.node_id

@@ -119,6 +119,7 @@ async def test_non_exception_raises_become_client_invocation_error(
         await a.service.invoke("c1", "dNotify", None)
 
 
+@pytest.mark.single_instance
 async def test_an_error_reply_without_error_name_is_client_invocation_error(
     make_node: Any, redis_settings: RedisSettings
 ) -> None:

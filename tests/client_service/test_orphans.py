@@ -84,6 +84,7 @@ async def test_zero_orphans_no_callback(make_node: Any, spawn_node: Spawn) -> No
     assert a.orphaned == []
 
 
+@pytest.mark.single_instance
 async def test_orphan_callback_errors_are_caught(
     make_node: Any, redis_settings: RedisSettings
 ) -> None:

@@ -76,6 +76,7 @@ async def test_stop_is_idempotent(make_node: Any) -> None:
     assert not node.service.is_running
 
 
+@pytest.mark.single_instance
 async def test_stop_closes_a_backend_it_created(
     make_node: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

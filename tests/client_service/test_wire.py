@@ -17,6 +17,9 @@ from meshsrpc import ClientInvocationError, RedisSettings
 from redis.asyncio import Redis
 from service_nodes import Node, eventually
 
+# The single-instance key layout TypeScript nodes share (WIRE.md), byte for byte.
+pytestmark = pytest.mark.single_instance
+
 
 class Tap:
     """Every JSON message published on the two nodes' inboxes, in order."""

@@ -12,11 +12,17 @@ from meshsrpc.settings import RedisLike, resolve_redis_settings
 OpenEngine = Callable[..., MeshEngine]
 
 
-@pytest.fixture(params=["redis", "memory"])
+@pytest.fixture(
+    params=["redis", "memory", pytest.param("redis-cluster", marks=pytest.mark.cluster)]
+)
 def backend(
     request: pytest.FixtureRequest, redis_settings: RedisSettings, memory_url: str
 ) -> RedisLike:
     """The test's own Redis prefix, or a test-private memory:// hub."""
+    if request.param == "redis-cluster":
+        return RedisSettings(
+            url=request.getfixturevalue("redis_cluster").url, prefix=redis_settings.prefix
+        )
     return redis_settings if request.param == "redis" else memory_url
 
 

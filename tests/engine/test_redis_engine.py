@@ -13,6 +13,9 @@ from meshsrpc.redis_server import RedisServer
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+# The single-instance engine itself (WIRE.md §1 keys, plain pub/sub).
+pytestmark = pytest.mark.single_instance
+
 
 @pytest.fixture
 async def client(redis_settings: RedisSettings) -> AsyncIterator[Redis]:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 from meshsrpc.redis_server import RedisServer
 
-from examples.demo import CLIENTS, RedisGoneError, run_demo
+from examples.demo import CLIENTS, FLEET, RedisGoneError, run_demo
 
 
 async def test_demo_scenario(
@@ -31,8 +31,8 @@ async def test_demo_scenario(
     )
     transcript = capsys.readouterr().out
     ids = report.node_ids
-    assert sorted(ids) == ["node1", "node2", "node3"]
-    assert len(set(ids.values())) == 3
+    assert sorted(ids) == ["node1", "node2", "node3", "node4"]
+    assert len(set(ids.values())) == 4
 
     connected = {(e.fields["clientId"], e.node) for e in report.events if e.kind == "connected"}
     assert set(CLIENTS.items()) <= connected
@@ -90,6 +90,27 @@ async def test_demo_scenario(
     assert sorted(int(row.split()[0]) for row in node_rows) == sorted([ids["node1"], ids["node3"]])
     assert report.operator["clients"].splitlines()[-1] == "4 client(s)"
     assert "$ meshsrpc nodes presence" in transcript
+
+    # 8. a rolling restart: node 3 drains; its users and the SDK fleet all move (node 1
+    #    takes the users over: node 3 says "not held"), and nobody is reported gone
+    drain = report.drain
+    assert drain["userCauses"] == {"bob": ["restart"], "dave": ["restart"], "erin": ["restart"]}
+    assert {"bob", "dave", "erin"} <= set(drain["moved"])
+    assert drain["fleetBack"] == FLEET
+    assert drain["falseLeaves"] == []
+
+    # 9. the leader (node 1) SIGKILLed: the fleet is back on node 4 long before node 1 is
+    #    cleaned up; node 4, the new leader, reports only the users that did not move, once
+    crash = report.leader_crash
+    assert crash["fleetBack"] == FLEET
+    assert all(crash["owners"][f"fleet{i:02d}"] == ids["node4"] for i in range(FLEET))
+    assert len(crash["reports"]) == 1
+    orphan_report = crash["reports"][0]
+    assert orphan_report.node == "node4"
+    assert orphan_report.fields["deadNode"] == ids["node1"]
+    assert sorted(orphan_report.fields["clients"]) == ["alice", "bob", "dave", "erin"]
+    assert "drain() returned after" in transcript
+    assert "orphaned clients" in transcript and "after the SIGKILL" in transcript
 
     # every node process is gone
     for pid in report.pids:

@@ -23,11 +23,17 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
     return {"asyncio": factories["asyncio"]}
 
 
-@pytest.fixture(params=["redis", "memory"])
+@pytest.fixture(
+    params=["redis", "memory", pytest.param("redis-cluster", marks=pytest.mark.cluster_suite)]
+)
 def backend(
     request: pytest.FixtureRequest, redis_settings: RedisSettings, memory_url: str
 ) -> RedisLike:
     """Where the mesh lives: the test's own Redis prefix, or a test-private memory:// hub."""
+    if request.param == "redis-cluster":
+        return RedisSettings(
+            url=request.getfixturevalue("redis_cluster").url, prefix=redis_settings.prefix
+        )
     return redis_settings if request.param == "redis" else memory_url
 
 

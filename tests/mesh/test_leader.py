@@ -188,6 +188,8 @@ async def test_memory_lock_expires_after_its_ttl(memory_url: str) -> None:
         await follower.stop()
 
 
+# Reads the lock key with a plain client: the single-instance layout.
+@pytest.mark.single_instance
 async def test_lock_key_value_and_ttl_on_redis(redis_settings: RedisSettings) -> None:
     from redis.asyncio import Redis
 

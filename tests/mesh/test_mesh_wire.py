@@ -19,6 +19,9 @@ from meshsrpc import MeshService, RedisSettings
 from meshsrpc._lua import lua_source
 from redis.asyncio import Redis
 
+# The single-instance layout TypeScript nodes share (WIRE.md §1), byte for byte.
+pytestmark = pytest.mark.single_instance
+
 HOSTNAME = socket.gethostname()
 # This file checks the Redis path byte for byte: direct channels (which bypass it, and
 # add their own hash, see tests/direct) stay off here even when MESH_DIRECT_SECRET is set.

@@ -8,7 +8,13 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from meshsrpc import MeshClientRedisRegistry, MeshSrpcServer, RedisSettings, SrpcClient
+from meshsrpc import (
+    MeshClientRedisClusterRegistry,
+    MeshClientRedisRegistry,
+    MeshSrpcServer,
+    RedisSettings,
+    SrpcClient,
+)
 from redis.asyncio import Redis
 
 from tests.generated.sgnl24.TestRpc import (
@@ -79,13 +85,26 @@ async def make_probe(redis_settings: RedisSettings) -> AsyncIterator[Callable[[]
     probes: list[ProbeBackend] = []
 
     def make() -> ProbeBackend:
-        probe = ProbeBackend(MeshClientRedisRegistry(f"_mc:{MESH_KEY}", redis=redis_settings))
+        backend: Any = (
+            MeshClientRedisClusterRegistry(f"_mc:{MESH_KEY}", redis=redis_settings)
+            if redis_settings.is_cluster
+            else MeshClientRedisRegistry(f"_mc:{MESH_KEY}", redis=redis_settings)
+        )
+        probe = ProbeBackend(backend)
         probes.append(probe)
         return probe
 
     yield make
     for probe in probes:
         await probe.aclose()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test reading raw keys checks the single-instance layout (WIRE.md) itself."""
+    for item in items:
+        if "raw" in getattr(item, "fixturenames", ()) and "mesh_server" in str(item.path):
+            item.add_marker(pytest.mark.single_instance)
 
 
 @pytest.fixture

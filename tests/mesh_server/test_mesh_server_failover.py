@@ -110,6 +110,8 @@ async def test_a_crashed_nodes_client_is_let_in_elsewhere_long_before_node_ttl(
         await child.aclose()
 
 
+# Writes entries with the single-instance registry itself.
+@pytest.mark.single_instance
 async def test_a_live_node_that_lost_the_stream_is_taken_over(
     make_node: MakeNode, make_client: MakeClient, redis_settings: RedisSettings
 ) -> None:
@@ -121,6 +123,8 @@ async def test_a_live_node_that_lost_the_stream_is_taken_over(
     assert await owned_by(b, "g1") == b.mesh_instance_id
 
 
+# Writes entries with the single-instance registry itself.
+@pytest.mark.single_instance
 async def test_a_node_that_does_not_answer_the_probe_is_taken_over(
     make_node: MakeNode, make_client: MakeClient, redis_settings: RedisSettings
 ) -> None:

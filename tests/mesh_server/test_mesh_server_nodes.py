@@ -256,6 +256,8 @@ async def test_a_stale_kick_does_not_close_the_clients_current_stream(
     assert (await node.invoke("c1", "dNotify", DNotifyRequest(notification="x"))).acknowledged
 
 
+# Writes entries with the single-instance registry itself.
+@pytest.mark.single_instance
 async def test_a_client_left_unowned_by_a_takeover_that_never_finished_is_reported(
     make_node: MakeNode, make_client: MakeClient, redis_settings: RedisSettings
 ) -> None:
@@ -278,6 +280,8 @@ async def test_a_client_left_unowned_by_a_takeover_that_never_finished_is_report
     assert disconnected.events == [("c1", {"s": "one"})]
 
 
+# Writes entries with the single-instance registry itself.
+@pytest.mark.single_instance
 async def test_a_client_a_lost_takeover_left_unowned_is_registered_again(
     make_node: MakeNode, make_client: MakeClient, redis_settings: RedisSettings
 ) -> None:

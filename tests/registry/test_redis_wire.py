@@ -15,6 +15,9 @@ import pytest
 from meshsrpc import MeshClientRedisRegistry, RedisSettings
 from redis.asyncio import Redis
 
+# The single-instance key layout TypeScript nodes share (WIRE.md §2), byte for byte.
+pytestmark = pytest.mark.single_instance
+
 # snapshots.afterUpdateMeta: cjson re-encoded metadata ("\/", 1.2345678901235e+16, [] -> {}).
 TS_AFTER_UPDATE_META = (
     '{"state":"active","nodeId":2,"connectedAt":1795706233546,"metadata":{"note":"a\\/b \\"q\\" '

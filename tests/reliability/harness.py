@@ -95,6 +95,8 @@ class NodeProcess:
         self.port = 0
         self.node_id = 0
         self.stopped = asyncio.Event()
+        self.leader_since: float | None = None  # when it said it became the cleanup leader
+        self.draining = False
         self._ready: asyncio.Future[None] | None = None
         self._reader: asyncio.Task[None] | None = None
 
@@ -128,6 +130,8 @@ class NodeProcess:
                 self.port, self.node_id = message["port"], message["node"]
                 if self._ready is not None and not self._ready.done():
                     self._ready.set_result(None)
+            elif message.get("ev") == "leader":
+                self.leader_since = time.monotonic()
             elif message.get("ev") == "stopped":
                 self.stopped.set()
             else:
@@ -146,6 +150,15 @@ class NodeProcess:
         if self.alive:
             assert self.proc is not None
             self.proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(timeout):
+                await self.proc.wait()
+
+    async def drain(self, timeout: float = 60.0) -> None:
+        """SIGUSR1: the node runs drain(), mesh_stop() and close(), then exits."""
+        if self.alive:
+            assert self.proc is not None
+            self.draining = True
+            self.proc.send_signal(signal.SIGUSR1)
             async with asyncio.timeout(timeout):
                 await self.proc.wait()
 

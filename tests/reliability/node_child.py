@@ -2,7 +2,8 @@
 
 Usage: ``python node_child.py <redis url> <key prefix> [option=value ...]``, with the
 repository root on ``PYTHONPATH`` (``meshsrpc.testing.child_env``).
-Options: ``heartbeat``, ``ttl`` (node TTL), ``replay`` (1/0), ``secret``.
+Options: ``heartbeat``, ``ttl`` (node TTL), ``probe`` (probe timeout), ``replay`` (1/0),
+``secret``.
 
 stdout, one JSON object per line, flushed at once:
 
@@ -10,7 +11,9 @@ stdout, one JSON object per line, flushed at once:
 - ``{"ev": "connected"|"disconnected", "cid": str, "s": str|null, "node": int, "t": float}``
   (``s`` is the client's ``m--s`` session token, so the test can tell connections apart);
 - ``{"ev": "orphaned", "dead": int, "clients": [[cid, s], ...], "node": int, "t": float}``;
-- ``{"ev": "stopped", "node": int}`` after a graceful stop (SIGTERM: mesh_stop, then close).
+- ``{"ev": "leader", "node": int}`` when it becomes the cleanup leader;
+- ``{"ev": "stopped", "node": int}`` after a graceful stop (SIGTERM: mesh_stop, then close;
+  SIGUSR1: ``drain()`` first, as in a rolling restart).
 
 SIGKILL it to simulate a crash.
 """
@@ -52,6 +55,8 @@ async def main(url: str, prefix: str, options: dict[str, str]) -> None:
     extra: dict[str, Any] = {}
     if "secret" in options:
         extra["auth_secret"] = options["secret"]
+    if "probe" in options:
+        extra["probe_timeout"] = float(options["probe"])
     if "replay" in options:
         extra["replay_protection"] = options["replay"] == "1"
     node: MeshSrpcServer[ClientMessage, ServerMessage, Any] = MeshSrpcServer(
@@ -119,10 +124,32 @@ async def main(url: str, prefix: str, options: dict[str, str]) -> None:
     await node.mesh_start()
     emit(ev="ready", port=node.port, node=me())
 
+    async def watch_leadership() -> None:
+        # The test kills the leader on purpose: it must know which node that is.
+        leading = False
+        while True:
+            if node.is_leader and not leading:
+                emit(ev="leader", node=me())
+            leading = node.is_leader
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.create_task(watch_leadership())
     stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    drain = False
+
+    def drain_then_stop() -> None:
+        nonlocal drain
+        drain = True
+        stop.set()
+
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, drain_then_stop)
     await stop.wait()
+    watcher.cancel()
     instance_id = node.mesh_instance_id
+    if drain:
+        await node.drain()
     await node.mesh_stop()
     await node.close()
     emit(ev="stopped", node=instance_id)

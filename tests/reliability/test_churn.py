@@ -3,8 +3,10 @@
 Three MeshSrpcServer nodes run as child processes on one private Redis. Hundreds of
 SRPC clients connect, disconnect, move between nodes (v1, v2 with ``_supersede``) and
 try to take each other over (v2 without supersede) for a bounded time. Meanwhile one
-node is SIGKILLed and started again, Redis is restarted (it comes back empty) and
-Redis is paused for longer than a heartbeat.
+node is SIGKILLed and started again, Redis is restarted (it comes back empty), Redis is
+paused for longer than a heartbeat, a node drains (``drain()``: its clients are closed
+with 1012 "restart"; most reconnect elsewhere at once) and restarts, and the cleanup
+leader is SIGKILLed and started again.
 
 Every connection carries its own session token (``m--s``) in its metadata, so each
 callback the nodes report names exactly one connection. At the end, after the TTLs
@@ -16,14 +18,21 @@ settle:
   leader; a connection that was superseded, refused or is still live was not (the
   exceptions: a leave or a takeover that ended as its node was SIGKILLed, see
   CRASH_WINDOW: either outcome is right then);
+- a drained connection whose client reappeared on another node within the grace was
+  not reported at all; one whose client did not was reported disconnected once;
+- a connection of a SIGKILLed node whose client came back without supersede was either
+  taken over (the dead node did not answer the probe: no report) or reported orphaned
+  once by the leader (it cleaned the dead node up first), never disconnected;
 - no connection was reported twice, nor by a node that did not hold it;
-- a v2 takeover without ``_supersede`` never succeeded outside the Redis outage;
+- a v2 takeover without ``_supersede`` of a live connection never succeeded outside the
+  Redis outage and the Redis pause (the owner cannot answer the probe then);
 - a call to every live client succeeds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from dataclasses import dataclass, field
@@ -58,12 +67,17 @@ DURATION = 120.0 if SOAK else 30.0
 # nodes are declared dead (and their clients reported orphaned while connected).
 HEARTBEAT = 0.5 if SOAK else 0.2
 NODE_TTL = 6.0 if SOAK else 3.0
+# Likewise the probe timeout: a node that does not answer a probe in time loses its live
+# client to a plain v2 connection elsewhere (a takeover this test counts as a failure).
+PROBE_TIMEOUT = NODE_TTL / 3
 LEAVE_TIMEOUT = 20.0  # an orphan report needs the leader lock TTL plus the node TTL
 # Known limit: a node removes a leaving client from the registry, then runs the
 # disconnect callback. SIGKILLed between the two, nobody reports that client (the
 # leader finds no entry to call orphaned). A leave begun this long before the kill of
 # its node may therefore go unreported (at most one report, never two).
 CRASH_WINDOW = 1.0
+# Drained clients that reconnect (the others leave): the SDK client does so at once.
+DRAIN_RECONNECTS = 0.8
 CONNECTS_AT_ONCE = 24
 
 
@@ -98,10 +112,12 @@ class Churn:
     sessions: list[Session] = field(default_factory=list)
     refused_tokens: list[str] = field(default_factory=list)
     outage: list[tuple[float, float]] = field(default_factory=list)
+    # While Redis is paused a live owner cannot answer a probe: it looks dead.
+    probe_blind: list[tuple[float, float]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     timeline: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    victim: NodeProcess | None = None  # the node SIGKILLed during the run
+    kills: list[tuple[NodeProcess, float]] = field(default_factory=list)  # (node, when)
     # Set shortly before Redis restarts: no moves then (see inject_faults).
     no_moves: bool = False
     moves_in_flight: int = 0
@@ -113,7 +129,10 @@ class Churn:
         self.counts[name] = self.counts.get(name, 0) + n
 
     def live_nodes(self) -> list[NodeProcess]:
-        return [node for node in self.nodes if node.alive and node.port]
+        return [node for node in self.nodes if node.alive and node.port and not node.draining]
+
+    def was_killed(self, node: NodeProcess) -> bool:
+        return any(victim is node for victim, _ in self.kills)
 
     def marks(self, at: float) -> dict[str, float]:
         return {name: round(at - mark, 2) for name, mark in self.timeline.items()}
@@ -123,11 +142,9 @@ class Churn:
 
     def ended_as_its_node_died(self, session: Session) -> bool:
         """The session ended within CRASH_WINDOW before its node was killed."""
-        kill = self.timeline.get("kill")
-        return (
-            kill is not None
-            and session.node is self.victim
-            and kill - CRASH_WINDOW <= session.ended_at <= kill
+        return any(
+            session.node is victim and kill - CRASH_WINDOW <= session.ended_at <= kill
+            for victim, kill in self.kills
         )
 
     def in_outage(self, at: float) -> bool:
@@ -135,7 +152,14 @@ class Churn:
 
 
 async def open_session(
-    churn: Churn, cid: str, serial: int, node: NodeProcess, version: int, supersede: bool
+    churn: Churn,
+    cid: str,
+    serial: int,
+    node: NodeProcess,
+    version: int,
+    supersede: bool,
+    *,
+    gated: bool = True,
 ) -> Session | None:
     token = f"{cid}.{serial}"
     client: Client = SrpcClient(
@@ -158,7 +182,8 @@ async def open_session(
 
     client.register_disconnect_handler(on_disconnect)
     node_id = node.node_id
-    async with churn.connect_gate:
+    # A drained client reconnects at once, as the SDK client does: not after the queue.
+    async with churn.connect_gate if gated else contextlib.nullcontext():
         try:
             await client.connect(supersede=supersede)
         except SrpcConflictError:
@@ -274,17 +299,28 @@ async def move_or_probe(
         if probe is None:
             return current
         if current.dropped.is_set():
-            # Its node died meanwhile, and the plain v2 connection got in: either the
-            # leader had cleaned the dead node up (the old connection is reported
-            # orphaned, once), or the dead node did not answer the probe and the
-            # client was taken over (a move: nothing reported). At most one leave.
-            churn.count("reconnect_after_death")
-            current.ended = "unclear"
             current.ended_at = time.monotonic()
+            current.superseded_by = probe
+            if churn.was_killed(current.node) and current.cause != "restart":
+                # Its node died meanwhile, and the plain v2 connection got in: either the
+                # dead node did not answer the probe and the client was taken over
+                # (nothing reported), or the leader had cleaned the dead node up first
+                # (the old connection is reported orphaned, once). check() tells which.
+                churn.count("reconnect_after_death")
+                current.ended = "died_then_back"
+            else:
+                # Drained (or kicked) meanwhile: at most one leave.
+                current.ended = "unclear"
             current = probe
             return current
-        in_outage = churn.in_outage(attempt_at) or churn.in_outage(time.monotonic())
-        churn.count("takeover_in_outage" if in_outage else "takeover")
+        now = time.monotonic()
+        in_outage = churn.in_outage(attempt_at) or churn.in_outage(now)
+        blind = any(
+            start <= t <= end for start, end in churn.probe_blind for t in (attempt_at, now)
+        )
+        churn.count(
+            "takeover_in_outage" if in_outage else "takeover_in_pause" if blind else "takeover"
+        )
         churn.notes.append(
             f"takeover {probe.token} on {probe.node_id} from {current.token} on "
             f"{current.node_id} at {churn.marks(attempt_at)}: "
@@ -308,6 +344,15 @@ async def client_worker(churn: Churn, cid: str, rng: random.Random) -> Session |
     current: Session | None = None
     serial = 0
     while time.monotonic() < churn.deadline:
+        if (
+            current is not None
+            and current.dropped.is_set()
+            and current.cause == "restart"
+            and rng.random() < DRAIN_RECONNECTS
+        ):
+            serial += 1
+            current = await reconnect_after_drain(churn, current, cid, serial, rng)
+            continue
         if current is not None and current.dropped.is_set():
             await dropped(churn, current)
             current = None
@@ -351,6 +396,39 @@ async def client_worker(churn: Churn, cid: str, rng: random.Random) -> Session |
     return current
 
 
+async def reconnect_after_drain(
+    churn: Churn, old: Session, cid: str, serial: int, rng: random.Random
+) -> Session | None:
+    """``old``'s node is draining (1012 "restart"): reconnect elsewhere at once, as the SDK
+    client does. Reappearing within the grace, the client is not reported gone."""
+    churn.count("drained")
+    lost_at = time.monotonic()
+    nodes = churn.live_nodes()
+    new = None
+    if nodes:
+        version, supersede = rng.choice(((2, False), (2, True), (1, True)))
+        node = rng.choice(nodes)
+        new = await open_session(churn, cid, serial, node, version, supersede, gated=False)
+    if new is None or (new.dropped.is_set() and not churn.log.of(new.token, "connected")):
+        # It never reappeared: the drained node reports it gone once the grace passed.
+        churn.count("drained_not_back")
+        await end_and_expect_leave(churn, old)
+        if new is not None:
+            await dropped(churn, new)
+        return None
+    old.ended_at = time.monotonic()
+    old.superseded_by = new
+    await old.client.disconnect()
+    if old.ended_at - lost_at < NODE_TTL / 2:
+        churn.count("drained_moved")
+        old.ended = "moved_on_drain"
+    else:
+        # Back too late for the grace (node_ttl): reported gone, or not.
+        churn.count("drained_back_late")
+        old.ended = "unclear"
+    return new
+
+
 async def dropped(churn: Churn, session: Session) -> None:
     """The server closed ``session`` (not the test)."""
     churn.count("dropped")
@@ -371,22 +449,28 @@ async def inject_faults(churn: Churn, tmp_path: Path) -> None:
     async def at(fraction: float) -> None:
         await asyncio.sleep(max(0.0, start + fraction * DURATION - time.monotonic()))
 
+    async def restart(like: NodeProcess, name: str) -> None:
+        url, prefix = like.args[2], like.args[3]
+        reborn = NodeProcess(
+            url,
+            prefix,
+            churn.log,
+            tmp_path / name,
+            heartbeat=HEARTBEAT,
+            ttl=NODE_TTL,
+            probe=PROBE_TIMEOUT,
+        )
+        await reborn.start()
+        churn.nodes.append(reborn)
+
     await at(0.15)
-    victim = churn.victim = churn.nodes[1]
+    victim = churn.nodes[1]
     victim.kill()
     churn.timeline["kill"] = time.monotonic()
+    churn.kills.append((victim, churn.timeline["kill"]))
     churn.count("faults")
     await at(0.3)
-    reborn = NodeProcess(
-        victim.args[2],
-        victim.args[3],
-        churn.log,
-        tmp_path / "node-reborn.log",
-        heartbeat=HEARTBEAT,
-        ttl=NODE_TTL,
-    )
-    await reborn.start()
-    churn.nodes.append(reborn)
+    await restart(victim, "node-reborn.log")
     # Known limit: a move whose kick of the old stream is lost in the outage leaves two
     # streams of one client on two nodes; after the restart both re-register, and the
     # first one wins, which may be the older. Moves stop a little before the restart
@@ -407,8 +491,32 @@ async def inject_faults(churn: Churn, tmp_path: Path) -> None:
     await at(0.7)
     pause_ms = int(HEARTBEAT * 5 * 1000)  # longer than a heartbeat, shorter than the TTL
     churn.timeline["pause"] = time.monotonic()
+    # Known limit: a probe that cannot be answered within PROBE_TIMEOUT because Redis is
+    # paused takes the client over, as from a dead node (the old connection gets 4002).
+    churn.probe_blind.append(
+        (churn.timeline["pause"] - PROBE_TIMEOUT, churn.timeline["pause"] + pause_ms / 1000 + 1.0)
+    )
     await asyncio.to_thread(churn.redis.command, "CLIENT", "PAUSE", str(pause_ms), "ALL")
     churn.count("faults")
+
+    # A rolling restart: a node hands its clients to the others, leaves, comes back.
+    await at(0.75)
+    # Not the leader: its crash is the next fault.
+    drained = min(churn.live_nodes(), key=lambda n: n.leader_since or 0.0)
+    churn.timeline["drain"] = time.monotonic()
+    await drained.drain()
+    churn.count("faults")
+    await restart(drained, "node-drained-reborn.log")
+
+    # The cleanup leader crashes: another node takes the lock and reports its orphans.
+    await at(0.85)
+    leader = max(churn.live_nodes(), key=lambda n: n.leader_since or 0.0)
+    leader.kill()
+    churn.timeline["leader_kill"] = time.monotonic()
+    churn.kills.append((leader, churn.timeline["leader_kill"]))
+    churn.count("faults")
+    await at(0.93)
+    await restart(leader, "node-leader-reborn.log")
 
 
 def note_history(churn: Churn, cid: str) -> None:
@@ -472,11 +580,27 @@ def check(churn: Churn, live: list[Session], registry: dict[str, int]) -> dict[s
             # Known limit: a takeover the dying node was still processing (a reconnect
             # there that never activated) may end as a reported leave instead.
             session.ended = "unclear"
+        if session.ended == "died_then_back":
+            # Taken over before the leader cleaned the dead node up (no report), or the
+            # cleanup came first (one orphan report by the leader). Never "disconnected":
+            # the dead node cannot report.
+            if len(leaves) == 1 and leaves[0].kind == "orphaned":
+                churn.count("died_then_back_cleanup_first")
+            elif not leaves:
+                churn.count("died_then_back_taken_over")
+            else:
+                problems["unexpected"] += 1
+                churn.notes.append(f"died then back {session.token} {connected + leaves}")
+            continue
         if session.ended == "left" and session.cause == "supersede":
             # The node closed it as taken over while the test was closing it (the close
             # cause arrived after disconnect() returned): a move, or a leave.
             session.ended = "unclear"
-        if session.token in live_tokens or session.ended == "superseded" or not connected:
+        if (
+            session.token in live_tokens
+            or session.ended in ("superseded", "moved_on_drain")
+            or not connected
+        ):
             problems["unexpected"] += bool(leaves)
             if leaves:
                 churn.notes.append(
@@ -513,7 +637,13 @@ async def test_registry_tells_the_truth_under_churn_and_faults(
     log = EventLog()
     nodes = [
         NodeProcess(
-            redis.url, prefix, log, tmp_path / f"node{i}.log", heartbeat=HEARTBEAT, ttl=NODE_TTL
+            redis.url,
+            prefix,
+            log,
+            tmp_path / f"node{i}.log",
+            heartbeat=HEARTBEAT,
+            ttl=NODE_TTL,
+            probe=PROBE_TIMEOUT,
         )
         for i in range(3)
     ]

@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 from meshsrpc import SrpcConflictError
+from meshsrpc.redis_server import free_port
 
-from tests.srpc._support import ClientFactory, ServerFactory, eventually
+from tests.srpc._support import ClientFactory, ServerFactory, eventually, url_of
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -65,3 +66,20 @@ async def test_a_conflict_on_the_first_connect_still_raises(
     await make_client(server).connect()
     with pytest.raises(SrpcConflictError):
         await make_client(server).connect()
+
+
+async def test_after_a_failed_attempt_the_next_url_is_tried_at_once(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    draining = await make_server()
+    alive = await make_server()
+    dead = f"ws://127.0.0.1:{free_port()}/srpc"  # nothing listens: refused at once
+    # A backoff this long would fail the test: only trying the next URL at once passes.
+    client = make_client(draining, fallback_urls=[dead, url_of(alive)], reconnect_delay=20.0)
+    await client.connect()
+    await eventually(lambda: "c1" in draining.streams_by_client_id)
+    stream = draining.streams_by_client_id["c1"]
+    await draining.close_stream(stream, 1012, "restart", "Server restarting: reconnect")
+    await eventually(lambda: "c1" in alive.streams_by_client_id, timeout=8)
+    await eventually(lambda: client.is_connected)
+    assert client.url == url_of(alive)

@@ -48,6 +48,10 @@ async def open_node_link(
         return None
     if redis.is_memory:
         return None  # one process: nothing to gain
+    if redis.is_cluster:
+        # The address hash lives on one Redis; on a cluster the calls go through it.
+        logger.debug("mesh %s: direct channels are not used on a Redis Cluster", key)
+        return None
     if not settings.secret_bytes:
         # Off by default (opt-in): a debug line then; asked for in code without a
         # secret, a warning, since the caller expected them on. Either way, one line.

@@ -92,7 +92,8 @@ class NodeLink:
             host = socket.gethostbyname(socket.gethostname())
         self.address = Address(host, settings.advertise_port or port, settings.ssl is not None)
         await self.publish()
-        logger.info(
+        # Debug: mesh_start's one INFO line is the mesh's own.
+        logger.debug(
             "mesh %s: node %d takes direct calls on %s:%d (advertised as %s)",
             self.key,
             instance_id,

@@ -1,4 +1,5 @@
-"""Backends of the mesh: the interface (``base``), Redis (``redis``) and in-process (``memory``)."""
+"""Backends of the mesh: the interface (``base``), Redis (``redis``), Redis Cluster
+(``redis_cluster``) and in-process (``memory``)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ def open_mesh_engine(
         from .memory import MemoryMeshEngine
 
         return MemoryMeshEngine(memory_hub(settings.memory_name), keys)
+    if settings.is_cluster:
+        from .redis_cluster import RedisClusterMeshEngine
+
+        return RedisClusterMeshEngine(settings, key, health_check_interval=health_check_interval)
     from .redis import RedisMeshEngine
 
     return RedisMeshEngine(settings, key, health_check_interval=health_check_interval)
@@ -40,6 +45,10 @@ def open_leader_lock(settings: RedisSettings) -> LeaderLockEngine:
         from .memory import MemoryLeaderLock
 
         return MemoryLeaderLock(memory_hub(settings.memory_name))
+    if settings.is_cluster:
+        from .redis_cluster import RedisClusterLeaderLock
+
+        return RedisClusterLeaderLock(settings)
     from .redis import RedisLeaderLock
 
     return RedisLeaderLock(settings)

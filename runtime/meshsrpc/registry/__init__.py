@@ -10,10 +10,12 @@ from .base import (
 from .memory import MeshClientMemoryRegistry
 from .metadata import decode_metadata, encode_metadata, now_ms
 from .redis import MeshClientRedisRegistry
+from .redis_cluster import MeshClientRedisClusterRegistry
 from .registry import MeshClientRegistry
 
 __all__ = [
     "MeshClientMemoryRegistry",
+    "MeshClientRedisClusterRegistry",
     "MeshClientRedisRegistry",
     "MeshClientRegistry",
     "MeshClientRegistryBackend",

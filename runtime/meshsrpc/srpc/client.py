@@ -350,11 +350,14 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
                 return
             # A draining server asked us to go elsewhere: no delay for the first try.
             at_once = cause == "restart"
+            if at_once:
+                self._next_url()
+            # After a failed attempt the other URLs are tried at once (a dead node
+            # refuses fast; the others are likely up); only a whole round that failed
+            # backs off.
+            untried = len(self._urls) - 1
             while self._wanted:
-                if at_once:
-                    at_once = False
-                    self._next_url()
-                else:
+                if not at_once:
                     delay = min(self.max_reconnect_delay, self.reconnect_delay * 2**attempt)
                     attempt += 1
                     try:
@@ -363,16 +366,21 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
                         )
                     except TimeoutError:
                         pass
-                    if attempt > 1:
-                        self._next_url()
-                if not self._wanted:
-                    return
+                    if not self._wanted:
+                        return
+                at_once = False
                 try:
                     await self._open()
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     logger.info("reconnect of %r failed: %s", self.client_id, exc)
+                    self._next_url()
+                    if untried > 0:
+                        untried -= 1
+                        at_once = True
+                    else:
+                        untried = len(self._urls) - 1
                     continue
                 attempt = 0
                 if not self._wanted and self._session is not None:
