@@ -62,12 +62,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The mesh lives as long as the HTTP app: join on startup, leave on shutdown.
-        await server.mesh_start()
-        try:
+        async with server:
             yield
-        finally:
-            await server.mesh_stop()
-            await server.close()
 
     app = FastAPI(title="presence", lifespan=lifespan)
     app.state.srpc = server

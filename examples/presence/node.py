@@ -177,15 +177,15 @@ async def run(args: argparse.Namespace, out: TextIO) -> None:
     )
     node = ControlledNode(args.label, out, server)
     await server.listen("127.0.0.1", args.port)
-    await server.mesh_start()
-    node.send("ready", instanceId=server.mesh_instance_id, port=args.port, pid=os.getpid())
-    reader = asyncio.create_task(read_commands(node))
     try:
-        await node.stopping.wait()
+        async with server:  # joins the mesh; leaves it and closes the server on the way out
+            node.send("ready", instanceId=server.mesh_instance_id, port=args.port, pid=os.getpid())
+            reader = asyncio.create_task(read_commands(node))
+            try:
+                await node.stopping.wait()
+            finally:
+                reader.cancel()
     finally:
-        reader.cancel()
-        await server.mesh_stop()
-        await server.close()
         node.send("stopped")
 
 

@@ -209,17 +209,13 @@ async def serve(host: str, port: int, **kwargs: Any) -> None:
     """Run one node until SIGINT/SIGTERM."""
     server = PresenceServer(**kwargs)
     await server.listen(host, port)
-    await server.mesh_start()
-    logger.info("node %d on ws://%s:%d/srpc", server.mesh_instance_id, host, port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
+    async with server:  # joins the mesh; leaves it and closes the server on the way out
+        logger.info("node %d on ws://%s:%d/srpc", server.mesh_instance_id, host, port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-    finally:
-        await server.mesh_stop()
-        await server.close()
 
 
 def main() -> None:

@@ -28,15 +28,13 @@ async def main() -> None:
         allow_unsigned=True,  # development only: accepts unsigned clients (no SRPC_AUTH_SECRET)
     )
     await server.listen("127.0.0.1", PORT)
-    await server.mesh_start()
-    client = Client(f"ws://127.0.0.1:{PORT}/srpc", "alice")
-    await client.connect()
-    print((await client.invoke_u_greet(UGreetRequest(name="alice"))).greeting)
-    reply = await server.invoke_d_poke("alice", DPokeRequest(text="hi"))  # by id, from any node
-    print("server got:", reply)
-    await client.disconnect()
-    await server.mesh_stop()
-    await server.close()
+    async with server:  # mesh_start() now; mesh_stop() and close() on the way out
+        client = Client(f"ws://127.0.0.1:{PORT}/srpc", "alice")
+        await client.connect()
+        print((await client.invoke_u_greet(UGreetRequest(name="alice"))).greeting)
+        reply = await server.invoke_d_poke("alice", DPokeRequest(text="hi"))  # by id, any node
+        print("server got:", reply)
+        await client.disconnect()
 
 
 asyncio.run(main())

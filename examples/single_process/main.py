@@ -11,6 +11,7 @@ This is also how to unit-test an app: ``memory://<unique name>`` per test.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import meshsrpc.loops
@@ -38,10 +39,12 @@ async def run(url: str = "memory://single_process") -> list[str]:
     ]
     ports = [free_port() for _ in nodes]
     clients: list[PresenceClient] = []
-    try:
+    async with contextlib.AsyncExitStack() as stack:
         for node, port in zip(nodes, ports, strict=True):
             await node.listen("127.0.0.1", port)
-            await node.mesh_start()
+            await stack.enter_async_context(node)  # mesh_stop() and close() on exit
+        # Clients leave before their nodes close (callbacks run first, last out).
+        stack.push_async_callback(disconnect_all, clients)
         say(f"nodes {[n.mesh_instance_id for n in nodes]} share {url}")
 
         alice = PresenceClient(f"ws://127.0.0.1:{ports[0]}/srpc", "alice")
@@ -64,13 +67,13 @@ async def run(url: str = "memory://single_process") -> list[str]:
         registered = await nodes[0].client_registry.get_client("carol")
         meta = registered.metadata if registered else None
         say(f"carol is now {status}; node {nodes[0].mesh_instance_id} sees {meta}")
-    finally:
-        for client in clients:
-            await client.disconnect()
-        for node in nodes:
-            await node.mesh_stop()
-            await node.close()
     return lines
+
+
+async def disconnect_all(clients: list[PresenceClient]) -> None:
+    """Disconnect every client."""
+    for client in clients:
+        await client.disconnect()
 
 
 def main() -> None:

@@ -15,18 +15,18 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic
 
+from . import client_messages as messages
 from .direct import DirectSettings
 from .errors import (
     ClientConflictError,
     ClientDisconnectedError,
-    ClientInvocationError,
     ClientNotFoundError,
     MeshError,
     MeshNotRunningError,
 )
+from .keys import RegistryKeys, client_mesh_key
 from .leader import LeaderOptions
 from .mesh import BroadcastHandler, MeshService
-from .mesh_messages import timeout_ms_from_wire, timeout_ms_to_wire
 from .observer import MeshObserver
 from .probe import ClientHeldFn, OwnerProbe
 from .registry.base import MeshClientRegistryBackend, RegisteredClient, TMeta
@@ -79,12 +79,6 @@ DEFAULT_FORWARD_SAFETY_TIMEOUT = 300.0
 DEFAULT_PROBE_TIMEOUT = 0.5
 # A client id found held is refused without asking again for this long (seconds).
 _PROBE_REFUSAL_TTL = 1.0
-
-FORWARD = "forward"
-KICK_CLIENT = "kickClient"
-UPDATE_META = "updateMeta"
-#: An operator's kick (WIRE.md §6, an extension): ``{"clientId"}`` → ``{"kicked": bool}``.
-OPS_KICK = "opsKick"
 
 # Errors that must never be turned into a reply: they stop the task or the process.
 _NOT_REPLIED = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
@@ -164,7 +158,7 @@ class MeshClientService(Generic[TMeta]):
         #: Longest a call forwarded here may wait for the client (seconds), unless the
         #: caller's own timeout is longer.
         self.forward_safety_timeout = forward_safety_timeout
-        self.mesh_key = f"_mc:{key}"
+        self.mesh_key = client_mesh_key(key)
         # Resolved (environment included) in start(), as MeshService does.
         self._redis = redis
         self._mesh = MeshService(
@@ -190,11 +184,11 @@ class MeshClientService(Generic[TMeta]):
         self._routes = _Routes()
         self._running = False
         self._lifecycle = asyncio.Lock()
-        self._mesh.register_handler(FORWARD, self._serve_forward)
-        self._mesh.register_handler(KICK_CLIENT, self._serve_kick_client)
-        self._mesh.register_handler(UPDATE_META, self._serve_update_meta)
+        self._mesh.register_handler(messages.FORWARD, self._serve_forward)
+        self._mesh.register_handler(messages.KICK_CLIENT, self._serve_kick_client)
+        self._mesh.register_handler(messages.UPDATE_META, self._serve_update_meta)
         self._kick_fn: ClientKickFn | None = None
-        self._mesh.register_handler(OPS_KICK, self._serve_ops_kick)
+        self._mesh.register_handler(messages.OPS_KICK, self._serve_ops_kick)
         self._mesh.set_node_cleaned_up_callback(self._on_node_cleaned_up)
         self._probe = OwnerProbe(
             self._mesh, client_held_fn, timeout=probe_timeout, refusal_ttl=_PROBE_REFUSAL_TTL
@@ -258,7 +252,8 @@ class MeshClientService(Generic[TMeta]):
     def _default_backend(self, settings: RedisSettings) -> MeshClientRegistryBackend[TMeta]:
         if settings.is_memory:
             # Nodes of one memory:// mesh share one registry, like one Redis.
-            shared = f"{settings.memory_name}/{settings.key_prefix}:mesh:{self.mesh_key}"
+            keys = RegistryKeys(settings.key_prefix, self.mesh_key)
+            shared = f"{settings.memory_name}/{keys.base}"
             return MeshClientMemoryRegistry.shared(shared)
         if settings.is_cluster:
             from .registry.redis_cluster import MeshClientRedisClusterRegistry
@@ -425,9 +420,9 @@ class MeshClientService(Generic[TMeta]):
         if client.node_id == self.instance_id:
             return await self._apply_metadata(client_id, metadata)
         reply = await self._mesh.invoke(
-            client.node_id, UPDATE_META, {"clientId": client_id, "metadata": metadata}
+            client.node_id, messages.UPDATE_META, messages.update_meta(client_id, metadata)
         )
-        return isinstance(reply, dict) and reply.get("updated") is True
+        return messages.parse_update_meta_reply(reply)
 
     async def invoke(
         self,
@@ -505,24 +500,9 @@ class MeshClientService(Generic[TMeta]):
     async def _forward(
         self, node_id: int, client_id: str, type: str, data: Any, seconds: float | None
     ) -> Any:
-        request: dict[str, Any] = {"clientId": client_id, "type": type, "data": data}
-        if seconds is not None:
-            # invoke always gives one: the call's, or request_timeout (TypeScript callers
-            # leave it out when their call gave none).
-            request["timeoutMs"] = timeout_ms_to_wire(seconds)
-        reply = await self._mesh.invoke(node_id, FORWARD, request, timeout=seconds)
-        if not isinstance(reply, dict):
-            raise ClientInvocationError(f"node {node_id} sent a malformed forward reply")
-        error = reply.get("error")
-        if error is not None:
-            if reply.get("errorName") == "ClientDisconnectedError":
-                raise ClientDisconnectedError(client_id)
-            name = reply.get("errorName")
-            raise ClientInvocationError(
-                error if isinstance(error, str) else str(error),
-                name if isinstance(name, str) else None,
-            )
-        return reply.get("data")
+        request = messages.forward(client_id, type, data, seconds)
+        reply = await self._mesh.invoke(node_id, messages.FORWARD, request, timeout=seconds)
+        return messages.parse_forward_reply(reply, node_id, client_id)
 
     def _kick_old_owner(self, client_id: str, old_node: int | None) -> None:
         if old_node is None or old_node == self.instance_id:
@@ -532,7 +512,9 @@ class MeshClientService(Generic[TMeta]):
 
     async def _send_kick(self, client_id: str, node_id: int) -> None:
         try:
-            reply = await self._mesh.invoke(node_id, KICK_CLIENT, {"clientId": client_id})
+            reply = await self._mesh.invoke(
+                node_id, messages.KICK_CLIENT, messages.kick_client(client_id)
+            )
         except Exception as exc:
             logger.warning("could not tell node %d to kick client %r: %s", node_id, client_id, exc)
             return
@@ -541,39 +523,29 @@ class MeshClientService(Generic[TMeta]):
     # --- the owner's side: mesh handlers ----------------------------------------------
 
     async def _serve_forward(self, data: Any) -> dict[str, Any]:
-        if (
-            not isinstance(data, dict)
-            or not isinstance(data.get("clientId"), str)
-            or not isinstance(data.get("type"), str)
-        ):
-            return {"error": "malformed forward request", "errorName": "Error"}
+        request = messages.parse_forward(data)
+        if request is None:
+            return dict(messages.MALFORMED_FORWARD)
         # The caller alone applies its timeout (as TypeScript nodes do): our request
         # heartbeats keep it waiting while the client works. The holder's own bound
         # only stops a silent client from pinning the call forever.
         limit = self.forward_safety_timeout
-        timeout_ms = timeout_ms_from_wire(data.get("timeoutMs"))
-        if timeout_ms is not None:
-            limit = max(limit, timeout_ms / 1000)
+        if request.timeout_ms is not None:
+            limit = max(limit, request.timeout_ms / 1000)
         try:
             result = await self._client_invoke_fn(
-                data["clientId"], data["type"], data.get("data"), limit
+                request.client_id, request.type, request.data, limit
             )
         except _NOT_REPLIED:
             raise
         except BaseException as exc:
-            # Delivery failures travel as data, not as mesh errors (WIRE.md §3).
-            name = (
-                "ClientDisconnectedError"
-                if isinstance(exc, ClientDisconnectedError)
-                else type(exc).__name__
-            )
-            return {"error": str(exc) or type(exc).__name__, "errorName": name}
-        return {"data": result}
+            return messages.forward_error(exc)
+        return messages.forward_reply(result)
 
     async def _serve_kick_client(self, data: Any) -> dict[str, Any]:
-        client_id = data.get("clientId") if isinstance(data, dict) else None
-        if not isinstance(client_id, str):
-            return {"kicked": False}
+        client_id = messages.parse_kick_client(data)
+        if client_id is None:
+            return messages.kick_reply(False)
         kicked = False
         for callback in list(self._superseded_callbacks):
             try:
@@ -582,12 +554,12 @@ class MeshClientService(Generic[TMeta]):
                 logger.exception("on_client_superseded callback failed for %r", client_id)
                 continue
             kicked = kicked or result is not False
-        return {"kicked": kicked}
+        return messages.kick_reply(kicked)
 
     async def _serve_ops_kick(self, data: Any) -> dict[str, Any]:
-        client_id = data.get("clientId") if isinstance(data, dict) else None
-        if not isinstance(client_id, str) or self._kick_fn is None:
-            return {"kicked": False}
+        client_id = messages.parse_kick_client(data)
+        if client_id is None or self._kick_fn is None:
+            return messages.kick_reply(False)
         kicked = bool(await _call(self._kick_fn, client_id))
         logger.info(
             "operator kick of client %s: %s",
@@ -595,13 +567,14 @@ class MeshClientService(Generic[TMeta]):
             "disconnected" if kicked else "not here",
             extra={"mesh_key": self.key, "node_id": self.instance_id, "client_id": client_id},
         )
-        return {"kicked": kicked}
+        return messages.kick_reply(kicked)
 
     async def _serve_update_meta(self, data: Any) -> dict[str, Any]:
-        client_id = data.get("clientId") if isinstance(data, dict) else None
-        if not self._running or not isinstance(client_id, str):
-            return {"updated": False}
-        return {"updated": await self._apply_metadata(client_id, data.get("metadata"))}
+        request = messages.parse_update_meta(data)
+        if not self._running or request is None:
+            return messages.update_meta_reply(False)
+        updated = await self._apply_metadata(request.client_id, request.metadata)
+        return messages.update_meta_reply(updated)
 
     async def _apply_metadata(self, client_id: str, metadata: Any) -> bool:
         if self._client_update_meta_fn is not None:

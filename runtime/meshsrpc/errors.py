@@ -7,6 +7,9 @@ __all__ = [
     "ClientDisconnectedError",
     "ClientInvocationError",
     "ClientNotFoundError",
+    "FrameError",
+    "IllegalTransitionError",
+    "InvalidMessage",
     "MeshConnectionError",
     "MeshConnectionLostError",
     "MeshError",
@@ -162,3 +165,15 @@ class SrpcConflictError(SrpcError):
         ),
     ) -> None:
         super().__init__(message)
+
+
+class IllegalTransitionError(MeshError):
+    """A client stream was moved to a phase its current phase cannot lead to (a bug)."""
+
+
+class FrameError(MeshError, ValueError):
+    """An SRPC frame could not be decoded; the stream is closed with 4000 (badArg)."""
+
+
+class InvalidMessage(MeshError, ValueError):
+    """A published payload that is not a mesh message (dropped and logged)."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 
 from ._tasks import cancel_and_wait, raise_if_cancelling
 from .engine import LeaderLockEngine, open_leader_lock
-from .engine.base import leader_lock_key
+from .keys import leader_lock_key
 from .settings import DEFAULT_PREFIX, RedisLike, RedisSettings, resolve_redis_settings
 
 __all__ = ["LeaderCallback", "LeaderOptions", "LeaderService", "resolve_leader_settings"]

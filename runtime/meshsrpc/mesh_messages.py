@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeGuard
 
-from .errors import MeshError, MeshHandlerError, MeshNoHandlerError
+from .errors import InvalidMessage, MeshError, MeshHandlerError, MeshNoHandlerError
 
 __all__ = [
     "MAX_TIMEOUT_MS",
@@ -41,10 +41,6 @@ NO_HANDLER_PREFIX = "MESH_NO_HANDLER:"
 #: the 2^31 - 1 ms past which a JavaScript timer fires at once.
 MIN_TIMEOUT_MS = 1
 MAX_TIMEOUT_MS = 86_400_000
-
-
-class InvalidMessage(ValueError):
-    """A published payload that is not a mesh message (dropped and logged)."""
 
 
 @dataclass(frozen=True)

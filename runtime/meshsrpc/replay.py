@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._cluster import ClusterReady
+from .keys import replay_key_prefix
 from .settings import RedisSettings, create_redis_client, create_redis_cluster_client
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ class RedisReplayGuard:
             self._client = create_redis_client(
                 settings, socket_connect_timeout=_TIMEOUT, socket_timeout=_TIMEOUT
             )
-        self.key_prefix = f"{settings.key_prefix}:srpc:replay:{mesh_key}:"
+        self.key_prefix = replay_key_prefix(settings.key_prefix, mesh_key)
 
     async def first_use(self, key: str, ttl: float) -> bool:
         """SET NX with a ttl: True only for the first handshake with ``key``."""

@@ -11,13 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_ROOT = Path(__file__).resolve().parents[2]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
+from meshsrpc import RedisSettings, SrpcClient
 
-from meshsrpc import RedisSettings, SrpcClient  # noqa: E402
-
-from tests.generated.sgnl24.TestRpc import ClientMessage, ServerMessage  # noqa: E402
+from tests.generated.sgnl24.TestRpc import ClientMessage, ServerMessage
 
 CHILD = Path(__file__).with_name("cli_node.py")
 MESH_KEY = "app"

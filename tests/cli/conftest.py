@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
+from meshsrpc import RedisSettings, SrpcClient
 
-_ROOT = Path(__file__).resolve().parents[2]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
-
-from meshsrpc import RedisSettings, SrpcClient  # noqa: E402
-
-from tests.cli.cli_support import ChildNode, Client, cli_argv, run_cli, start_node  # noqa: E402
-from tests.generated.sgnl24.TestRpc import ClientMessage, ServerMessage  # noqa: E402
+from tests.cli.cli_support import ChildNode, Client, cli_argv, run_cli, start_node
+from tests.generated.sgnl24.TestRpc import ClientMessage, ServerMessage
 
 
 @pytest.fixture

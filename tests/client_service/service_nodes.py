@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from meshsrpc import ClientDisconnectedError, LeaderOptions, RedisSettings, RegisteredClient
 from meshsrpc.client_service import MeshClientService
+from meshsrpc.testing import FAST_DYING_MESH, eventually
+
+__all__ = ["FAST", "Answer", "Node", "echo", "eventually"]
 
 #: A local client's answer to a call: answer(type, data, timeout) -> result.
 Answer = Callable[[str, Any, float | None], Awaitable[Any]]
 
 FAST = {
-    "heartbeat_interval": 0.1,
-    "node_ttl": 0.6,
+    **FAST_DYING_MESH,
     "request_timeout": 5.0,
     "leader": LeaderOptions(ttl=1.0, renewal_interval=0.2, retry_delay=0.2),
 }
@@ -59,12 +59,3 @@ class Node:
     def _kick(self, client_id: str) -> bool:
         self.kicked.append(client_id)
         return self.streams.pop(client_id, None) is not None
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait until ``check()`` holds; AssertionError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)

@@ -4,45 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from meshsrpc import MeshClientRedisRegistry, RedisSettings, RegisteredClient
+from meshsrpc.testing import ChildNode, spawn_child
 from redis.asyncio import Redis
 from service_nodes import Node, eventually
 
 NODE_SCRIPT = Path(__file__).with_name("node_process.py")
 
-Spawn = Callable[[list[str]], Awaitable[tuple[asyncio.subprocess.Process, int]]]
+Spawn = Callable[[list[str]], Awaitable[tuple[ChildNode, int]]]
 
 
 @pytest.fixture
 async def spawn_node(redis_settings: RedisSettings) -> AsyncIterator[Spawn]:
     """Start a node in a child process holding the given clients; killed at the end."""
-    procs: list[asyncio.subprocess.Process] = []
+    children: list[ChildNode] = []
 
-    async def spawn(clients: list[str]) -> tuple[asyncio.subprocess.Process, int]:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(NODE_SCRIPT),
-            str(redis_settings.url),
-            redis_settings.key_prefix,
-            *clients,
-            stdout=asyncio.subprocess.PIPE,
+    async def spawn(clients: list[str]) -> tuple[ChildNode, int]:
+        child = await spawn_child(
+            str(NODE_SCRIPT), str(redis_settings.url), redis_settings.key_prefix, *clients
         )
-        procs.append(proc)
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 30)
-        return proc, int(json.loads(line)["instanceId"])
+        children.append(child)
+        return child, int(json.loads(child.ready_line)["instanceId"])
 
     yield spawn
-    for proc in procs:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+    for child in children:
+        await child.aclose()
 
 
 async def _leader(make_node: Any) -> Node:
@@ -68,8 +59,7 @@ async def test_sigkilled_node_orphans_reported_once_with_clients_that_did_not_re
     await c.service.start()
     proc, b_id = await spawn_node(["gone-1", "gone-2", "moved"])
     await a.connect("moved")  # reconnected elsewhere before the crash
-    proc.kill()
-    await proc.wait()
+    await proc.aclose()  # SIGKILL: a crash
     await eventually(lambda: bool(a.orphaned), timeout=10)
     await asyncio.sleep(1.0)  # several more cleanup rounds: no second report
     assert len(a.orphaned) == 1
@@ -88,8 +78,7 @@ async def test_zero_orphans_no_callback(make_node: Any, spawn_node: Spawn) -> No
     a = await _leader(make_node)
     proc, b_id = await spawn_node(["moved"])
     await a.connect("moved")
-    proc.kill()
-    await proc.wait()
+    await proc.aclose()  # SIGKILL: a crash
     await _gone(a, b_id)
     await asyncio.sleep(0.5)
     assert a.orphaned == []

@@ -1,10 +1,7 @@
-"""Make the repository's ``examples`` package importable from the tests."""
+"""The repository's ``examples`` package is importable through pytest's pythonpath."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))

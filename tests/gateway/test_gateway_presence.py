@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 from grpclib.client import Channel
 from meshsrpc import MeshSrpcServer, RedisSettings
 from meshsrpc.gateway import PRESENCE_BROADCAST, PresenceFeed
+from meshsrpc.testing import spawn_child
 from redis.asyncio import Redis
 from srpc_test_gateway.sgnl24.TestRpc import ClientMeta
 from srpc_test_gateway.sgnl24.TestRpc.gateway import (
@@ -24,7 +24,8 @@ from srpc_test_gateway.srpc_test_gateway import SrpcTestGatewayStub
 from tests.gateway.conftest import Client, Mesh, Node, eventually
 
 # A plain MeshSrpcServer node in its own process, on mesh "app", that a test SIGKILLs.
-CHILD = Path(__file__).resolve().parents[1] / "mesh_server" / "mesh_server_child.py"
+CHILD = "tests.mesh_server.mesh_server_child"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_list_clients_filters_1000_clients_by_node_and_metadata(mesh: Mesh) -> None:
@@ -166,21 +167,17 @@ async def test_watch_presence_sees_the_clients_of_a_killed_node_leave(
     gateway = await leader.serve_gateway()
     channel = Channel("127.0.0.1", gateway.port)
     stub = SrpcTestGatewayStub(channel, timeout=20)
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, str(CHILD), redis_settings.url, redis_settings.prefix,
-        stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    child = await spawn_child(
+        "-m", CHILD, redis_settings.url, redis_settings.prefix, cwd=ROOT, ready_timeout=20
+    )
     try:
-        assert child.stdout is not None
-        async with asyncio.timeout(20):
-            port, child_id = (int(part) for part in (await child.stdout.readline()).split())
+        port, child_id = (int(part) for part in child.ready_line.split())
         watch = stub.watch_presence(WatchPresenceRequest(client_id="c9"))
         assert (await anext(watch)).kind == PresenceKind.WATCHING
         client = Client(f"ws://127.0.0.1:{port}/srpc", "c9", enable_reconnect=False)
         await client.connect()
         await eventually(lambda: _on(leader, "c9", child_id))
-        child.kill()  # SIGKILL: the child says nothing
-        await child.wait()
+        await child.aclose()  # SIGKILL: the child says nothing
         async with asyncio.timeout(15):
             left = await anext(watch)
         assert (left.kind, left.client_id, left.node_id) == (
@@ -191,9 +188,7 @@ async def test_watch_presence_sees_the_clients_of_a_killed_node_leave(
         await watch.aclose()
         await client.disconnect()
     finally:
-        if child.returncode is None:
-            child.kill()
-            await child.wait()
+        await child.aclose()
         channel.close()
         await gateway.close()
 

@@ -10,9 +10,7 @@ Real Redis, real WebSockets on loopback; the client never answers the call.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,12 +25,7 @@ from meshsrpc import (
     SrpcClient,
 )
 
-# The generated test classes live in tests/generated (package ``tests.generated``).
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from tests.generated.sgnl24.TestRpc import (  # noqa: E402
+from tests.generated.sgnl24.TestRpc import (
     ClientMessage,
     DNotifyRequest,
     DNotifyResponse,

@@ -6,41 +6,19 @@ import asyncio
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from meshsrpc import LeaderOptions, MeshService, RedisSettings
+from meshsrpc.testing import FAST_DYING_MESH, eventually
+
+__all__ = ["FAST", "FAST_LEADER", "MakeMesh", "eventually", "spawn_node_process", "stop_or_dump"]
 
 # Short timings keep the suite fast; the ratios mirror the defaults.
-FAST_LEADER = LeaderOptions(ttl=1.0, renewal_interval=0.2, retry_delay=0.1)
-FAST: dict[str, Any] = {
-    "heartbeat_interval": 0.1,
-    "node_ttl": 0.6,
-    "request_timeout": 2.0,
-    "leader": FAST_LEADER,
-}
+FAST: dict[str, Any] = FAST_DYING_MESH
+FAST_LEADER: LeaderOptions = FAST["leader"]
 
 MakeMesh = Callable[..., Awaitable[MeshService]]
-
-
-async def eventually(
-    predicate: Callable[[], Any],
-    *,
-    timeout: float = 5.0,
-    interval: float = 0.02,
-) -> None:
-    """Wait until ``predicate()`` (sync or async) is truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(interval)
 
 
 async def stop_or_dump(mesh: MeshService, timeout: float = 15.0) -> None:

@@ -5,32 +5,25 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
-from redis.asyncio import Redis
-
-# The generated test classes live in tests/generated (package ``tests.generated``).
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from meshsrpc import (  # noqa: E402
+from meshsrpc import (
     MeshClientRedisClusterRegistry,
     MeshClientRedisRegistry,
     MeshSrpcServer,
     RedisSettings,
     SrpcClient,
 )
+from redis.asyncio import Redis
 
-from tests.generated.sgnl24.TestRpc import (  # noqa: E402
+from tests.generated.sgnl24.TestRpc import (
     ClientMessage,
     DNotifyRequest,
     DNotifyResponse,
     ServerMessage,
 )
-from tests.mesh_server.mesh_server_support import (  # noqa: E402
+from tests.mesh_server.mesh_server_support import (
     FAST,
     Client,
     MakeClient,

@@ -1,18 +1,16 @@
 """A MeshSrpcServer node in its own process, for tests that SIGKILL a node.
 
-Usage: python mesh_server_child.py <redis url> <key prefix> [<node ttl>]. Prints the
-listening port and the mesh instance id on one line, then serves until killed. With a
-node ttl, the node runs with that ttl and the default (scaled) leader timings.
+Usage: python -m tests.mesh_server.mesh_server_child <redis url> <key prefix> [<node ttl>],
+from the repository root (see ``meshsrpc.testing.spawn_child``). Prints the listening
+port and the mesh instance id on one line, then serves until killed. With a node ttl,
+the node runs with that ttl and the default (scaled) leader timings.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from meshsrpc import LeaderOptions, MeshSrpcServer, RedisSettings
 

@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from meshsrpc import LeaderOptions, MeshClientRedisRegistry, MeshSrpcServer, SrpcClient
+from meshsrpc import MeshClientRedisRegistry, MeshSrpcServer, SrpcClient
+from meshsrpc.testing import FAST_DYING_MESH, FAST_MESH, eventually
 
 from tests.generated.sgnl24.TestRpc import ClientMessage, ServerMessage
 
 # Short timings keep the suite fast. The node TTL stays generous so that a loaded CI
 # box never declares a live node dead; tests about dead nodes use DEATH_FAST.
-FAST: dict[str, Any] = {
-    "heartbeat_interval": 0.2,
-    "node_ttl": 3.0,
-    "request_timeout": 2.0,
-    "leader": LeaderOptions(ttl=1.0, renewal_interval=0.2, retry_delay=0.1),
-}
-DEATH_FAST: dict[str, Any] = {**FAST, "heartbeat_interval": 0.1, "node_ttl": 0.6}
+FAST: dict[str, Any] = FAST_MESH
+DEATH_FAST: dict[str, Any] = FAST_DYING_MESH
 
 Node = MeshSrpcServer[ClientMessage, ServerMessage, Any]
 Client = SrpcClient[ClientMessage, ServerMessage]
@@ -31,20 +26,6 @@ MakeClient = Callable[..., Client]
 def url_of(node: Node) -> str:
     """The ws:// URL of a listening node."""
     return f"ws://127.0.0.1:{node.port}/srpc"
-
-
-async def eventually(predicate: Callable[[], Any], *, timeout: float = 5.0) -> None:
-    """Wait until ``predicate()`` (sync or async) is truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.01)
 
 
 async def settle(turns: float = 0.2) -> None:

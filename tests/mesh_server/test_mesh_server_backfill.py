@@ -15,7 +15,6 @@ from tests.mesh_server.mesh_server_support import (
     ProbeBackend,
     Recorder,
     eventually,
-    settle,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -23,7 +22,7 @@ pytestmark = pytest.mark.timeout(60)
 MakeProbe = Callable[[], ProbeBackend]
 
 
-async def test_backfill_registers_an_active_stream_and_reports_it(
+async def test_an_active_stream_is_reported_before_mesh_start_and_registered_by_it(
     make_node: MakeNode, make_client: MakeClient
 ) -> None:
     node = await make_node(start=False)
@@ -32,16 +31,38 @@ async def test_backfill_registers_an_active_stream_and_reports_it(
     node.on_client_disconnected(disconnected)
     client = make_client(node, "c1", client_meta={"userId": "u1"})
     await client.connect()
-    await eventually(lambda: node.streams_by_client_id["c1"].is_activated)
-    await settle()
-    assert connected.events == []  # not registered anywhere yet
+    # Reported at activation, mesh or no mesh (as the TypeScript server does).
+    await eventually(lambda: connected.events == [("c1", {"userId": "u1"})])
 
     await node.mesh_start()
     registered = await node.client_registry.get_client("c1")
     assert registered is not None and registered.metadata == {"userId": "u1"}
-    await eventually(lambda: connected.events == [("c1", {"userId": "u1"})])
     await client.disconnect()
     await eventually(lambda: disconnected.events == [("c1", {"userId": "u1"})])
+    await node.mesh_stop()
+    await node.close()  # runs what is still queued: nothing more is reported
+    assert connected.events == [("c1", {"userId": "u1"})]
+    assert disconnected.events == [("c1", {"userId": "u1"})]
+
+
+async def test_a_client_that_leaves_before_mesh_start_is_reported_gone_once(
+    make_node: MakeNode, make_client: MakeClient
+) -> None:
+    node = await make_node(start=False)
+    connected, disconnected = Recorder(), Recorder()
+    node.on_client_connected(connected)
+    node.on_client_disconnected(disconnected)
+    client = make_client(node, "c1")
+    await client.connect()
+    await eventually(lambda: connected.ids() == ["c1"])
+    await client.disconnect()
+    await eventually(lambda: disconnected.ids() == ["c1"])
+
+    await node.mesh_start()
+    assert await node.client_registry.get_client("c1") is None
+    await node.mesh_stop()
+    await node.close()
+    assert disconnected.ids() == ["c1"] and node._mesh.table.is_empty()
 
 
 async def test_backfill_reserves_a_pending_stream_until_it_activates(
@@ -90,8 +111,10 @@ async def test_a_disconnect_while_the_backfill_registration_is_in_flight(
 
     await eventually(lambda: probe.count("unregister", "c1") == 1)
     assert await node.client_registry.get_client("c1") is None
-    await settle()
-    assert connected.events == [] and disconnected.events == []
+    await eventually(lambda: disconnected.ids() == ["c1"])
+    await node.mesh_stop()
+    await node.close()  # runs what is still queued: nothing more is reported
+    assert connected.ids() == ["c1"] and disconnected.ids() == ["c1"]
 
 
 async def test_a_disconnect_during_backfill_leaves_no_registration(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from meshsrpc import (
     SrpcConflictError,
 )
 from meshsrpc.probe import OwnerProbe
+from meshsrpc.testing import spawn_child
 from redis.asyncio import Redis
 
 from tests.generated.sgnl24.TestRpc import DNotifyRequest
@@ -32,7 +32,7 @@ from tests.mesh_server.mesh_server_support import (
     settle,
 )
 from tests.mesh_server.test_mesh_forward_vectors import Inbox
-from tests.mesh_server.test_mesh_server_nodes import CHILD
+from tests.mesh_server.test_mesh_server_nodes import CHILD, ROOT
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -66,26 +66,23 @@ async def test_a_crashed_nodes_client_is_let_in_elsewhere_long_before_node_ttl(
         lambda node_id, clients: orphans.append((node_id, [c.client_id for c in clients]))
     )
     assert redis_settings.url is not None and redis_settings.prefix is not None
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(CHILD),
+    child = await spawn_child(
+        "-m",
+        CHILD,
         redis_settings.url,
         redis_settings.prefix,
         str(node_ttl),
-        stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+        ready_timeout=20,
     )
     try:
-        assert child.stdout is not None
-        async with asyncio.timeout(20):
-            line = await child.stdout.readline()
-        port, child_id = (int(part) for part in line.split())
+        port, child_id = (int(part) for part in child.ready_line.split())
         doomed = make_client(survivor, "c5")
         doomed.url = f"ws://127.0.0.1:{port}/srpc"
         await doomed.connect()
         await eventually(lambda: owned_by(survivor, "c5"), timeout=10)
         assert await owned_by(survivor, "c5") == child_id
-        child.kill()  # SIGKILL: its entry stays in the registry until the leader cleans up
-        await child.wait()
+        await child.aclose()  # SIGKILL: its entry stays in the registry until the leader cleans up
         await doomed.disconnect()
 
         loop = asyncio.get_running_loop()
@@ -110,9 +107,7 @@ async def test_a_crashed_nodes_client_is_let_in_elsewhere_long_before_node_ttl(
         assert disconnected.events == []
         assert await owned_by(survivor, "c5") == survivor.mesh_instance_id
     finally:
-        if child.returncode is None:
-            child.kill()
-            await child.wait()
+        await child.aclose()
 
 
 # Writes entries with the single-instance registry itself.

@@ -161,7 +161,9 @@ async def test_mesh_start_logs_one_info_line_with_engine_prefix_key_node_and_rol
 ) -> None:
     caplog.set_level(logging.INFO, logger="meshsrpc")
     # Not listening: listen() logs the auth mode on a line of its own.
-    node = await make_node(auth_secret=SECRET, listen=False)
+    # Direct channels off: with MESH_DIRECT_SECRET set (make test's second pass), they
+    # say where they listen on an INFO line of their own.
+    node = await make_node(auth_secret=SECRET, listen=False, direct=False)
     infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert infos == [
         f"mesh '_mc:app': node {node.mesh_instance_id} started on {redis_settings.url}, "

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from meshsrpc import ClientNotFoundError, SrpcConflictError, SrpcError, SrpcStream
+from meshsrpc.testing import lifecycle_settled
 
 from tests.generated.sgnl24.TestRpc import (
     DNotifyRequest,
@@ -57,7 +58,8 @@ async def test_connect_is_refused_promptly_when_registration_raises(
         async with asyncio.timeout(5):
             await make_client(node, "c1").connect()
     assert not isinstance(refused.value, SrpcConflictError)
-    await settle()
+    await eventually(lambda: not node.streams_by_id)
+    await lifecycle_settled(node)
     assert connected.events == []
     assert await node.client_registry.get_client("c1") is None
 
@@ -106,7 +108,7 @@ async def test_a_raising_connection_handler_disconnects_the_client(
     await eventually(lambda: probe.count("unregister", "c1") == 1)
     assert await probe.inner.list_clients() == []
     assert await probe.inner.cleanup_node(node.mesh_instance_id) == []
-    await settle()
+    await lifecycle_settled(node)
     assert connected.events == [] and disconnected.events == []
 
 
@@ -205,7 +207,7 @@ async def test_no_disconnect_callback_for_a_stream_that_never_activated(
     await client.disconnect()
 
     await eventually(lambda: not node.streams_by_id)
-    await settle()
+    await lifecycle_settled(node)
     assert connected.events == [] and disconnected.events == []
     assert await node.client_registry.list_clients() == []
 
@@ -225,7 +227,8 @@ async def test_no_disconnect_callback_when_the_client_reconnected_to_this_node(
     await second.connect()
     await eventually(lambda: connected.ids() == ["c1", "c1"])
     await eventually(lambda: not first.is_connected)
-    await settle()
+    await eventually(lambda: len(node.streams_by_id) == 1)
+    await lifecycle_settled(node)
     assert disconnected.events == []
     client = await node.client_registry.get_client("c1")
     assert client is not None and client.node_id == node.mesh_instance_id
@@ -259,7 +262,8 @@ async def test_a_reconnect_here_that_never_activates_reports_the_client_left(
     await eventually(lambda: not first.is_connected and not second.is_connected)
 
     await eventually(lambda: disconnected.events == [("c1", {"s": "one"})])
-    await settle()
+    await eventually(lambda: not node.streams_by_id)
+    await lifecycle_settled(node)
     assert disconnected.events == [("c1", {"s": "one"})]
     assert connected.events == [("c1", {"s": "one"})]
     assert await node.client_registry.list_clients() == []
@@ -436,3 +440,85 @@ async def test_a_stream_kicked_by_another_node_is_owed_to_no_stream_refused_afte
     await eventually(lambda: b_disconnected.ids() == ["c1"])
     await asyncio.sleep(1.5)  # past a's node TTL: a's "left unowned" check has run
     assert a_disconnected.events == []
+
+
+async def test_requests_wait_until_on_client_connected_has_finished(
+    make_node: MakeNode, make_client: MakeClient
+) -> None:
+    node = await make_node()
+    sessions: dict[str, str] = {}
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def connected(client_id: str, metadata: Any) -> None:
+        entered.set()
+        await release.wait()
+        sessions[client_id] = "ready"  # per-client state the handlers rely on
+
+    node.on_client_connected(connected)
+    node.register_message_handler(
+        "uEcho",
+        lambda stream, request: UEchoResponse(message=sessions.get(stream.client_id, "missing")),
+    )
+    client = make_client(node, "c1")
+    await client.connect()
+    await entered.wait()
+    call = asyncio.create_task(client.invoke("uEcho", UEchoRequest(message="hi")))
+    stream = node.streams_by_client_id["c1"]
+    assert stream.session is not None
+    await eventually(
+        lambda: stream.session is not None and stream.session.protocol.queued_requests == 1
+    )
+    assert not call.done()
+    release.set()
+    response = await asyncio.wait_for(call, 5)
+    assert response.message == "ready"
+
+
+async def test_held_requests_run_in_the_order_they_came(
+    make_node: MakeNode, make_client: MakeClient
+) -> None:
+    node = await make_node()
+    release = asyncio.Event()
+    seen: list[str] = []
+
+    async def connected(client_id: str, metadata: Any) -> None:
+        await release.wait()
+
+    def echo(stream: SrpcStream, request: UEchoRequest) -> UEchoResponse:
+        seen.append(request.message)
+        return UEchoResponse(message=request.message)
+
+    node.on_client_connected(connected)
+    node.register_message_handler("uEcho", echo)
+    client = make_client(node, "c1")
+    await client.connect()
+    calls = [
+        asyncio.create_task(client.invoke("uEcho", UEchoRequest(message=str(i)))) for i in range(5)
+    ]
+    stream = await _stream_of(node, "c1")
+    await eventually(
+        lambda: stream.session is not None and stream.session.protocol.queued_requests == 5
+    )
+    release.set()
+    await asyncio.wait_for(asyncio.gather(*calls), 5)
+    assert seen == ["0", "1", "2", "3", "4"]
+
+
+async def _stream_of(node: Any, client_id: str) -> SrpcStream:
+    await eventually(lambda: client_id in node.streams_by_client_id)
+    stream: SrpcStream = node.streams_by_client_id[client_id]
+    return stream
+
+
+async def test_async_with_joins_the_mesh_and_on_exit_leaves_it_and_closes(
+    make_node: MakeNode, make_client: MakeClient
+) -> None:
+    observer = await make_node(listen=False)
+    node = await make_node(start=False)
+    client = make_client(node, "c1")
+    async with node as entered:
+        assert entered is node and node.mesh_instance_id > 0
+        await client.connect()
+        await eventually(lambda: observer.client_registry.get_client("c1"))
+    assert node.mesh_instance_id == 0 and not node.streams_by_id
+    assert await observer.client_registry.get_client("c1") is None

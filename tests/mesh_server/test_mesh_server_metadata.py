@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 from meshsrpc import SrpcStream
+from meshsrpc.testing import lifecycle_settled
 
 from tests.mesh_server.mesh_server_support import (
     MakeClient,
@@ -40,7 +41,7 @@ async def test_update_metadata_of_a_local_client(
     merged = {"userId": "u1", "role": "admin", "level": 3}
     assert node.streams_by_client_id["c1"].meta == merged
     assert await registered_metadata(probe, "c1") == merged
-    await settle()
+    await lifecycle_settled(node)
     assert probe.count("update_metadata") == 1  # the meta watcher found nothing new to write
 
 
@@ -57,7 +58,7 @@ async def test_update_metadata_of_a_client_on_another_node(
     merged = {"userId": "u1", **update}
     assert owner.streams_by_client_id["c1"].meta == merged
     assert await registered_metadata(owner_probe, "c1") == merged
-    await settle()
+    await lifecycle_settled(owner)
     assert owner_probe.count("update_metadata") == 1
     assert caller_probe.count("update_metadata") == 0  # only the owner writes
 
@@ -153,7 +154,7 @@ async def test_meta_changes_sync_once_per_loop_turn(
     node.on_client_disconnected(disconnected)
     client = make_client(node, "c1", client_meta={"userId": "u1", "gone": "x"})
     await join(node, client)
-    await settle()
+    await lifecycle_settled(node)
     assert probe.count("update_metadata") == 0  # activation wrote it; nothing new since
 
     meta = node.streams_by_client_id["c1"].meta
@@ -165,7 +166,7 @@ async def test_meta_changes_sync_once_per_loop_turn(
     expected = {"userId": "u1", "a": "1", "b": "2", "c": "3"}
     assert await registered_metadata(probe, "c1") == expected
     meta["a"] = "1"  # no change: no write
-    await settle()
+    await lifecycle_settled(node)
     assert probe.count("update_metadata") == 1
     await client.disconnect()
     await eventually(lambda: disconnected.events == [("c1", expected)])
@@ -186,7 +187,7 @@ async def test_meta_set_by_connection_handlers_is_written_with_the_activation(
     await join(node, make_client(node, "c1"))
     await eventually(lambda: connected.events == [("c1", {"room": "lobby"})])
     assert await registered_metadata(probe, "c1") == {"room": "lobby"}
-    await settle()
+    await lifecycle_settled(node)
     assert probe.count("update_metadata") == 0
 
 
@@ -204,6 +205,6 @@ async def test_meta_watching_is_installed_once_across_backfill(
     assert stream.meta.on_change is watcher
     stream.meta["k"] = "v"
     await eventually(lambda: probe.count("update_metadata") == 1)
-    await settle()
+    await lifecycle_settled(node)
     assert probe.count("update_metadata") == 1
     assert await registered_metadata(probe, "c1") == {"k": "v"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from meshsrpc import (
     SrpcConflictError,
     SrpcStream,
 )
+from meshsrpc.testing import lifecycle_settled, spawn_child
 from redis.asyncio import Redis
 
 from tests.generated.sgnl24.TestRpc import DNotifyRequest, USlowRequest, USlowResponse
@@ -35,7 +35,8 @@ from tests.mesh_server.mesh_server_support import (
 
 pytestmark = pytest.mark.timeout(60)
 
-CHILD = Path(__file__).with_name("mesh_server_child.py")
+CHILD = "tests.mesh_server.mesh_server_child"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def record_causes(client: Any) -> list[CloseCause]:
@@ -64,7 +65,7 @@ async def test_cross_node_supersession_closes_the_old_stream(
     assert registered is not None and registered.node_id == b.mesh_instance_id
     assert (await a.invoke("c1", "dNotify", DNotifyRequest(notification="x"))).acknowledged
     await eventually(lambda: "c1" not in a.streams_by_client_id)
-    await settle()
+    await lifecycle_settled(a)
     assert a_disconnected.events == []
 
 
@@ -105,7 +106,7 @@ async def test_a_move_that_fails_before_activation_leaves_the_client_where_it_wa
     await new.connect(supersede=True)  # connected, then refused by the handler
     await eventually(lambda: new_causes != [])
     await eventually(lambda: not b.streams_by_id)
-    await settle()
+    await lifecycle_settled(b)
     # The takeover is written at activation: the old connection never noticed.
     assert old.is_connected and old_causes == []
     registered = await b.client_registry.get_client("c1")
@@ -131,7 +132,8 @@ async def test_protocol_v2_is_refused_while_live_on_another_node(
     registered = await b.client_registry.get_client("c1")
     assert registered is not None and registered.node_id == a.mesh_instance_id
     assert first.is_connected
-    await settle()
+    await eventually(lambda: not b.streams_by_id)
+    await lifecycle_settled(b)
     assert b_connected.events == [] and b_disconnected.events == []
     # The refused stream does not even try an unregister: it never wrote the entry, and
     # on a node that does hold the client it would remove it.
@@ -148,10 +150,9 @@ async def test_a_refused_client_leaves_nothing_behind_on_the_node(
         with pytest.raises(SrpcConflictError):
             await make_client(b, "c1").connect()
     await eventually(lambda: not b.streams_by_id)
-    await settle()
+    await lifecycle_settled(b)
     # Memory stays bounded however many strangers a node refuses.
-    assert (b._mesh_metadata, b._mesh_holders, b._mesh_present) == ({}, {}, {})
-    assert b._mesh_takeovers == set() and b._mesh_gated == set()
+    assert b._mesh.table.is_empty()
 
 
 async def test_the_leader_reports_the_clients_of_a_killed_node(
@@ -170,18 +171,11 @@ async def test_the_leader_reports_the_clients_of_a_killed_node(
     await eventually(lambda: raw.exists(f"{redis_settings.prefix}:leader:mesh:_mc:app"))
 
     assert redis_settings.url is not None and redis_settings.prefix is not None
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(CHILD),
-        redis_settings.url,
-        redis_settings.prefix,
-        stdout=asyncio.subprocess.PIPE,
+    child = await spawn_child(
+        "-m", CHILD, redis_settings.url, redis_settings.prefix, cwd=ROOT, ready_timeout=20
     )
     try:
-        assert child.stdout is not None
-        async with asyncio.timeout(20):
-            line = await child.stdout.readline()
-        port, child_id = (int(part) for part in line.split())
+        port, child_id = (int(part) for part in child.ready_line.split())
         client = make_client(leader, "c9", client_meta={"userId": "u9"})
         client.url = f"ws://127.0.0.1:{port}/srpc"
         await client.connect()
@@ -191,8 +185,7 @@ async def test_the_leader_reports_the_clients_of_a_killed_node(
             return found is not None and found.node_id == child_id
 
         await eventually(registered_on_child)
-        child.kill()  # SIGKILL: no chance to clean up
-        await child.wait()
+        await child.aclose()  # SIGKILL: no chance to clean up
 
         await eventually(lambda: orphans, timeout=10)
         await settle(0.5)
@@ -203,9 +196,7 @@ async def test_the_leader_reports_the_clients_of_a_killed_node(
         assert broken == [child_id]
         assert await leader.client_registry.get_client("c9") is None
     finally:
-        if child.returncode is None:
-            child.kill()
-            await child.wait()
+        await child.aclose()
 
 
 async def test_graceful_shutdown_under_load(make_node: MakeNode, make_client: MakeClient) -> None:
@@ -318,19 +309,17 @@ async def test_a_crashed_leaders_clients_are_reported_within_twice_the_node_ttl(
     node_ttl = 1.0
     timings = {"heartbeat_interval": node_ttl / 5, "node_ttl": node_ttl, "request_timeout": 2.0}
     assert redis_settings.url is not None and redis_settings.prefix is not None
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(CHILD),
+    child = await spawn_child(
+        "-m",
+        CHILD,
         redis_settings.url,
         redis_settings.prefix,
         str(node_ttl),
-        stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+        ready_timeout=20,
     )
     try:
-        assert child.stdout is not None
-        async with asyncio.timeout(20):
-            line = await child.stdout.readline()
-        port, child_id = (int(part) for part in line.split())
+        port, child_id = (int(part) for part in child.ready_line.split())
         lock = f"{redis_settings.prefix}:leader:mesh:_mc:app"
         await eventually(lambda: raw.exists(lock))  # the child leads
         survivor = await make_node(**timings)
@@ -350,8 +339,7 @@ async def test_a_crashed_leaders_clients_are_reported_within_twice_the_node_ttl(
         await eventually(registered_on_child)
         assert not survivor._mesh_client_service.mesh.is_leader
         killed_at = asyncio.get_running_loop().time()
-        child.kill()  # SIGKILL: the leader dies holding its lock
-        await child.wait()
+        await child.aclose()  # SIGKILL: the leader dies holding its lock
         # 2 x node_ttl, plus a generous margin for a loaded machine (measured: ~1.4 s).
         await eventually(lambda: orphans, timeout=2 * node_ttl + 6.0)
         took = asyncio.get_running_loop().time() - killed_at
@@ -360,6 +348,4 @@ async def test_a_crashed_leaders_clients_are_reported_within_twice_the_node_ttl(
         assert survivor._mesh_client_service.mesh.is_leader
         print(f"orphans of the crashed leader reported {took:.2f} s after the kill")
     finally:
-        if child.returncode is None:
-            child.kill()
-            await child.wait()
+        await child.aclose()

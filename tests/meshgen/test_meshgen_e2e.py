@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
-import sys
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -14,14 +11,10 @@ import pytest
 from meshgen.generate import Request, generate
 from meshgen.output import write_files
 from meshgen_helpers import REPO
-from meshsrpc import LeaderOptions, MeshSrpcServer, RedisSettings, SrpcError
+from meshsrpc import MeshSrpcServer, RedisSettings, SrpcError
+from meshsrpc.testing import FAST_DYING_MESH, eventually
 
-FAST: dict[str, Any] = {
-    "heartbeat_interval": 0.1,
-    "node_ttl": 0.6,
-    "request_timeout": 2.0,
-    "leader": LeaderOptions(ttl=1.0, renewal_interval=0.2, retry_delay=0.1),
-}
+FAST = FAST_DYING_MESH
 
 
 @pytest.fixture(scope="module")
@@ -30,27 +23,12 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ModuleType, 
     root = tmp_path_factory.mktemp("e2e")
     files = generate(Request(str(REPO / "tests/meshgen/protos/srpc_test.proto")))
     write_files(str(root / "meshgen_e2e_app"), files)
-    sys.path.insert(0, str(root))
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(root))
         yield (
             importlib.import_module("meshgen_e2e_app.srpc_test_srpc"),
             importlib.import_module("meshgen_e2e_app.sgnl24.TestRpc"),
         )
-    finally:
-        sys.path.remove(str(root))
-
-
-async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float = 5.0) -> None:
-    """Wait until check() holds; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 async def test_mesh_servers_and_client(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import sys
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -18,11 +17,9 @@ def tricky(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
     root = tmp_path_factory.mktemp("names")
     request = Request(str(REPO / PROTOS / "tricky.proto"), (str(REPO / INCLUDE),))
     write_files(str(root / "meshgen_tricky_app"), generate(request))
-    sys.path.insert(0, str(root))
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(root))
         yield importlib.import_module("meshgen_tricky_app.tricky_srpc")
-    finally:
-        sys.path.remove(str(root))
 
 
 def test_clashing_message_names_are_aliased(tricky: ModuleType) -> None:

@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from meshsrpc import MeshSrpcServer, RedisSettings, SrpcClient
 
-_ROOT = Path(__file__).resolve().parents[2]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
-
-from meshsrpc import MeshSrpcServer, RedisSettings, SrpcClient  # noqa: E402
-
-from tests.generated.sgnl24.TestRpc import (  # noqa: E402
+from tests.generated.sgnl24.TestRpc import (
     ClientMessage,
     DNotifyRequest,
     DNotifyResponse,
     ServerMessage,
 )
-from tests.mesh_server.mesh_server_support import FAST, Client, Node, url_of  # noqa: E402
+from tests.mesh_server.mesh_server_support import FAST, Client, Node, url_of
 
 
 @pytest.fixture

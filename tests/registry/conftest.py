@@ -3,7 +3,6 @@ backend without reservations (MeshClientRegistry's fallback)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,7 @@ from meshsrpc import (
 )
 from registry_fixtures import Meta, Nodes, WithoutReservation
 
-# The SQL backend is an example, not part of the package: import it from the repo.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+# The SQL backend is an example, not part of the package (the repo root is on pythonpath).
 from examples.sql_registry import SqliteClientRegistry
 
 BACKENDS = [

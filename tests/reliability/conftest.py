@@ -1,10 +1,1 @@
-"""Reliability tests (issue 8): make ``tests.generated`` importable, like the other suites."""
-
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
+"""Reliability tests (issue 8); ``tests.generated`` is importable via pytest's pythonpath."""

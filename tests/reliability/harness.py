@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from meshsrpc import SrpcClient
+from meshsrpc.testing import child_env
 
 from tests.generated.sgnl24.TestRpc import ClientMessage, ServerMessage
 
 NODE_CHILD = str(Path(__file__).with_name("node_child.py"))
+ROOT = Path(__file__).resolve().parents[2]
 SOAK = os.environ.get("MESHSRPC_SOAK") == "1"
 
 Client = SrpcClient[ClientMessage, ServerMessage]
@@ -110,7 +112,7 @@ class NodeProcess:
         self._ready = asyncio.get_running_loop().create_future()
         with self.stderr_path.open("ab") as stderr:
             self.proc = await asyncio.create_subprocess_exec(
-                *self.args, stdout=asyncio.subprocess.PIPE, stderr=stderr
+                *self.args, stdout=asyncio.subprocess.PIPE, stderr=stderr, env=child_env(ROOT)
             )
         self._reader = asyncio.create_task(self._read())
         async with asyncio.timeout(timeout):

@@ -1,6 +1,7 @@
 """A MeshSrpcServer node in its own process that reports its callbacks as JSON lines.
 
-Usage: ``python node_child.py <redis url> <key prefix> [option=value ...]``.
+Usage: ``python node_child.py <redis url> <key prefix> [option=value ...]``, with the
+repository root on ``PYTHONPATH`` (``meshsrpc.testing.child_env``).
 Options: ``heartbeat``, ``ttl`` (node TTL), ``probe`` (probe timeout), ``replay`` (1/0),
 ``secret``.
 
@@ -25,10 +26,7 @@ import logging
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from meshsrpc import LeaderOptions, MeshSrpcServer, RedisSettings, RegisteredClient
 

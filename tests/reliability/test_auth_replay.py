@@ -16,7 +16,6 @@ from urllib.parse import urlencode
 
 import pytest
 from meshsrpc import (
-    LeaderOptions,
     MeshSrpcServer,
     RedisSettings,
     SrpcClient,
@@ -24,18 +23,14 @@ from meshsrpc import (
     SrpcServer,
 )
 from meshsrpc.srpc.auth import sign
+from meshsrpc.testing import FAST_MESH
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
 from tests.generated.sgnl24.TestRpc import ClientMessage, ServerMessage
 
 SECRET = "s3cret"
-FAST: dict[str, Any] = {
-    "heartbeat_interval": 0.2,
-    "node_ttl": 3.0,
-    "request_timeout": 2.0,
-    "leader": LeaderOptions(ttl=1.0, renewal_interval=0.2, retry_delay=0.1),
-}
+FAST: dict[str, Any] = FAST_MESH
 Node = MeshSrpcServer[ClientMessage, ServerMessage, Any]
 MakeNode = Callable[..., Awaitable[Node]]
 

@@ -19,8 +19,9 @@ from urllib.parse import quote
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from meshsrpc import LeaderOptions, MeshSrpcServer, RedisSettings, SrpcClient
+from meshsrpc import MeshSrpcServer, RedisSettings, SrpcClient
 from meshsrpc.settings import create_redis_client
+from meshsrpc.testing import FAST_MESH
 from redis.asyncio import Redis
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
@@ -43,12 +44,7 @@ FRAME_CASES = 2000 if SOAK else 300
 JSON_CASES = 3000 if SOAK else 400
 QUERY_CASES = 400 if SOAK else 80
 MEMORY_BOUND = 16 * 1024 * 1024  # generous: the point is "bounded", not "small"
-FAST: dict[str, Any] = {
-    "heartbeat_interval": 0.2,
-    "node_ttl": 3.0,
-    "request_timeout": 2.0,
-    "leader": LeaderOptions(ttl=1.0, renewal_interval=0.2, retry_delay=0.1),
-}
+FAST: dict[str, Any] = FAST_MESH
 PING = bytes(ClientMessage(ping_pong=PingPong()))
 Node = MeshSrpcServer[ClientMessage, ServerMessage, Any]
 Client = SrpcClient[ClientMessage, ServerMessage]

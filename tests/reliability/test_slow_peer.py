@@ -17,11 +17,11 @@ from typing import Any
 from meshsrpc import (
     ClientDisconnectedError,
     ClientNotFoundError,
-    LeaderOptions,
     MeshSrpcServer,
     RedisSettings,
     SrpcClient,
 )
+from meshsrpc.testing import FAST_MESH
 from websockets.asyncio.client import connect as ws_connect
 
 from tests.generated.sgnl24.TestRpc import (
@@ -31,12 +31,7 @@ from tests.generated.sgnl24.TestRpc import (
     ServerMessage,
 )
 
-FAST: dict[str, Any] = {
-    "heartbeat_interval": 0.2,
-    "node_ttl": 3.0,
-    "request_timeout": 5.0,
-    "leader": LeaderOptions(ttl=1.0, renewal_interval=0.2, retry_delay=0.1),
-}
+FAST: dict[str, Any] = {**FAST_MESH, "request_timeout": 5.0}
 PING = bytes.fromhex("920300")
 Node = MeshSrpcServer[ClientMessage, ServerMessage, Any]
 

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from meshsrpc import SrpcClient, SrpcServer
+from meshsrpc.testing import loop_factories
 
-# The generated test classes live in tests/generated (package ``tests.generated``).
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from meshsrpc import SrpcClient, SrpcServer  # noqa: E402
-from meshsrpc.testing import loop_factories  # noqa: E402
-
-from tests.generated.sgnl24.TestRpc import ClientMessage, ServerMessage  # noqa: E402
-from tests.srpc._support import ClientFactory, ServerFactory, url_of  # noqa: E402
+from tests.generated.sgnl24.TestRpc import ClientMessage, ServerMessage
+from tests.srpc._support import ClientFactory, ServerFactory, url_of
 
 
 @pytest.fixture(autouse=True)

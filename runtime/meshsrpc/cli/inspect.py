@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from ..engine.base import MeshKeys
 from ..errors import MeshError
+from ..keys import MeshKeys, RegistryKeys
 from ..mesh_messages import encode
 from ..registry.redis import parse_client_value
 from ..settings import RedisSettings, create_redis_client
@@ -90,7 +90,8 @@ class MeshInspector:
         self.key = key
         self.mesh_key = client_mesh_key(key)
         self.keys = MeshKeys(self.prefix, self.mesh_key)
-        self.clients_key = f"{self.keys.base}:clients"
+        self.registry_keys = RegistryKeys(self.prefix, self.mesh_key)
+        self.clients_key = self.registry_keys.clients
         self._redis: Redis = create_redis_client(
             settings, socket_connect_timeout=3.0, socket_timeout=10.0
         )
@@ -137,7 +138,7 @@ class MeshInspector:
 
     def node_clients_key(self, node_id: int) -> str:
         """The set of clients ``node_id`` owns."""
-        return f"{self.keys.base}:node:{node_id}:clients"
+        return self.registry_keys.node_clients(node_id)
 
     async def mesh_keys(self) -> tuple[list[str], bool]:
         """Mesh keys with registered nodes under this prefix, found by a bounded SCAN;

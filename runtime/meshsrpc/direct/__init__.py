@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from ..keys import MeshKeys
 from ..settings import RedisSettings
 from .channel import Channel
 from .directory import Address, Directory
@@ -61,9 +62,14 @@ async def open_node_link(
             key,
         )
         return None
-    base = f"{redis.key_prefix}:mesh:{key}"
+    keys = MeshKeys(redis.key_prefix, key)
     link = NodeLink(
-        settings, Directory(redis, base), key=key, base=base, on_message=on_message, on_lost=on_lost
+        settings,
+        Directory(redis, keys.direct),
+        key=key,
+        base=keys.base,
+        on_message=on_message,
+        on_lost=on_lost,
     )
     try:
         await link.start(instance_id)

@@ -62,8 +62,8 @@ class Address:
 class Directory:
     """Reads and writes the ``direct`` hash of one mesh on its own small Redis client."""
 
-    def __init__(self, settings: RedisSettings, base: str) -> None:
-        self.key = f"{base}:direct"
+    def __init__(self, settings: RedisSettings, key: str) -> None:
+        self.key = key
         self._client: Redis = create_redis_client(
             settings, max_connections=4, socket_connect_timeout=2.0, socket_timeout=5.0
         )

@@ -3,7 +3,7 @@
 An engine owns storage and transport (Redis, or the in-process ``memory://`` hub);
 MeshService and LeaderService own the behaviour (timers, dispatch, callbacks) and
 see only these methods. Key and channel names are part of the wire contract
-(WIRE.md §1), so they are computed here once, for every engine.
+(WIRE.md §1): :mod:`meshsrpc.keys` computes them once, for every engine.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
+
+from ..keys import MeshKeys, leader_lock_key
 
 __all__ = [
     "LeaderLockEngine",
@@ -46,58 +47,6 @@ class SubscriptionEvent(enum.Enum):
 MessageCallback = Callable[[MessageSource, bytes], None]
 #: Receives subscription state changes; called on the event loop.
 SubscriptionEventCallback = Callable[[SubscriptionEvent], None]
-
-
-@dataclass(frozen=True)
-class MeshKeys:
-    """Redis key and channel names of one mesh (``P:mesh:K:...``, WIRE.md §1)."""
-
-    prefix: str
-    key: str
-
-    @property
-    def base(self) -> str:
-        """``P:mesh:K``."""
-        return f"{self.prefix}:mesh:{self.key}"
-
-    @property
-    def next_id(self) -> str:
-        """The instance id counter (INCR)."""
-        return f"{self.base}:next_id"
-
-    @property
-    def heartbeats(self) -> str:
-        """Sorted set: member = instance id, score = last heartbeat (server ms)."""
-        return f"{self.base}:heartbeats"
-
-    @property
-    def nodes(self) -> str:
-        """Hash: field = instance id, value = hostname."""
-        return f"{self.base}:nodes"
-
-    @property
-    def broadcast(self) -> str:
-        """The broadcast channel every node subscribes to."""
-        return f"{self.base}:broadcast"
-
-    @property
-    def leader(self) -> str:
-        """The current leader's instance id (an extension, for operators' tools)."""
-        return f"{self.base}:leader"
-
-    @property
-    def events(self) -> str:
-        """The presence-event channel (an extension: only operators' tools subscribe)."""
-        return f"{self.base}:events"
-
-    def inbox(self, instance_id: int) -> str:
-        """The pub/sub channel of one node."""
-        return f"{self.base}:node:{instance_id}"
-
-
-def leader_lock_key(prefix: str, key: str) -> str:
-    """``<mutex prefix>:leader:<key>``, the leader lock's Redis key."""
-    return f"{prefix}:leader:{key}"
 
 
 class MeshEngine(Protocol):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, cast
 
 from .._lua import lua_source
 from ..errors import ClientConflictError, RedisConfigurationError
+from ..keys import RegistryKeys
 from ..settings import RedisLike, create_redis_client, resolve_redis_settings
 from .base import RegisteredClient, TMeta
 from .metadata import encode_metadata, now_ms
@@ -134,9 +135,9 @@ class MeshClientRedisRegistry(Generic[TMeta]):
                 "for memory:// meshes"
             )
         self.key = key
-        self._base = f"{settings.key_prefix}:mesh:{key}"
-        self.clients_key = f"{self._base}:clients"
-        self._node_prefix = f"{self._base}:node:"
+        self._keys = RegistryKeys(settings.key_prefix, key)
+        self.clients_key = self._keys.clients
+        self._node_prefix = self._keys.node_prefix
         self._redis: Redis = create_redis_client(settings)
         self._in_flight = asyncio.Semaphore(_MAX_IN_FLIGHT)
         self._register = self._script("register")
@@ -147,7 +148,7 @@ class MeshClientRedisRegistry(Generic[TMeta]):
 
     def node_key(self, node_id: int) -> str:
         """The set of clients owned by ``node_id``."""
-        return f"{self._node_prefix}{node_id}:clients"
+        return self._keys.node_clients(node_id)
 
     async def register(
         self, client_id: str, node_id: int, metadata: TMeta, *, allow_supersede: bool = True

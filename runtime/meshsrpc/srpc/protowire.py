@@ -11,6 +11,8 @@ from typing import Any, Final
 
 import betterproto2
 
+from ..errors import FrameError
+
 __all__ = [
     "WIRE_I32",
     "WIRE_I64",
@@ -32,10 +34,6 @@ _MAX_DEPTH: Final = 64
 
 # Lengths and tags below 128 are one byte; most frames use nothing else.
 _SMALL_VARINTS: Final = tuple(bytes((i,)) for i in range(0x80))
-
-
-class FrameError(ValueError):
-    """A frame could not be decoded; the stream is closed with 4000 (badArg)."""
 
 
 def proto_meta(cls: type[betterproto2.Message]) -> betterproto2.ProtoClassMetadata:

@@ -8,8 +8,8 @@ can extend):
    newcomer with 4001 unless ``_supersede=1``) → :meth:`_on_stream_established`;
 3. the server sends ``{pingPong}``; on the client's first pong the connection handlers
    run (they may call the client), then :meth:`_on_stream_activating` gates activation,
-   the stream becomes active, requests queued so far run in order, and
-   :meth:`_on_stream_activated` is called;
+   the stream becomes active, :meth:`_on_stream_activated` is called, and then the
+   requests queued so far run in order;
 4. on close → :meth:`_on_stream_closed` (every accepted stream) and the disconnect
    handlers (streams that got past step 2).
 """
@@ -297,7 +297,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         """
 
     async def _on_stream_activated(self, stream: SrpcStream) -> None:
-        """Called once the stream is active (queued requests are already running)."""
+        """Called once the stream is active; the client's requests wait until it returns."""
 
     async def _on_stream_closed(self, stream: SrpcStream, cause: CloseCause) -> None:
         """Called for every accepted stream when it has closed, before disconnect handlers.
@@ -536,12 +536,16 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         if not session.is_open:
             return
         stream.is_activated = True
-        for event in session.protocol.activate():
-            session.start_request(event)
         try:
             await self._on_stream_activated(stream)
         except Exception:
             logger.exception("_on_stream_activated failed for %r", stream.client_id)
+        if not session.is_open:
+            return
+        # The client's requests were held until activation had fully finished (as the
+        # TypeScript server does): its handlers see what the activation set up.
+        for event in session.protocol.activate():
+            session.start_request(event)
 
     async def _dispatch(
         self, stream: SrpcStream, call: CallField, request: betterproto2.Message
