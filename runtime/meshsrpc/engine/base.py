@@ -9,9 +9,10 @@ see only these methods. Key and channel names are part of the wire contract
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from ..keys import MeshKeys, leader_lock_key
 
@@ -23,8 +24,19 @@ __all__ = [
     "MessageSource",
     "SubscriptionEvent",
     "SubscriptionEventCallback",
+    "decode_nodes",
     "leader_lock_key",
 ]
+
+
+def decode_nodes(raw: Mapping[Any, Any]) -> dict[int, str]:
+    """The ``nodes`` hash (id -> hostname) as HGETALL returns it; fields not an id are skipped."""
+    nodes: dict[int, str] = {}
+    for field, value in raw.items():
+        with contextlib.suppress(ValueError):
+            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+            nodes[int(field)] = text
+    return nodes
 
 
 class MessageSource(enum.Enum):

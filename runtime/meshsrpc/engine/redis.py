@@ -32,6 +32,7 @@ from .base import (
     MessageSource,
     SubscriptionEvent,
     SubscriptionEventCallback,
+    decode_nodes,
 )
 
 try:  # redis-py's hiredis parser and its "incomplete reply" marker (not public)
@@ -144,13 +145,7 @@ class RedisMeshEngine:
 
     async def list_nodes(self) -> dict[int, str]:
         """HGETALL ``nodes``."""
-        raw = await self._client.hgetall(self.keys.nodes)
-        nodes: dict[int, str] = {}
-        for field, value in raw.items():
-            with contextlib.suppress(ValueError):
-                text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-                nodes[int(field)] = text
-        return nodes
+        return decode_nodes(await self._client.hgetall(self.keys.nodes))
 
     async def publish_to_node(self, instance_id: int, payload: bytes) -> None:
         """PUBLISH to ``node:<id>``."""

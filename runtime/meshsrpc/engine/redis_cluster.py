@@ -43,6 +43,7 @@ from .base import (
     MessageSource,
     SubscriptionEvent,
     SubscriptionEventCallback,
+    decode_nodes,
 )
 
 if TYPE_CHECKING:
@@ -173,13 +174,7 @@ class RedisClusterMeshEngine:
     async def list_nodes(self) -> dict[int, str]:
         """HGETALL ``nodes``."""
         await self._ready()
-        raw = await self._client.hgetall(self.keys.nodes)
-        nodes: dict[int, str] = {}
-        for field, value in raw.items():
-            with contextlib.suppress(ValueError):
-                text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-                nodes[int(field)] = text
-        return nodes
+        return decode_nodes(await self._client.hgetall(self.keys.nodes))
 
     async def publish_to_node(self, instance_id: int, payload: bytes) -> None:
         """SPUBLISH to ``node:<id>``."""
