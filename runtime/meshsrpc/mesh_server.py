@@ -41,6 +41,7 @@ from .settings import RedisLike, resolve_redis_settings
 from .srpc.options import SrpcServerOptions
 from .srpc.protocol import CLOSE_CODES, CloseCause
 from .srpc.server import ServerMessageHandler, SrpcServer
+from .srpc.serving import invoke_stream
 from .srpc.stream import SrpcStream
 
 __all__ = ["ClientLifecycleHandler", "MeshSrpcServer", "MeshSrpcServerOptions"]
@@ -154,13 +155,13 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         self._mesh_key = mesh_key
         # SrpcServer's in-process guard; mesh_start() replaces it with the Redis one,
         # unless the user has set a guard of their own.
-        self._mesh_local_replay_guard = self._replay_guard
+        self._mesh_local_replay_guard = self._admission.replay_guard
         self._mesh_replay_guard: RedisReplayGuard | None = None
         moves = DrainMoves()
         self._mesh_moves = moves
         self._mesh_calls = MeshCalls(
             self,
-            self._invoke_stream,
+            invoke_stream,
             self._mesh_is_running,
             request_timeout=request_timeout,
             moves=moves,
@@ -234,7 +235,7 @@ class MeshSrpcServer(SrpcServer[C, S], Generic[C, S, MetaT]):
         """
         settings = resolve_redis_settings(self._mesh_redis)
         await self._mesh_client_service.start()
-        guard = self._replay_guard
+        guard = self._admission.replay_guard
         if guard is not None and guard is self._mesh_local_replay_guard and not settings.is_memory:
             if self._mesh_replay_guard is None:
                 self._mesh_replay_guard = RedisReplayGuard(settings, self._mesh_key)

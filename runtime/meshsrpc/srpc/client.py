@@ -206,7 +206,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         url = self._build_url(self._supersede)
         transport: Transport
         if choose_transport(self.transport) == "picows":
-            from .transports.picows import connect as picows_connect
+            from .transports.picows_connection import connect as picows_connect
 
             transport = await picows_connect(
                 url,

@@ -13,12 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..auth import HandshakeRejected, HandshakeRequest, parse_query
-
-if TYPE_CHECKING:
-    from ..server import SrpcServer
+from .base import ConnectionAcceptor
 
 __all__ = ["AsgiApp", "AsgiTransport"]
 
@@ -113,10 +111,20 @@ class AsgiTransport:
 
 
 class AsgiApp:
-    """The ASGI application of an :class:`~meshsrpc.SrpcServer` (``server.asgi``)."""
+    """An ASGI application serving SRPC for ``acceptor`` (``server.asgi`` is one).
 
-    def __init__(self, server: SrpcServer[Any, Any]) -> None:
-        self.server = server
+    ``on_shutdown`` runs on the ASGI lifespan's shutdown (``server.asgi`` closes the
+    server there).
+    """
+
+    def __init__(
+        self,
+        acceptor: ConnectionAcceptor,
+        *,
+        on_shutdown: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.acceptor = acceptor
+        self.on_shutdown = on_shutdown
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -140,7 +148,8 @@ class AsgiApp:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self.server.close()
+                if self.on_shutdown is not None:
+                    await self.on_shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -155,12 +164,12 @@ class AsgiApp:
         }
         request = HandshakeRequest(
             # The framework routed the request here; the server's own path check is moot.
-            path=self.server.path,
+            path=self.acceptor.path,
             query=parse_query(scope.get("query_string", b"")),
             headers=headers,
             remote_address=address,
         )
-        decision = await self.server._authorize_upgrade(request)
+        decision = await self.acceptor.authorize(request)
         if isinstance(decision, HandshakeRejected):
             logger.info("refused upgrade from %s: %d %s", address, decision.status, decision.reason)
             if "websocket.http.response" in scope.get("extensions", {}):
@@ -183,6 +192,6 @@ class AsgiApp:
         await send({"type": "websocket.accept"})
         transport = AsgiTransport(receive, send, address)
         try:
-            await self.server._serve(transport, request, decision)
+            await self.acceptor.serve(transport, request, decision)
         finally:
             transport.stop()

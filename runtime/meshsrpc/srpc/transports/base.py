@@ -1,16 +1,31 @@
-"""What the SRPC core needs from a WebSocket implementation: a tiny message-level interface."""
+"""The transport contract: what a WebSocket implementation and the SRPC server see of each other.
+
+Two small interfaces, one per direction. A transport (a listener, an ASGI app, a test
+harness) turns each upgrade request into a :class:`~meshsrpc.srpc.auth.HandshakeRequest`,
+asks a :class:`ConnectionAcceptor` to :meth:`~ConnectionAcceptor.authorize` it, answers
+a refusal with its HTTP status before accepting anything, and hands an accepted
+connection, wrapped as a :class:`Transport`, to :meth:`~ConnectionAcceptor.serve`.
+``SrpcServer.acceptor`` is the server's side; the transports in this package use
+nothing else of the server.
+"""
 
 from __future__ import annotations
 
 from typing import Protocol
 
-__all__ = ["Transport"]
+from ..auth import HandshakeAccepted, HandshakeRejected, HandshakeRequest
+
+__all__ = ["ConnectionAcceptor", "HandshakeDecision", "Transport"]
+
+HandshakeDecision = HandshakeAccepted | HandshakeRejected
+"""What :meth:`ConnectionAcceptor.authorize` answers."""
 
 
 class Transport(Protocol):
     """One accepted WebSocket, seen message by message.
 
-    Adapters exist for ``websockets`` (server and client side) and for ASGI servers.
+    Adapters exist for ``websockets`` and ``picows`` (server and client side) and for
+    ASGI servers.
     """
 
     @property
@@ -48,4 +63,54 @@ class Transport(Protocol):
 
     def buffered_amount(self) -> int:
         """Bytes written but not yet handed to the network (0 if unknown)."""
+        ...
+
+
+class ConnectionAcceptor(Protocol):
+    """The server as a transport sees it: decide an upgrade, then serve the connection.
+
+    The settings are read when needed (a listener reads them when it starts, the
+    others per connection), so a change on the server applies from then on.
+    """
+
+    @property
+    def path(self) -> str:
+        """The URL path SRPC is served at (a listener refuses others with 404)."""
+        ...
+
+    @property
+    def max_frame_size(self) -> int:
+        """The largest SRPC frame accepted; a transport may stop bigger messages earlier."""
+        ...
+
+    @property
+    def handshake_timeout(self) -> float:
+        """Seconds a new connection has to complete its upgrade request."""
+        ...
+
+    @property
+    def close_timeout(self) -> float:
+        """Seconds a closing handshake may take before the connection is dropped."""
+        ...
+
+    @property
+    def compression(self) -> str | None:
+        """The per-message compression to negotiate (``"deflate"``), or None."""
+        ...
+
+    async def authorize(self, request: HandshakeRequest) -> HandshakeDecision:
+        """Decide an upgrade request before anything is accepted.
+
+        A :class:`~meshsrpc.srpc.auth.HandshakeRejected` is answered with its HTTP
+        status and reason, and the connection is not accepted.
+        """
+        ...
+
+    async def serve(
+        self, transport: Transport, request: HandshakeRequest, accepted: HandshakeAccepted
+    ) -> None:
+        """Run an accepted connection until it has closed and its cleanup has run.
+
+        ``request`` and ``accepted`` are what :meth:`authorize` saw and answered.
+        """
         ...

@@ -7,7 +7,7 @@ import logging
 import ssl as ssl_module
 import time
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection
@@ -24,9 +24,7 @@ from websockets.server import ServerProtocol
 
 from ..auth import HandshakeAccepted, HandshakeRejected, HandshakeRequest, parse_query
 from ..protocol import CLOSE_CODES
-
-if TYPE_CHECKING:
-    from ..server import SrpcServer
+from .base import ConnectionAcceptor
 
 __all__ = ["SrpcClientConnection", "WebsocketsTransport", "serve"]
 
@@ -241,13 +239,13 @@ def handshake_request(request: Request, remote_address: Any) -> HandshakeRequest
 
 
 async def serve(
-    server: SrpcServer[Any, Any],
+    acceptor: ConnectionAcceptor,
     host: str | None,
     port: int,
     *,
     ssl: ssl_module.SSLContext | None = None,
 ) -> Server:
-    """Start a ``websockets`` server that hands accepted connections to ``server``."""
+    """Start a ``websockets`` server that hands accepted connections to ``acceptor``."""
     decisions: weakref.WeakKeyDictionary[
         ServerConnection, tuple[HandshakeRequest, HandshakeAccepted]
     ]
@@ -257,7 +255,7 @@ async def serve(
 
     async def process_request(connection: ServerConnection, request: Request) -> Response | None:
         handshake = handshake_request(request, connection.remote_address)
-        decision = await server._authorize_upgrade(handshake)
+        decision = await acceptor.authorize(handshake)
         if isinstance(decision, HandshakeRejected):
             logger.info(
                 "refused upgrade from %s: %d %s",
@@ -271,7 +269,7 @@ async def serve(
 
     async def handler(connection: ServerConnection) -> None:
         # No locals: this frame lives as long as the connection.
-        await server._serve(WebsocketsTransport(connection), *decisions.pop(connection))
+        await acceptor.serve(WebsocketsTransport(connection), *decisions.pop(connection))
 
     return await ws_serve(
         handler,
@@ -279,13 +277,13 @@ async def serve(
         port,
         ssl=ssl,
         process_request=process_request,
-        compression=server.compression,
+        compression=acceptor.compression,
         # Our own limit answers with 4000 (badArg); this one stops absurd frames before
         # they are buffered whole, and answers 4000 too.
-        max_size=max(2 * server.max_frame_size, 64 * 1024),
+        max_size=max(2 * acceptor.max_frame_size, 64 * 1024),
         create_connection=_SrpcServerConnection,
-        open_timeout=server.handshake_timeout,
+        open_timeout=acceptor.handshake_timeout,
         # SRPC has its own pings.
         ping_interval=None,
-        close_timeout=server.close_timeout,
+        close_timeout=acceptor.close_timeout,
     )
