@@ -16,25 +16,16 @@ import ssl as ssl_module
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeAlias, TypeVar
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import betterproto2
-from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import InvalidHandshake, InvalidMessage, InvalidStatus, InvalidURI
 
 from ..errors import SrpcConflictError, SrpcError, SrpcStreamClosedError
 from ._callbacks import call_maybe_async
-from .auth import sign
 from .bytestream import ByteStreamReader, ByteStreamWriter
-from .clientmeta import encode_meta_value
+from .client_connect import checked_url, handshake_url, open_transport
 from .frames import CallField, FrameSchema
-from .ids import uuid7
 from .protocol import CLOSE_CODES, UNHANDLED_MESSAGE_TYPE, CloseCause, SrpcProtocol
 from .session import SrpcSession
-from .transports.base import Transport
-from .transports.choice import choose_transport
-from .transports.websockets import SrpcClientConnection, WebsocketsTransport
 
 __all__ = [
     "ClientConnectionHandler",
@@ -86,7 +77,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         peer_max_frame_size: int | None = None,
         transport: str | None = None,
     ) -> None:
-        self.url = _checked_url(url)
+        self.url = checked_url(url)
         # "websockets", "picows" or "auto" (None: $MESHSRPC_TRANSPORT, else auto).
         self.transport = transport
         self.client_schema: FrameSchema[ClientMsgT] = FrameSchema(client_message)
@@ -114,7 +105,7 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         self._connected = False
         # Every server URL, tried in turn on reconnects (a draining node refuses new
         # connections: the next URL is another node).
-        self._urls = [self.url, *(_checked_url(u) for u in fallback_urls)]
+        self._urls = [self.url, *(checked_url(u) for u in fallback_urls)]
         self._up = asyncio.Event()  # set while connected: calls made meanwhile wait
         self._wanted = False
         self._supersede = False
@@ -174,48 +165,26 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
             self._supervise(), name=f"srpc-client-{self.client_id}"
         )
 
-    def _build_url(self, supersede: bool) -> str:
-        parts = urlsplit(self.url)
-        query: dict[str, str] = {
-            "authv": "1",
-            "appv": self.app_version,
-            "ts": str(int(time.time() * 1000)),
-            "id": uuid7(),
-            "cid": self.client_id,
-        }
-        if self.client_secret is not None:
-            query["signature"] = sign(
-                self.client_secret,
-                query["authv"],
-                query["appv"],
-                query["ts"],
-                query["id"],
-                query["cid"],
-            )
-        query["_v"] = str(self.protocol_version)
-        if supersede:
-            query["_supersede"] = "1"
-        for name, value in self.client_meta.items():
-            query[f"m--{name}"] = encode_meta_value(value)
-        joined = "&".join(filter(None, [parts.query, urlencode(query)]))
-        return urlunsplit((parts.scheme, parts.netloc, parts.path, joined, parts.fragment))
-
     async def _open(self) -> None:
         """One connection attempt; returns once the server's first ping arrived."""
-        _checked_url(self.url)  # the attribute may have changed since __init__
-        url = self._build_url(self._supersede)
-        transport: Transport
-        if choose_transport(self.transport) == "picows":
-            from .transports.picows_connection import connect as picows_connect
-
-            transport = await picows_connect(
-                url,
-                max_frame_size=self.max_frame_size,
-                connect_timeout=self.connect_timeout,
-                ssl=self.ssl,
-            )
-        else:
-            transport = WebsocketsTransport(await self._connect_websockets(url))
+        checked_url(self.url)  # the attribute may have changed since __init__
+        url = handshake_url(
+            self.url,
+            self.client_id,
+            app_version=self.app_version,
+            protocol_version=self.protocol_version,
+            secret=self.client_secret,
+            meta=self.client_meta,
+            supersede=self._supersede,
+        )
+        transport = await open_transport(
+            url,
+            self.transport,
+            server_url=self.url,
+            max_frame_size=self.max_frame_size,
+            connect_timeout=self.connect_timeout,
+            ssl=self.ssl,
+        )
         protocol = SrpcProtocol(
             self.server_schema,
             self.client_schema,
@@ -261,32 +230,6 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         self._ping_task = asyncio.create_task(self._ping_loop(), name="srpc-client-ping")
         for handler in list(self._connection_handlers):
             self._spawn(self._run_handler(handler))
-
-    async def _connect_websockets(self, url: str) -> ClientConnection:
-        options: dict[str, Any] = {}
-        if self.ssl is not None:
-            options["ssl"] = self.ssl
-        try:
-            connection = await ws_connect(
-                url,
-                compression=None,
-                ping_interval=None,
-                max_size=max(2 * self.max_frame_size, 64 * 1024),
-                open_timeout=self.connect_timeout,
-                proxy=None,
-                create_connection=SrpcClientConnection,
-                **options,
-            )
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            body = exc.response.body.decode(errors="replace").strip() if exc.response.body else ""
-            raise SrpcError(f"server refused the connection: HTTP {status} {body}".strip()) from exc
-        except InvalidURI:
-            # Not chained: its text holds the signed query.
-            raise SrpcError(f"could not connect: invalid URL {_bare(self.url)!r}") from None
-        except (OSError, TimeoutError, InvalidHandshake, InvalidMessage) as exc:
-            raise SrpcError(f"could not connect to {self.url}: {exc}") from exc
-        return connection
 
     def _on_server_ping(self) -> None:
         self._last_pong = time.monotonic()
@@ -523,24 +466,3 @@ class SrpcClient(Generic[ClientMsgT, ServerMsgT]):
         if self._session is None:
             raise SrpcError("not connected")
         return self._session.byte_streams.open_reader(stream_id)
-
-
-def _checked_url(url: str) -> str:
-    """The server URL, if its scheme is one a WebSocket client can open.
-
-    Checked here: websockets' own error quotes the whole URL, and at connect time that
-    includes the signed handshake query.
-    """
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme in ("ws", "wss"):
-        return url
-    hint = {"http": "ws", "https": "wss"}.get(scheme)
-    fix = f"; use {hint}://{parts.netloc}{parts.path}" if hint else ""
-    raise SrpcError(f"SrpcClient needs a ws:// or wss:// URL, got {_bare(url)!r}{fix}")
-
-
-def _bare(url: str) -> str:
-    """``url`` without its query and fragment (they may carry credentials)."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))

@@ -21,10 +21,18 @@ class InactivityMonitor:
     stream that every received frame would have to reset.
     """
 
-    def __init__(self, timeout: float, streams: Callable[[], Iterable[SrpcStream]]) -> None:
-        self.timeout = timeout
+    def __init__(
+        self, timeout: Callable[[], float], streams: Callable[[], Iterable[SrpcStream]]
+    ) -> None:
+        # Read at each sweep: the server's setting may change while it runs.
+        self._timeout = timeout
         self._streams = streams
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def timeout(self) -> float:
+        """Seconds a stream may stay silent."""
+        return self._timeout()
 
     def ensure_running(self) -> None:
         """Start the sweep task if it is not running (called when a stream arrives)."""

@@ -119,6 +119,8 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         self.max_connections = max_connections
         self.handshake_timeout = handshake_timeout
         self.peer_max_frame_size = peer_max_frame_size
+        #: Seconds a stream may stay silent before it is closed with 4003.
+        self.inactivity_timeout = inactivity_timeout
         self.byte_stream_limits = ByteStreamLimits(
             max_bytes=max_early_data, max_streams=max_early_streams
         )
@@ -130,21 +132,16 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
             activated=self._on_stream_activated,
             closed=self._on_stream_closed,
         )
-        self._serving = StreamServing(
-            self, self._handlers, hooks, inactivity_timeout=inactivity_timeout
-        )
-        self._acceptor = _ServerAcceptor(self, self._admission, self._serving)
+        self._serving = StreamServing(self, self._handlers, hooks)
+        self.acceptor: ConnectionAcceptor = _ServerAcceptor(self, self._admission, self._serving)
+        """This server as transports see it (:class:`~.transports.base.ConnectionAcceptor`).
+
+        Hand it to a transport of your own: ``await server.acceptor.authorize(request)``
+        decides an upgrade request, ``await server.acceptor.serve(transport, request,
+        accepted)`` runs the accepted connection.
+        """
         self._listener: Any = None
         self._asgi: AsgiApp | None = None
-
-    @property
-    def inactivity_timeout(self) -> float:
-        """Seconds a stream may stay silent before it is closed with 4003."""
-        return self._serving.inactivity.timeout
-
-    @inactivity_timeout.setter
-    def inactivity_timeout(self, value: float) -> None:
-        self._serving.inactivity.timeout = value
 
     # --- registration ----------------------------------------------------------------
 
@@ -248,16 +245,6 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
 
     # --- serving ---------------------------------------------------------------------
 
-    @property
-    def acceptor(self) -> ConnectionAcceptor:
-        """This server as transports see it (:class:`~.transports.base.ConnectionAcceptor`).
-
-        Hand it to a transport of your own: ``await server.acceptor.authorize(request)``
-        decides an upgrade request, ``await server.acceptor.serve(transport, request,
-        accepted)`` runs the accepted connection.
-        """
-        return self._acceptor
-
     async def listen(
         self,
         host: str | None,
@@ -278,11 +265,11 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         if choose_transport(transport, compression=self.compression) == "picows":
             from .transports.picows import serve as serve_picows
 
-            self._listener = await serve_picows(self._acceptor, host, port, ssl=ssl)
+            self._listener = await serve_picows(self.acceptor, host, port, ssl=ssl)
         else:
             from .transports.websockets import serve
 
-            self._listener = await serve(self._acceptor, host, port, ssl=ssl)
+            self._listener = await serve(self.acceptor, host, port, ssl=ssl)
         self._admission.log_auth_mode()
 
     @property
@@ -300,7 +287,7 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
         if self._asgi is None:
             from .transports.asgi import AsgiApp
 
-            self._asgi = AsgiApp(self._acceptor, on_shutdown=self.close)
+            self._asgi = AsgiApp(self.acceptor, on_shutdown=self.close)
             self._admission.log_auth_mode()
         return self._asgi
 

@@ -108,6 +108,8 @@ class SessionSettings(Protocol):
     def byte_stream_limits(self) -> ByteStreamLimits: ...
     @property
     def peer_max_frame_size(self) -> int | None: ...
+    @property
+    def inactivity_timeout(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,12 +185,7 @@ class StreamServing:
     """Every live stream of one server, and the task serving each until its cleanup ran."""
 
     def __init__(
-        self,
-        settings: SessionSettings,
-        handlers: ServerHandlers,
-        hooks: StreamHooks,
-        *,
-        inactivity_timeout: float,
+        self, settings: SessionSettings, handlers: ServerHandlers, hooks: StreamHooks
     ) -> None:
         self._settings = settings
         self._handlers = handlers
@@ -198,7 +195,9 @@ class StreamServing:
         """Live streams by client id; after a reconnect, the newest stream."""
         self.tasks: set[asyncio.Task[Any]] = set()
         """The tasks serving a connection, until its cleanup has run."""
-        self.inactivity = InactivityMonitor(inactivity_timeout, lambda: self.by_id.values())
+        self.inactivity = InactivityMonitor(
+            lambda: settings.inactivity_timeout, lambda: self.by_id.values()
+        )
 
     async def serve(
         self, transport: Transport, request: HandshakeRequest, accepted: HandshakeAccepted
