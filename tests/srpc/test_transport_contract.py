@@ -7,6 +7,8 @@ Two transports written here from the contract alone: a plain listener on the
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -238,3 +240,32 @@ async def test_closing_the_server_closes_an_in_memory_connection_with_1000(
     await server.close()
     await serving
     assert transport.close_code == 1000
+
+
+class Headers(dict[str, str]):
+    """Request headers that can be watched with a weak reference."""
+
+
+async def test_a_served_connection_keeps_no_reference_to_its_handshake(
+    make_server: ServerFactory,
+) -> None:
+    # Headers and all would otherwise stay in every idle connection's memory.
+    server = await make_server(listen=False)
+    headers = Headers({"user-agent": "x" * 1000})
+    request = HandshakeRequest(
+        path="/srpc",
+        query={"id": "s", "cid": "memory-client", "appv": "1.0.0"},
+        headers=headers,
+        remote_address="memory",
+    )
+    watched = weakref.ref(headers)
+    decision = await server.acceptor.authorize(request)
+    assert isinstance(decision, HandshakeAccepted)
+    transport = MemoryTransport()
+    serving = asyncio.create_task(server.acceptor.serve(transport, request, decision))
+    del headers, request, decision
+    await eventually(lambda: "memory-client" in server.streams_by_client_id)
+    gc.collect()
+    assert watched() is None
+    transport.hang_up()
+    await serving

@@ -12,7 +12,7 @@ Every step of a stream is a hook a subclass such as ``MeshSrpcServer`` can exten
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
@@ -371,8 +371,10 @@ class _ServerAcceptor:
         """Decide an upgrade request (503 / 404 / 400 / 403 / 500, or accept)."""
         return await self._admission.decide(request, len(self._serving.by_id))
 
-    async def serve(
+    def serve(
         self, transport: Transport, request: HandshakeRequest, accepted: HandshakeAccepted
-    ) -> None:
+    ) -> Coroutine[Any, Any, None]:
         """Run an accepted connection until it has closed and its cleanup has run."""
-        await self._serving.serve(transport, request, accepted)
+        # Not a coroutine of its own: its frame would hold the handshake (headers and
+        # all) for the whole life of the connection.
+        return self._serving.serve(transport, request, accepted)
