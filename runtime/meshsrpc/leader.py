@@ -92,6 +92,7 @@ class LeaderService:
         self.options = LeaderOptions(ttl, renewal_interval, retry_delay)
         self._redis = redis
         self._is_leader = False
+        self._acquiring = False
         self._lock_id = str(uuid.uuid4())
         self._lock_key = ""
         self._engine: LeaderLockEngine | None = None
@@ -148,11 +149,15 @@ class LeaderService:
         """
         task, self._task = self._task, None
         engine, self._engine = self._engine, None
+        # An acquire cut short by the cancel may still have taken the lock on the
+        # server: release then too (compare-and-delete, harmless when not ours), or the
+        # lock would outlive this node by its ttl.
+        acquiring = self._acquiring
         if task is not None:
             await cancel_and_wait([task])
         if engine is None:
             return
-        if self._is_leader:
+        if self._is_leader or acquiring:
             self._is_leader = False
             try:
                 async with asyncio.timeout(_RELEASE_TIMEOUT):
@@ -167,12 +172,15 @@ class LeaderService:
         ttl_ms = max(1, round(self.options.ttl * 1000))
         while True:
             if not self._is_leader:
+                self._acquiring = True
                 try:
                     acquired = await engine.acquire(self._lock_key, self._lock_id, ttl_ms)
                 except Exception as exc:
                     raise_if_cancelling()
                     logger.warning("leader lock %s: acquire failed: %s", self._lock_key, exc)
                     acquired = False
+                finally:
+                    self._acquiring = False
                 first = not self._decided.is_set()
                 self._decided.set()
                 if acquired:

@@ -211,6 +211,31 @@ async def test_lock_key_value_and_ttl_on_redis(redis_settings: RedisSettings) ->
         await client.aclose()
 
 
+async def test_a_stop_while_an_acquire_waits_in_redis_leaves_no_lock_behind(
+    redis_settings: RedisSettings,
+) -> None:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(redis_settings.url or "")
+    key = f"{redis_settings.prefix}:leader:mesh:demo"
+    leader = LeaderService("mesh:demo", ttl=30.0, retry_delay=0.05, redis=redis_settings)
+    try:
+        # Someone else holds the lock briefly, so the first attempt fails and the
+        # service keeps retrying on an open connection.
+        await client.set(key, "someone-else", px=300)
+        leader.start()
+        assert await leader.wait_first_attempt(5.0) is False
+        # Writes wait in Redis: the next acquire is sent and stays unanswered while
+        # stop() cancels it; Redis runs it after the pause, when the key has expired.
+        await client.execute_command("CLIENT", "PAUSE", "600", "WRITE")
+        await asyncio.sleep(0.2)
+        await leader.stop()
+        assert await client.exists(key) == 0
+    finally:
+        await leader.stop()
+        await client.aclose()
+
+
 async def test_takeover_after_ttl_when_the_leaders_process_is_killed(
     redis_settings: RedisSettings,
 ) -> None:
