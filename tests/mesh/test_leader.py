@@ -175,7 +175,7 @@ async def test_memory_lock_expires_after_its_ttl(memory_url: str) -> None:
     """A holder that vanished without releasing: the lock frees itself after ttl."""
     lock = open_leader_lock(resolve_leader_settings(memory_url))
     key = resolve_leader_settings(memory_url).key_prefix + ":leader:job"
-    assert await lock.acquire(key, "gone", 300)
+    assert await lock.acquire(key, "gone", 1500)
     follower = LeaderService(
         "job", ttl=1.0, renewal_interval=0.2, retry_delay=0.1, redis=memory_url
     )
@@ -183,7 +183,7 @@ async def test_memory_lock_expires_after_its_ttl(memory_url: str) -> None:
     try:
         await asyncio.sleep(0.15)
         assert not follower.is_leader
-        await eventually(lambda: follower.is_leader, timeout=3)
+        await eventually(lambda: follower.is_leader, timeout=5)
     finally:
         await follower.stop()
 
