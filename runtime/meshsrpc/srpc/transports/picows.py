@@ -33,6 +33,7 @@ from picows.url import WSInvalidURL
 
 from ...errors import SrpcError
 from ..auth import HandshakeAccepted, HandshakeRejected, HandshakeRequest, parse_query
+from .accept_errors import install_accept_error_filter
 
 if TYPE_CHECKING:
     from ..server import SrpcServer
@@ -491,6 +492,7 @@ async def serve(
     """Start a ``picows`` server that hands accepted connections to ``server``."""
     timeout = getattr(server, "handshake_timeout", None) or _DEFAULT_HANDSHAKE_TIMEOUT
     listener = PicowsListener(server, float(timeout))
+    install_accept_error_filter()
     loop = asyncio.get_running_loop()
     listener._asyncio_server = await loop.create_server(
         lambda: _Upgrade(listener), host, port, ssl=ssl
