@@ -7,12 +7,14 @@ what only shows at the WebSocket and HTTP level.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 
 import pytest
 from meshsrpc import SrpcClient, SrpcServer, SrpcStream
 from meshsrpc.srpc.auth import sign
 from meshsrpc.srpc.transports.choice import TRANSPORT_ENV, choose_transport, picows_available
+from meshsrpc.srpc.transports.websockets import WebsocketsTransport
 from meshsrpc.testing import eventually
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
@@ -72,14 +74,47 @@ def test_transport_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert choose_transport() == "websockets"
 
 
-def test_auto_transport_is_websockets_picows_being_opt_in(
+def test_auto_transport_is_picows_when_it_can_be_imported(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(TRANSPORT_ENV)
     assert picows_available()
+    assert choose_transport() == "picows"
+    assert choose_transport("auto") == "picows"
+    assert choose_transport("websockets") == "websockets"
+
+
+def test_auto_transport_is_websockets_when_picows_cannot_be_imported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(TRANSPORT_ENV)
+    monkeypatch.setitem(sys.modules, "picows", None)  # as for a package that fails to load
+    assert not picows_available()
     assert choose_transport() == "websockets"
-    assert choose_transport("auto") == "websockets"
-    assert choose_transport("picows") == "picows"
+
+
+def test_asking_for_picows_when_it_cannot_be_imported_is_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "picows", None)
+    with pytest.raises(RuntimeError, match="needs the picows package"):
+        choose_transport("picows")
+
+
+async def test_server_and_client_fall_back_to_websockets_without_picows(
+    make_server: ServerFactory, make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(TRANSPORT_ENV)
+    monkeypatch.setitem(sys.modules, "picows", None)
+    server = await make_server(auth_secret=SECRET)
+    server.register_message_handler("uEcho", echo)
+    client = make_client(server, client_secret=SECRET)
+    await client.connect()
+    reply = await client.invoke("uEcho", UEchoRequest(message="w"))
+    assert reply.message == "Echo: w"
+    assert type(server._listener).__module__.startswith("websockets")
+    assert client._session is not None
+    assert isinstance(client._session.transport, WebsocketsTransport)
 
 
 def test_auto_transport_is_websockets_when_compression_is_wanted(

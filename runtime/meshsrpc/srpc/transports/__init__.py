@@ -1,1 +1,1 @@
-"""Transports that carry SRPC: ``websockets`` (standalone server and client) and ASGI."""
+"""Transports that carry SRPC: ``picows``, ``websockets`` (server and client) and ASGI."""
