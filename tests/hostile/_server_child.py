@@ -20,6 +20,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from meshsrpc import SrpcServer, SrpcStream
+from meshsrpc.loops import run
 
 from tests.generated.sgnl24.TestRpc import (
     ClientMessage,
@@ -71,4 +72,4 @@ if __name__ == "__main__":
     if args.nofile:
         resource.setrlimit(resource.RLIMIT_NOFILE, (args.nofile, args.nofile))
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    asyncio.run(main(args.handshake_timeout))
+    run(main(args.handshake_timeout))

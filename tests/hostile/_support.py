@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from meshsrpc import SrpcClient, SrpcServer
+from meshsrpc.loops import UVLOOP_ENV
 from meshsrpc.srpc.auth import sign
 
 from tests.generated.sgnl24.TestRpc import ClientMessage, ServerMessage
@@ -46,8 +48,17 @@ def signed_url(server: Server, client_id: str = "raw", **overrides: str) -> str:
     return f"{url_of(server)}?{urlencode(query)}"
 
 
+def on_uvloop() -> bool:
+    """True when the running event loop is uvloop's."""
+    return type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+
+
 class ServerProcess:
-    """``_server_child.py`` running in its own process (``async with``; killed on exit)."""
+    """``_server_child.py`` running in its own process (``async with``; killed on exit).
+
+    It runs on the test's event loop (asyncio or uvloop) and, through the environment,
+    on the test's SRPC transport.
+    """
 
     def __init__(self, *args: str) -> None:
         self.args = args
@@ -61,6 +72,7 @@ class ServerProcess:
             sys.executable,
             str(child),
             *self.args,
+            env=os.environ | {UVLOOP_ENV: "1" if on_uvloop() else "0"},
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
@@ -73,6 +85,11 @@ class ServerProcess:
     def url(self) -> str:
         """The server's ws:// URL."""
         return f"ws://127.0.0.1:{self.port}/srpc"
+
+    def open_descriptors(self) -> int:
+        """How many file descriptors the process has open (Linux: /proc)."""
+        assert self.process is not None
+        return len(os.listdir(f"/proc/{self.process.pid}/fd"))
 
     @property
     def running(self) -> bool:

@@ -7,12 +7,15 @@ what only shows at the WebSocket and HTTP level.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 
 import pytest
 from meshsrpc import SrpcClient, SrpcServer, SrpcStream
 from meshsrpc.srpc.auth import sign
 from meshsrpc.srpc.transports.choice import TRANSPORT_ENV, choose_transport, picows_available
+from meshsrpc.srpc.transports.websockets import WebsocketsTransport
+from meshsrpc.testing import eventually
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
@@ -71,14 +74,47 @@ def test_transport_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert choose_transport() == "websockets"
 
 
-def test_auto_transport_is_websockets_picows_being_opt_in(
+def test_auto_transport_is_picows_when_it_can_be_imported(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(TRANSPORT_ENV)
     assert picows_available()
+    assert choose_transport() == "picows"
+    assert choose_transport("auto") == "picows"
+    assert choose_transport("websockets") == "websockets"
+
+
+def test_auto_transport_is_websockets_when_picows_cannot_be_imported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(TRANSPORT_ENV)
+    monkeypatch.setitem(sys.modules, "picows", None)  # as for a package that fails to load
+    assert not picows_available()
     assert choose_transport() == "websockets"
-    assert choose_transport("auto") == "websockets"
-    assert choose_transport("picows") == "picows"
+
+
+def test_asking_for_picows_when_it_cannot_be_imported_is_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "picows", None)
+    with pytest.raises(RuntimeError, match="needs the picows package"):
+        choose_transport("picows")
+
+
+async def test_server_and_client_fall_back_to_websockets_without_picows(
+    make_server: ServerFactory, make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(TRANSPORT_ENV)
+    monkeypatch.setitem(sys.modules, "picows", None)
+    server = await make_server(auth_secret=SECRET)
+    server.register_message_handler("uEcho", echo)
+    client = make_client(server, client_secret=SECRET)
+    await client.connect()
+    reply = await client.invoke("uEcho", UEchoRequest(message="w"))
+    assert reply.message == "Echo: w"
+    assert type(server._listener).__module__.startswith("websockets")
+    assert client._session is not None
+    assert isinstance(client._session.transport, WebsocketsTransport)
 
 
 def test_auto_transport_is_websockets_when_compression_is_wanted(
@@ -162,6 +198,53 @@ async def test_picows_answers_an_oversized_request_head_with_400(
     request = b"GET /srpc HTTP/1.1\r\n" + b"X-Filler: " + b"x" * (17 * 1024) + b"\r\n\r\n"
     answer = await http_exchange(server.port, request)
     assert answer.startswith(b"HTTP/1.1 400 ")
+
+
+async def test_picows_answers_an_acceptable_request_with_a_head_over_16_kib_with_400(
+    make_server: ServerFactory,
+) -> None:
+    # Read whole in one go, and acceptable (unsigned allowed): refused all the same, as
+    # picows would hang up on it after the upgrade.
+    server = await make_server(listen=False)
+    await server.listen("127.0.0.1", 0, transport="picows")
+    assert server.port is not None
+    request = (
+        b"GET /srpc?id=s&cid=c&appv=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\nX-Filler: " + b"x" * (16 * 1024) + b"\r\n\r\n"
+    )
+    answer = await http_exchange(server.port, request)
+    assert answer.startswith(b"HTTP/1.1 400 ")
+
+
+async def test_picows_answers_a_request_head_still_arriving_past_the_limit_with_400(
+    make_server: ServerFactory,
+) -> None:
+    # Most of the head is still unread when the answer goes: no reset overtakes it.
+    server = await make_server(auth_secret=SECRET, listen=False)
+    await server.listen("127.0.0.1", 0, transport="picows")
+    assert server.port is not None
+    request = b"GET /srpc?" + b"x" * (400 * 1024) + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    answer = await http_exchange(server.port, request)
+    assert answer.startswith(b"HTTP/1.1 400 ")
+
+
+async def test_picows_lets_go_of_a_refused_peer_that_stays_connected_at_the_handshake_timeout(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server(auth_secret=SECRET, listen=False)
+    server.handshake_timeout = 0.2  # type: ignore[attr-defined]
+    await server.listen("127.0.0.1", 0, transport="picows")
+    assert server.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(b"GET /srpc?id=s&cid=c&appv=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        async with asyncio.timeout(5):
+            assert (await reader.read()).startswith(b"HTTP/1.1 403 ")
+        # Our side stays open: the server's end is closed all the same.
+        await eventually(lambda: not server._listener._upgrading)
+    finally:
+        writer.close()
 
 
 async def test_refusal_is_an_http_response_with_the_reason(make_server: ServerFactory) -> None:

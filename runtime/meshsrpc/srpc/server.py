@@ -255,8 +255,9 @@ class SrpcServer(Generic[ClientMsgT, ServerMsgT]):
     ) -> None:
         """Serve standalone until :meth:`close`; see :attr:`port`.
 
-        ``transport`` is ``"picows"``, ``"websockets"`` or ``"auto"`` (websockets;
-        picows is opt-in); None reads ``$MESHSRPC_TRANSPORT``, else auto.
+        ``transport`` is ``"picows"``, ``"websockets"`` or ``"auto"`` (picows when it
+        can be imported and no compression is set, else websockets); None reads
+        ``$MESHSRPC_TRANSPORT``, else auto.
         """
         if self._listener is not None:
             raise RuntimeError("already listening")

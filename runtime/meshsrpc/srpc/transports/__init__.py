@@ -1,4 +1,4 @@
-"""Transports that carry SRPC: ``websockets`` and ``picows`` (listener and client), and ASGI.
+"""Transports that carry SRPC: ``picows`` and ``websockets`` (listener and client), and ASGI.
 
 Each reaches the server only through the contract in :mod:`.base`.
 """

@@ -20,6 +20,7 @@ from picows import WSAutoPingStrategy
 from picows.picows import WSProtocol  # type: ignore[attr-defined]
 
 from ..auth import HandshakeAccepted, HandshakeRejected, HandshakeRequest, parse_query
+from .accept_errors import install_accept_error_filter
 from .base import ConnectionAcceptor
 from .picows_connection import PicowsTransport, connect, format_address, frame_limit
 
@@ -29,7 +30,8 @@ logger = logging.getLogger(__name__)
 # picows logs every connection and disconnection at INFO: its own logger, to filter.
 _ws_logger = logging.getLogger("meshsrpc.srpc.transports.picows.ws")
 
-# Largest HTTP upgrade request head we read (as picows and websockets do).
+# An HTTP upgrade request head (without its blank line) this long or longer is refused:
+# picows's own limit, which it applies after we hand the connection over.
 _MAX_REQUEST_HEAD = 16 * 1024
 # Seconds a new connection has to send its upgrade request (as websockets' open_timeout).
 _DEFAULT_HANDSHAKE_TIMEOUT = 10.0
@@ -87,6 +89,7 @@ class _Upgrade(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._deciding: asyncio.Task[None] | None = None
+        self._refused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport (uvloop's do not derive from asyncio.Transport).
@@ -97,6 +100,8 @@ class _Upgrade(asyncio.Protocol):
         )
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # the rest of a refused request: read only to be dropped
         self._buffer += data
         if self._deciding is not None:
             # Read before the pause took effect: replayed to picows with the head.
@@ -104,9 +109,12 @@ class _Upgrade(asyncio.Protocol):
         end = self._buffer.find(b"\r\n\r\n")
         transport = self._transport
         assert transport is not None
+        # Whether it came in pieces or at once (picows would hang up on it after the
+        # upgrade is decided, without an answer); unfinished, it ends 3 bytes back at most.
+        if end >= _MAX_REQUEST_HEAD or (end < 0 and len(self._buffer) >= _MAX_REQUEST_HEAD + 3):
+            self._refuse(400, "Request head too large")
+            return
         if end < 0:
-            if len(self._buffer) > _MAX_REQUEST_HEAD:
-                self._refuse(400, "Request head too large")
             return
         # Nothing more is read until the request is decided and picows reads the frames.
         transport.pause_reading()
@@ -129,9 +137,20 @@ class _Upgrade(asyncio.Protocol):
             self._transport.abort()
 
     def _refuse(self, status: int, reason: str) -> None:
-        assert self._transport is not None
-        self._transport.write(_http_response(status, reason))
-        self._transport.close()
+        transport = self._transport
+        assert transport is not None
+        transport.write(_http_response(status, reason))
+        self._buffer = bytearray()
+        if not transport.can_write_eof():  # TLS
+            transport.close()
+            return
+        # Closing with bytes of the request still unread (a head over the limit, still
+        # arriving) resets the connection, and the reset can overtake the answer: end
+        # our side, drop what still comes and close when the peer does (as websockets
+        # does), at the latest when the handshake timeout aborts the connection.
+        self._refused = True
+        transport.write_eof()
+        transport.resume_reading()
 
     async def _decide(self, head: bytes) -> None:
         transport = self._transport
@@ -255,6 +274,7 @@ async def serve(
     """Start a ``picows`` server that hands accepted connections to ``acceptor``."""
     timeout = acceptor.handshake_timeout or _DEFAULT_HANDSHAKE_TIMEOUT
     listener = PicowsListener(acceptor, float(timeout))
+    install_accept_error_filter()
     loop = asyncio.get_running_loop()
     listener._asyncio_server = await loop.create_server(
         lambda: _Upgrade(listener), host, port, ssl=ssl

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as ssl_module
-import time
 import weakref
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,55 +23,20 @@ from websockets.server import ServerProtocol
 
 from ..auth import HandshakeAccepted, HandshakeRejected, HandshakeRequest, parse_query
 from ..protocol import CLOSE_CODES
+from .accept_errors import ACCEPT_ERROR_LOG_INTERVAL, install_accept_error_filter
 from .base import ConnectionAcceptor
 
-__all__ = ["SrpcClientConnection", "WebsocketsTransport", "serve"]
+__all__ = [
+    "ACCEPT_ERROR_LOG_INTERVAL",
+    "SrpcClientConnection",
+    "WebsocketsTransport",
+    "serve",
+]
 
 logger = logging.getLogger(__name__)
 
 # Bytes of small frames held back until the end of an event-loop iteration, at most.
 _CORK_LIMIT = 64 * 1024
-
-ACCEPT_ERROR_LOG_INTERVAL = 10.0
-"""Seconds between two reports of a listener out of descriptors (``EMFILE``)."""
-_ACCEPT_ERROR = "socket.accept() out of system resource"
-
-
-class _AcceptErrorFilter(logging.Filter):
-    """Lets asyncio's "out of system resource" report through once per interval.
-
-    Out of descriptors, asyncio stops accepting for a second and retries, but reports
-    every failed accept (up to a hundred a second, each with a traceback): 7.5 MB of
-    logs in 25 s under a handshake flood. One line per interval says the same.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._next = 0.0
-        self._suppressed = 0
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not isinstance(record.msg, str) or not record.msg.startswith(_ACCEPT_ERROR):
-            return True
-        now = time.monotonic()
-        if now < self._next:
-            self._suppressed += 1
-            return False
-        exc = record.exc_info[1] if record.exc_info else None
-        record.msg = (
-            f"{_ACCEPT_ERROR} ({exc}): not accepting for a second at a time; "
-            f"{self._suppressed} more since the last report, next report in "
-            f"{ACCEPT_ERROR_LOG_INTERVAL:g} s at the earliest"
-        )
-        record.args = None
-        record.exc_info = None
-        record.exc_text = None
-        self._next = now + ACCEPT_ERROR_LOG_INTERVAL
-        self._suppressed = 0
-        return True
-
-
-_accept_error_filter = _AcceptErrorFilter()
 
 
 def _half_close(connection: Connection) -> None:
@@ -250,8 +214,7 @@ async def serve(
         ServerConnection, tuple[HandshakeRequest, HandshakeAccepted]
     ]
     decisions = weakref.WeakKeyDictionary()
-    # Idempotent: one filter for the process, whatever the number of servers.
-    logging.getLogger("asyncio").addFilter(_accept_error_filter)
+    install_accept_error_filter()
 
     async def process_request(connection: ServerConnection, request: Request) -> Response | None:
         handshake = handshake_request(request, connection.remote_address)
