@@ -225,7 +225,7 @@ class MeshService:
                 await engine.subscribe(instance_id, self._on_message, self._on_subscription_event)
                 node.engine = engine
                 registered = True
-                await self._heartbeats.first(engine, instance_id)
+                await self._heartbeats.first_beat(engine, instance_id)
                 await engine.register_node(instance_id, self.hostname)
                 leader.set_became_leader_callback(functools.partial(self._leader_changed, True))
                 leader.set_lost_leader_callback(functools.partial(self._leader_changed, False))

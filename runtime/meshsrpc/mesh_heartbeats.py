@@ -66,7 +66,7 @@ class NodeHeartbeats:
             return None
         return asyncio.get_running_loop().time() - self._last_beat
 
-    async def first(self, engine: MeshEngine, instance_id: int) -> None:
+    async def first_beat(self, engine: MeshEngine, instance_id: int) -> None:
         """The starting node's first heartbeat (errors propagate)."""
         await engine.heartbeat(instance_id)
         self._last_beat = asyncio.get_running_loop().time()
