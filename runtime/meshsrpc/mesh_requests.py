@@ -28,6 +28,7 @@ from .errors import (
     MeshConnectionLostError,
     MeshError,
     MeshNoHandlerError,
+    MeshNotRunningError,
     MeshRequestTimeoutError,
 )
 from .mesh_node import NodeState
@@ -169,7 +170,10 @@ class MeshRequests:
     async def invoke(self, instance_id: int, type: str, data: Any, seconds: float) -> Any:
         """Call ``type`` on node ``instance_id`` (see :meth:`MeshService.invoke`)."""
         node = self._node
-        engine = node.running_engine()
+        engine = node.engine
+        if not node.running or engine is None:
+            # As NodeState.running_engine(), inline: one call less per invoke.
+            raise MeshNotRunningError(f"MeshService {node.key!r} is not running")
         if instance_id == node.instance_id:
             handler = self.handlers.get(type)
             if handler is None:
