@@ -1,13 +1,14 @@
-"""Small asyncio helpers for background loops that must always be stoppable."""
+"""Small asyncio helpers: background work that must always be stoppable, and callbacks."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
-__all__ = ["cancel_and_wait", "raise_if_cancelling"]
+__all__ = ["call_sync_or_async", "cancel_and_wait", "raise_if_cancelling", "spawn"]
 
 logger = logging.getLogger("meshsrpc")
 
@@ -40,3 +41,19 @@ async def cancel_and_wait(
         if pending and loop.time() >= deadline:
             logger.warning("tasks did not stop within %.1f s: %s", timeout, pending)
             return
+
+
+def spawn(coro: Coroutine[Any, Any, Any], tasks: set[asyncio.Task[Any]]) -> asyncio.Task[Any]:
+    """Run ``coro`` in a task that stays in ``tasks`` until done, so a stop can cancel it."""
+    task = asyncio.get_running_loop().create_task(coro)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+    return task
+
+
+async def call_sync_or_async(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)``, awaited when it returns an awaitable: callbacks may be either."""
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result

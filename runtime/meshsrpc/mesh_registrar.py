@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -41,7 +41,7 @@ from .client_callbacks import ClientCallbacks
 from .departures import UnsureDeparture, UnsureDepartures
 from .errors import ClientConflictError, SrpcConflictError
 from .lifecycle import ClientTable, Phase
-from .meta_sync import MetaSync, snapshot
+from .meta_writes import MetaWrites
 from .moves import DrainMoves
 from .observer import MeshObserver
 from .srpc.protocol import CLOSE_CODES, CloseCause
@@ -100,7 +100,17 @@ class MeshRegistrar(Generic[MetaT]):
         self._server = server
         self._service = service
         self.table = ClientTable()
-        self.meta = MetaSync(self.table, extract_metadata, self.is_current, self._meta_changed)
+        self._registry_steps = KeyedSerialQueue()
+        self.meta_writes = MetaWrites(
+            server,
+            service,
+            self.table,
+            self._registry_steps,
+            extract_metadata=extract_metadata,
+            is_current=self.is_current,
+            is_running=lambda: self.running,
+        )
+        self.meta = self.meta_writes.sync
         mesh = service.mesh
         self.departures = UnsureDepartures(
             lambda: asyncio.get_running_loop().time(),
@@ -108,7 +118,6 @@ class MeshRegistrar(Generic[MetaT]):
             heartbeat_interval=mesh.heartbeat_interval,
         )
         self.callbacks = ClientCallbacks(self.table, self.is_current)
-        self._registry_steps = KeyedSerialQueue()
         # Our own flag, flipped in the same turn as the backfill is queued, so every
         # registry step of a stream is queued behind its backfill.
         self.running = False
@@ -478,54 +487,6 @@ class MeshRegistrar(Generic[MetaT]):
 
     # --- metadata ------------------------------------------------------------------------
 
-    def _meta_changed(self, stream: SrpcStream, metadata: Any) -> None:
-        # Before activation the reservation/activation itself carries the metadata.
-        if self.table.is_gated(stream) and self.running:
-            step = functools.partial(self._write_metadata_logged, stream, metadata)
-            self._registry_steps.submit(stream.client_id, step)
-
-    async def _write_metadata(self, stream: SrpcStream, metadata: Any) -> bool:
-        if not self.is_current(stream) or not self.running:
-            return False
-        return await self._service.client_registry.update_metadata(stream.client_id, metadata)
-
-    async def _write_metadata_logged(self, stream: SrpcStream, metadata: Any) -> None:
-        try:
-            await self._write_metadata(stream, metadata)
-        except Exception:
-            logger.exception("could not sync the metadata of client %r", stream.client_id)
-
     async def apply_client_metadata(self, client_id: str, metadata: Any) -> bool:
         """MeshClientService's ``client_update_meta_fn``: runs on the owning node."""
-        stream = self._server.streams_by_client_id.get(client_id)
-        entry = self.table.client(client_id)
-        if stream is None or not stream.is_activated or not stream.is_open or entry is None:
-            return False
-        previous = entry.metadata
-        if isinstance(metadata, Mapping):
-            # Merging notifies the meta watcher; setting the table first makes its sync
-            # see no change, so the registry is written once, below.
-            _merge(stream.meta, metadata)
-            new = self.meta.take_snapshot(stream)
-        else:
-            new = snapshot(metadata)
-            self.table.remember(stream, new)
-        step = functools.partial(self._write_metadata, stream, new)
-        try:
-            updated = await asyncio.shield(self._registry_steps.submit(client_id, step))
-        except Exception:
-            logger.exception("could not update the metadata of client %r", client_id)
-            updated = False
-        entry = self.table.client(client_id)
-        if not updated and entry is not None and entry.metadata is new:
-            self.table.remember(stream, previous)
-        return updated
-
-
-def _merge(meta: dict[str, Any], update: Mapping[str, Any]) -> None:
-    """update_client_metadata's merge: None deletes a key (JSON has no "absent" value)."""
-    for key, value in update.items():
-        if value is None:
-            meta.pop(key, None)
-        else:
-            meta[key] = value
+        return await self.meta_writes.apply(client_id, metadata)

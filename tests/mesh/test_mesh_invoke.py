@@ -392,7 +392,7 @@ async def test_call_to_a_node_that_left_fails_before_its_timeout(
 async def test_request_that_cannot_be_sent_fails_with_mesh_error(make_mesh: MakeMesh) -> None:
     a = await make_mesh()
     b = await make_mesh()
-    engine = a._engine
+    engine = a._node.engine
     assert engine is not None
 
     def broken_send(instance_id: int, payload: bytes) -> asyncio.Future[None]:
@@ -424,5 +424,5 @@ async def test_stop_cancels_handlers_still_serving_other_nodes(make_mesh: MakeMe
     await asyncio.wait_for(started.wait(), 5)
     await b.stop()
     assert cancelled.is_set()
-    assert b._serving == {}
+    assert b._requests.serving == {}
     call.cancel()

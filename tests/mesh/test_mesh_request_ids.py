@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from meshsrpc.mesh import _RequestIds
+from meshsrpc.mesh_requests import _RequestIds
 
 
 def test_request_ids_are_uuid4_formatted_and_never_repeat() -> None:

@@ -17,21 +17,18 @@ import asyncio
 import binascii
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import lru_cache
-from typing import TYPE_CHECKING, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from .._cluster import ClusterReady
-from .._lua import lua_source
-from ..errors import ClientConflictError, RedisConfigurationError
+from ..errors import RedisConfigurationError
 from ..settings import RedisLike, create_redis_cluster_client, resolve_redis_settings
+from ._redis_common import MAX_IN_FLIGHT, RedisRegistryScripts
 from .base import RegisteredClient, TMeta
-from .metadata import encode_metadata, now_ms
-from .redis import _MAX_IN_FLIGHT, _SCAN_COUNT, _client_id, parse_client_value
 
 if TYPE_CHECKING:
     from redis.asyncio import RedisCluster
-    from redis.commands.core import AsyncScript
 
 __all__ = ["DEFAULT_BUCKETS", "MeshClientRedisClusterRegistry", "bucket_of", "bucket_tags"]
 
@@ -41,8 +38,6 @@ DEFAULT_BUCKETS = 256
 # few enough that one listing never crowds out the registrations of live connections.
 _BUCKET_CONCURRENCY = 16
 
-_CONFLICT = 2
-_SUPERSEDED = 1
 _T = TypeVar("_T")
 
 
@@ -74,7 +69,7 @@ class _ReadySemaphore:
 
     def __init__(self, client: RedisCluster) -> None:
         self._ready = ClusterReady(client)
-        self._semaphore = asyncio.Semaphore(_MAX_IN_FLIGHT)
+        self._semaphore = asyncio.Semaphore(MAX_IN_FLIGHT)
 
     async def __aenter__(self) -> None:
         await self._ready()
@@ -84,7 +79,7 @@ class _ReadySemaphore:
         self._semaphore.release()
 
 
-class MeshClientRedisClusterRegistry(Generic[TMeta]):
+class MeshClientRedisClusterRegistry(RedisRegistryScripts[TMeta]):
     """Registry backend on a Redis Cluster, with the bucketed cluster layout.
 
     ``redis`` must select a cluster (``redis+cluster://...`` or ``cluster=True``).
@@ -101,16 +96,11 @@ class MeshClientRedisClusterRegistry(Generic[TMeta]):
             )
         if buckets < 1:
             raise ValueError("buckets must be at least 1")
+        client: RedisCluster = create_redis_cluster_client(settings)
+        super().__init__(client, _ReadySemaphore(client))
         self.key = key
         self.buckets = buckets
         self._tags = bucket_tags(f"{settings.key_prefix}:mesh:{key}", buckets)
-        self._redis: RedisCluster = create_redis_cluster_client(settings)
-        self._in_flight = _ReadySemaphore(self._redis)
-        self._register = self._script("register")
-        self._activate = self._script("activate")
-        self._unregister = self._script("unregister")
-        self._update_metadata = self._script("update_metadata")
-        self._cleanup_node = self._script("cleanup_node")
 
     def clients_key(self, bucket: int) -> str:
         """The hash clientId → value of ``bucket``."""
@@ -124,177 +114,45 @@ class MeshClientRedisClusterRegistry(Generic[TMeta]):
         """The bucket holding ``client_id``."""
         return bucket_of(client_id, self.buckets)
 
-    async def register(
-        self, client_id: str, node_id: int, metadata: TMeta, *, allow_supersede: bool = True
-    ) -> int | None:
-        """Make ``node_id`` the owner (active); see MeshClientRegistryBackend.register."""
-        return await self._write(client_id, node_id, metadata, allow_supersede, "active")
-
-    async def reserve(
-        self, client_id: str, node_id: int, metadata: TMeta, *, allow_supersede: bool = True
-    ) -> int | None:
-        """Register in the hidden ``pending`` state, settling conflicts and supersedes now."""
-        return await self._write(client_id, node_id, metadata, allow_supersede, "pending")
-
-    async def activate(self, client_id: str, node_id: int, metadata: TMeta) -> bool:
-        """Make this node's reservation visible; False if another node took the client."""
-        text = encode_metadata(metadata)
-        bucket = self.bucket_of(client_id)
-        async with self._in_flight:
-            done = await self._activate(
-                keys=[self.clients_key(bucket), self.node_key(bucket, node_id)],
-                args=[client_id, node_id, text or "null", "0" if text is None else "1"],
-            )
-        return bool(done)
-
-    async def unregister(self, client_id: str, node_id: int) -> bool:
-        """Remove the client if ``node_id`` owns it."""
-        bucket = self.bucket_of(client_id)
-        async with self._in_flight:
-            removed = await self._unregister(
-                keys=[self.clients_key(bucket), self.node_key(bucket, node_id)],
-                args=[client_id, node_id],
-            )
-        return bool(removed)
-
-    async def update_metadata(self, client_id: str, node_id: int, metadata: TMeta) -> bool:
-        """Replace the metadata if ``node_id`` owns the client; keeps connected_at and state."""
-        text = encode_metadata(metadata)
-        async with self._in_flight:
-            done = await self._update_metadata(
-                keys=[self.clients_key(self.bucket_of(client_id))],
-                args=[client_id, node_id, text or "null", "0" if text is None else "1"],
-            )
-        return bool(done)
-
-    async def get_client(self, client_id: str) -> RegisteredClient[TMeta] | None:
-        """One HGET in the client's bucket; None when unknown, pending or unparsable."""
-        async with self._in_flight:
-            raw = await self._redis.hget(self.clients_key(self.bucket_of(client_id)), client_id)
-        return None if raw is None else self._parse(client_id, raw)
+    def _base_of(self, client_id: str) -> str:
+        return self._tags[bucket_of(client_id, self.buckets)]
 
     async def iter_clients(self) -> AsyncIterator[list[RegisteredClient[TMeta]]]:
         """Every active client, one bucket at a time (memory: one bucket, not the registry)."""
-        for bucket in range(self.buckets):
-            yield await self._list_bucket(bucket)
+        for tag in self._tags:
+            yield await self._scan_clients(tag)
 
     async def list_clients(self) -> list[RegisteredClient[TMeta]]:
         """Every active client: each bucket HSCANned, several buckets at once."""
-        parts = await self._each_bucket(self._list_bucket)
-        return [client for part in parts for client in part]
+        return await self._each_bucket(self._scan_clients)
 
     async def list_clients_for_node(self, node_id: int) -> list[RegisteredClient[TMeta]]:
         """The active clients ``node_id`` owns: per bucket, SSCAN its set and HMGET values."""
 
-        async def one(bucket: int) -> list[RegisteredClient[TMeta]]:
-            return await self._list_node_bucket(bucket, node_id)
+        async def one(tag: str) -> list[RegisteredClient[TMeta]]:
+            return await self._scan_node(tag, node_id)
 
-        parts = await self._each_bucket(one)
-        return [client for part in parts for client in part]
+        return await self._each_bucket(one)
 
     async def cleanup_node(self, node_id: int) -> list[RegisteredClient[TMeta]]:
         """Remove every client ``node_id`` still owns, bucket by bucket; return them."""
 
-        async def one(bucket: int) -> list[RegisteredClient[TMeta]]:
-            async with self._in_flight:
-                reply = await self._cleanup_node(
-                    keys=[self.clients_key(bucket), self.node_key(bucket, node_id)],
-                    args=[node_id],
-                )
-            flat = cast("list[bytes]", reply)
-            removed: list[RegisteredClient[TMeta]] = []
-            # The script has removed them all: one bad entry must not lose the others' report.
-            for i in range(0, len(flat) - 1, 2):
-                client_id = _client_id(flat[i])
-                client = None if client_id is None else self._parse(client_id, flat[i + 1])
-                if client is not None:
-                    removed.append(client)
-            return removed
+        async def one(tag: str) -> list[RegisteredClient[TMeta]]:
+            return await self._clean_up(tag, node_id)
 
-        parts = await self._each_bucket(one)
-        return [client for part in parts for client in part]
+        return await self._each_bucket(one)
 
-    async def aclose(self) -> None:
-        """Close the cluster connections."""
-        await self._redis.aclose()
-
-    async def _each_bucket(self, visit: Callable[[int], Awaitable[_T]]) -> list[_T]:
-        """``visit`` every bucket, at most ``_BUCKET_CONCURRENCY`` at once; results in order."""
-        results: list[_T | None] = [None] * self.buckets
+    async def _each_bucket(self, visit: Callable[[str], Awaitable[list[_T]]]) -> list[_T]:
+        """``visit`` every bucket (by its tag), at most ``_BUCKET_CONCURRENCY`` at once;
+        the results concatenated in bucket order."""
+        results: list[list[_T]] = [[] for _ in range(self.buckets)]
         next_bucket = iter(range(self.buckets))
 
         async def worker() -> None:
             for bucket in next_bucket:
-                results[bucket] = await visit(bucket)
+                results[bucket] = await visit(self._tags[bucket])
 
         async with asyncio.TaskGroup() as group:
             for _ in range(min(_BUCKET_CONCURRENCY, self.buckets)):
                 group.create_task(worker())
-        return cast("list[_T]", results)
-
-    async def _list_bucket(self, bucket: int) -> list[RegisteredClient[TMeta]]:
-        found: dict[str, RegisteredClient[TMeta]] = {}
-        async with self._in_flight:
-            scan = self._redis.hscan_iter(self.clients_key(bucket), count=_SCAN_COUNT)
-            async for field, raw in scan:
-                client_id = _client_id(field)
-                if client_id is not None and client_id not in found:
-                    client = self._parse(client_id, raw)
-                    if client is not None:
-                        found[client_id] = client
-        return list(found.values())
-
-    async def _list_node_bucket(self, bucket: int, node_id: int) -> list[RegisteredClient[TMeta]]:
-        found: dict[str, RegisteredClient[TMeta]] = {}
-        async with self._in_flight:
-            members = [
-                client_id
-                async for member in self._redis.sscan_iter(
-                    self.node_key(bucket, node_id), count=_SCAN_COUNT
-                )
-                if (client_id := _client_id(member)) is not None
-            ]
-            for start in range(0, len(members), _SCAN_COUNT):
-                ids = [c for c in members[start : start + _SCAN_COUNT] if c not in found]
-                if not ids:
-                    continue
-                values = await self._redis.hmget(self.clients_key(bucket), ids)
-                for client_id, raw in zip(ids, values, strict=True):
-                    client = None if raw is None else self._parse(client_id, raw)
-                    # The set and the hash change together, but re-check ownership anyway.
-                    if client is not None and client.node_id == node_id:
-                        found[client_id] = client
-        return list(found.values())
-
-    async def _write(
-        self, client_id: str, node_id: int, metadata: TMeta, allow_supersede: bool, state: str
-    ) -> int | None:
-        text = encode_metadata(metadata)
-        bucket = self.bucket_of(client_id)
-        async with self._in_flight:
-            reply = await self._register(
-                keys=[self.clients_key(bucket), self.node_key(bucket, node_id)],
-                args=[
-                    client_id,
-                    node_id,
-                    text or "null",
-                    "0" if text is None else "1",
-                    # The previous owner's set of the same bucket: same hash tag, same slot.
-                    f"{self._tags[bucket]}:node:",
-                    now_ms(),
-                    "1" if allow_supersede else "0",
-                    state,
-                ],
-            )
-        outcome = cast("list[int]", reply)
-        if outcome[0] == _CONFLICT:
-            raise ClientConflictError(client_id, int(outcome[1]))
-        if outcome[0] == _SUPERSEDED:
-            return int(outcome[1])
-        return None
-
-    def _parse(self, client_id: str, raw: bytes | str) -> RegisteredClient[TMeta] | None:
-        return cast("RegisteredClient[TMeta] | None", parse_client_value(client_id, raw))
-
-    def _script(self, name: str) -> AsyncScript:
-        return self._redis.register_script(lua_source(__package__, name))
+        return [item for part in results for item in part]
