@@ -29,11 +29,6 @@ CYCLES_ALLOWED: dict[frozenset[str], str] = {
 }
 
 PRIVATE_ALLOWED: dict[tuple[str, str], str] = {
-    # The cluster registry reuses the single-instance one's helpers; branch
-    # h7-mesh-split moves the code the two share into one module.
-    ("meshsrpc.registry.redis_cluster", "_MAX_IN_FLIGHT"): "h7-mesh-split",
-    ("meshsrpc.registry.redis_cluster", "_SCAN_COUNT"): "h7-mesh-split",
-    ("meshsrpc.registry.redis_cluster", "_client_id"): "h7-mesh-split",
     # The server tells a stream its cleanup ran; stream.py is reworked on h7-srpc-core.
     ("meshsrpc.srpc.serving", "_mark_cleaned_up"): "h7-srpc-core",
     # A test helper that waits for MeshSrpcServer's background registry steps.
