@@ -411,11 +411,14 @@ class ChildChannel:
 
     def send(self, message: dict[str, Any]) -> None:
         """Send one message to the orchestrator."""
+        # uvloop's add_reader (in recv) leaves the pipe non-blocking: a message bigger
+        # than the pipe buffer (the latency samples) would be cut short.
+        os.set_blocking(self._conn.fileno(), True)
         self._conn.send(message)
 
     def progress(self, text: str) -> None:
         """A progress line the orchestrator prints on stderr."""
-        self._conn.send({"progress": text})
+        self.send({"progress": text})
 
     async def recv(self) -> dict[str, Any]:
         """Wait (without blocking the event loop) for the orchestrator's next message."""
