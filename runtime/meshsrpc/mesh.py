@@ -474,6 +474,14 @@ class MeshService:
         seconds = self.request_timeout if timeout is None else timeout
         if not (seconds > 0 and math.isfinite(seconds)):
             raise ValueError("timeout must be a positive finite number")
+        link = self._link
+        while link is not None and (congested := link.congested(instance_id)) is not None:
+            # Backpressure: wait while the peer reads too slowly (bounded: a stalled
+            # connection is dropped, and this call then goes through Redis).
+            await congested.wait_writable()
+            link, engine = self._link, self._engine
+            if not self._running or engine is None:
+                raise MeshStoppedError(f"MeshService {self.key!r} stopped")
         request_id = _request_ids.next()
         timeout_ms = messages.timeout_ms_to_wire(seconds)
         payload = messages.request(request_id, self._instance_id, type, data, timeout_ms)

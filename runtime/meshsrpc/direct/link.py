@@ -139,13 +139,19 @@ class NodeLink:
 
     def send(self, instance_id: int, payload: bytes) -> Channel | None:
         """Write ``payload`` to ``instance_id`` directly and return the connection used,
-        or return None (nothing written: publish it through Redis)."""
+        or return None (nothing written: publish it through Redis).
+
+        None too while the connection is paused (its peer reads too slowly): what
+        nobody can wait for (replies, request heartbeats) must not pile up there.
+        """
         peer = self._peers.get(instance_id)
         if peer is None:
             peer = self._peers[instance_id] = _Peer(instance_id)
         else:
             channel = peer.channel
             if channel is not None:
+                if channel.paused:
+                    return None
                 channel.send(payload)
                 return channel
         if peer.connecting is None and not self._closing:
@@ -155,6 +161,13 @@ class NodeLink:
                 self._tasks.add(peer.connecting)
                 peer.connecting.add_done_callback(self._tasks.discard)
         return None
+
+    def congested(self, instance_id: int) -> Channel | None:
+        """The connection to ``instance_id`` while it is paused (await its
+        :meth:`~Channel.wait_writable` before sending a call), else None."""
+        peer = self._peers.get(instance_id)
+        channel = None if peer is None else peer.channel
+        return channel if channel is not None and channel.paused else None
 
     def is_direct(self, instance_id: int) -> bool:
         """True while an open direct connection to ``instance_id`` exists."""
@@ -179,7 +192,7 @@ class NodeLink:
             settings = self.settings
             async with asyncio.timeout(settings.connect_timeout):
                 await loop.create_connection(
-                    lambda: _made(made, Channel(settings.max_frame_size)),
+                    lambda: _made(made, self._new_channel()),
                     address.host,
                     address.port,
                     ssl=context,
@@ -238,8 +251,16 @@ class NodeLink:
 
     # --- accepting ------------------------------------------------------------------
 
+    def _new_channel(self) -> Channel:
+        settings = self.settings
+        return Channel(
+            settings.max_frame_size,
+            write_buffer_high=settings.write_buffer_high,
+            stall_timeout=settings.stall_timeout,
+        )
+
     def _accepted(self) -> Channel:
-        channel = Channel(self.settings.max_frame_size)
+        channel = self._new_channel()
         task = asyncio.get_running_loop().create_task(self._accept(channel))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
