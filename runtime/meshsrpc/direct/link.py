@@ -92,6 +92,9 @@ class NodeLink:
             host = socket.gethostbyname(socket.gethostname())
         self.address = Address(host, settings.advertise_port or port, settings.ssl is not None)
         await self.publish()
+        pruning = loop.create_task(self._prune_loop(), name=f"meshsrpc-direct-prune {self.key}")
+        self._tasks.add(pruning)
+        pruning.add_done_callback(self._tasks.discard)
         # Debug: mesh_start's one INFO line is the mesh's own.
         logger.debug(
             "mesh %s: node %d takes direct calls on %s:%d (advertised as %s)",
@@ -106,6 +109,30 @@ class NodeLink:
         """(Re)write this node's address (after a start, or a rejoin)."""
         if self.address is not None:
             await self._directory.publish(self._instance_id, self.address)
+
+    @property
+    def known_peers(self) -> set[int]:
+        """The ids of the nodes this node keeps connection state for."""
+        return set(self._peers)
+
+    async def prune(self) -> None:
+        """Forget the nodes that have no address any more (dead and removed, or
+        stopped) and no open connection; a later call starts afresh."""
+        if not self._peers:
+            return
+        listed = await self._directory.listed()
+        for instance_id, peer in list(self._peers.items()):
+            if instance_id not in listed and not peer.channels and peer.connecting is None:
+                del self._peers[instance_id]
+
+    async def _prune_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.prune_interval)
+            try:
+                await self.prune()
+            except Exception as exc:
+                raise_if_cancelling()
+                logger.debug("mesh %s: could not prune the direct peers: %s", self.key, exc)
 
     async def forget(self, instance_ids: list[int]) -> None:
         """Nodes the leader removed as dead: drop their addresses and state."""

@@ -44,6 +44,9 @@ class DirectSettings:
     #: Seconds a paused connection may wait for its peer to read before it is dropped
     #: (calls written to it fail with MeshConnectionLostError, waiting ones go through Redis).
     stall_timeout: float = 10.0
+    #: Seconds between two passes that forget the nodes gone from the address hash
+    #: (every node, not only the leader that removes them).
+    prune_interval: float = 30.0
 
     @property
     def secret_bytes(self) -> bytes:
