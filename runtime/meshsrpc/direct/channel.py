@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 __all__ = ["Channel", "ChannelClosedError", "ChannelStalledError", "FrameTooLargeError"]
 
@@ -146,6 +146,11 @@ class Channel(asyncio.Protocol):
         self._wake_writers()
 
     # --- use ----------------------------------------------------------------------
+
+    @property
+    def transport_socket(self) -> Any:
+        """The connection's socket (a stand-in object under uvloop), if any."""
+        return None if self._transport is None else self._transport.get_extra_info("socket")
 
     @property
     def buffered(self) -> int:
