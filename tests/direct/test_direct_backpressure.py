@@ -209,3 +209,48 @@ async def test_the_paused_connection_is_used_again_once_the_peer_reads(
     assert not channel.paused and not channel.closed
     assert await a.invoke(PEER, "echo", {"i": 100}, timeout=30) == 100
     assert a.direct_link is not None and a.direct_link.channel_to(PEER) is channel
+
+
+async def test_replies_to_a_caller_that_reads_too_slowly_go_through_redis(
+    make_mesh: MakeMesh, redis_settings: RedisSettings
+) -> None:
+    b = await make_mesh(direct=DirectSettings(secret=SECRET, write_buffer_high=HIGH))
+    b.register_handler("big", lambda i: {"i": i, "pad": PAD})
+    assert b.direct_link is not None and b.direct_link.address is not None
+    caller = 998
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, ("127.0.0.1", b.direct_link.address.port))
+    transport, channel = await loop.create_connection(lambda: Channel(1 << 26), sock=sock)
+    base = MeshKeys(redis_settings.key_prefix, "k").base
+    inbox = f"{redis_settings.prefix}:mesh:k:node:{caller}"
+    direct: list[str] = []
+    try:
+        await handshake.initiate(channel, SECRET.encode(), base, caller, b.instance_id)
+        channel.open(lambda frame: direct.append(json.loads(frame)["requestId"]))
+        transport.pause_reading()  # a caller that reads nothing for now
+        async with InboxSpy(redis_settings.url or "", inbox) as spy:
+            for i in range(200):
+                request = {
+                    "requestId": f"r{i}",
+                    "senderInstanceId": caller,
+                    "type": "big",
+                    "data": i,
+                    "timeoutMs": 30000,
+                }
+                channel.send(json.dumps(request).encode())
+                await asyncio.sleep(0.002)  # one request per loop turn or so
+            await eventually(lambda: len(spy.messages) > 0, timeout=10)
+            back = b.direct_link.channel_to(caller)
+            assert back is not None
+            # What B holds for the caller stays near the mark; the rest went to Redis.
+            assert back.buffered <= HIGH + 3 * len(PAD)
+            transport.resume_reading()
+            await eventually(lambda: len(direct) + len(spy.messages) >= 200, timeout=10)
+            via_redis = [json.loads(payload)["requestId"] for _, payload in spy.messages]
+        assert via_redis and direct
+        assert sorted(direct + via_redis) == sorted(f"r{i}" for i in range(200))  # each once
+    finally:
+        transport.abort()
