@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from . import socketio_cross, wire
 from .runner import (
@@ -83,7 +83,12 @@ def _mesh_server(redis_url: str, direct: bool = False, metrics: bool = False) ->
 
 
 async def mesh_node_b(
-    channel: ChildChannel, redis_url: str, port: int, direct: bool = False, metrics: bool = False
+    channel: ChildChannel,
+    redis_url: str,
+    port: int,
+    direct: bool = False,
+    metrics: bool = False,
+    uvloop: bool | None = None,
 ) -> None:
     """Node B: MeshSrpcServer listening for the client (with PrometheusMetrics if asked)."""
     server = _mesh_server(redis_url, direct, metrics)
@@ -96,7 +101,9 @@ async def mesh_node_b(
     listening.cancel()
 
 
-async def srpc_client(channel: ChildChannel, url: str, client_id: str) -> None:
+async def srpc_client(
+    channel: ChildChannel, url: str, client_id: str, uvloop: bool | None = None
+) -> None:
     """The client: one raw SRPC connection to B answering every dNotify."""
     ws = await wire.connect_raw(url, client_id)
     answering = asyncio.create_task(wire.answer_notify_requests(ws))
@@ -112,8 +119,12 @@ async def mesh_node_a(
     cpu_pids: dict[str, int],
     direct: bool = False,
     metrics: bool = False,
+    uvloop: bool | None = None,
 ) -> None:
-    """Node A: wait for the client to be registered, then invoke it on command."""
+    """Node A: wait for the client to be registered, then invoke it on command.
+
+    ``uvloop`` (every child of a trio takes it) picks the loop in bench.runner.
+    """
     proto = wire.test_proto()
     server = _mesh_server(redis_url, direct, metrics)
     await server.mesh_start()
@@ -180,7 +191,7 @@ async def raw_node_b(channel: ChildChannel, redis_url: str, port: int, tag: str)
     await publisher.aclose()
 
 
-async def raw_client(channel: ChildChannel, url: str) -> None:
+async def raw_client(channel: ChildChannel, url: str, uvloop: bool | None = None) -> None:
     """Raw client: echo every frame."""
     ws = await wire.connect_raw(url, None, handshake=False)
 
@@ -246,8 +257,8 @@ class _Frames(asyncio.Protocol):
         self._buffer = bytearray()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do not derive from asyncio.Transport.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
@@ -266,7 +277,9 @@ class _Frames(asyncio.Protocol):
         self.transport.write(len(payload).to_bytes(4, "big") + payload)
 
 
-async def tcp_node_b(channel: ChildChannel, port: int, tcp_port: int) -> None:
+async def tcp_node_b(
+    channel: ChildChannel, port: int, tcp_port: int, uvloop: bool | None = None
+) -> None:
     """Raw direct B: frames from A -> websocket to the client -> its echo -> frame to A."""
     from websockets.asyncio.server import serve
 
@@ -298,7 +311,9 @@ async def tcp_node_b(channel: ChildChannel, port: int, tcp_port: int) -> None:
     tcp.close()
 
 
-async def tcp_node_a(channel: ChildChannel, tcp_port: int, cpu_pids: dict[str, int]) -> None:
+async def tcp_node_a(
+    channel: ChildChannel, tcp_port: int, cpu_pids: dict[str, int], uvloop: bool | None = None
+) -> None:
     """Raw direct A: frame "<id>|payload" to B, resolve the future when it comes back."""
     loop = asyncio.get_running_loop()
     pending: dict[bytes, asyncio.Future[bytes]] = {}
@@ -353,7 +368,6 @@ def run(profile: Profile) -> list[BenchResult]:
     """Raw baseline, meshsrpc and python-socketio side by side, measured in alternating rounds."""
     levels = list(profile.cross_concurrency)
     tag = "rawbench"
-    tcp_port = free_port()
     starters: dict[str, Callable[[contextlib.ExitStack], Child]] = {
         "raw": lambda stack: _start_trio(
             stack, "raw", profile,
@@ -373,24 +387,8 @@ def run(profile: Profile) -> list[BenchResult]:
             lambda url, pids, _: Child("meshsrpc A", mesh_node_a, role="load", redis_url=url,
                                        cpu_pids=pids, direct=False),
         ),
-        "raw direct": lambda stack: _start_trio(
-            stack, "raw direct", profile,
-            lambda url, port: Child("raw direct B", tcp_node_b, role="server", port=port,
-                                    tcp_port=tcp_port),
-            lambda port, _: Child("raw direct client", raw_client, role="load",
-                                  url=f"ws://127.0.0.1:{port}/"),
-            lambda url, pids, _: Child("raw direct A", tcp_node_a, role="load",
-                                       tcp_port=tcp_port, cpu_pids=pids),
-        ),
-        "meshsrpc direct": lambda stack: _start_trio(
-            stack, "meshsrpc direct", profile,
-            lambda url, port: Child("direct B", mesh_node_b, role="server", redis_url=url,
-                                    port=port, direct=True),
-            lambda port, _: Child("direct SRPC client", srpc_client, role="load",
-                                  url=f"ws://127.0.0.1:{port}/srpc", client_id=CLIENT_ID),
-            lambda url, pids, _: Child("direct A", mesh_node_a, role="load", redis_url=url,
-                                       cpu_pids=pids, direct=True),
-        ),
+        **_direct_starters(profile, uvloop=False),
+        **(_direct_starters(profile, uvloop=True) if _uvloop_installed() else {}),
         "socketio": lambda stack: _start_trio(
             stack, "socketio", profile,
             lambda url, port: Child("socketio B", socketio_cross.node_b, role="server",
@@ -402,6 +400,8 @@ def run(profile: Profile) -> list[BenchResult]:
         ),
     }  # fmt: skip
     runs: dict[str, list[dict[str, Any]] | str] = {}
+    if not _uvloop_installed():
+        runs["raw direct uvloop"] = runs["meshsrpc direct uvloop"] = "uvloop is not installed"
     with contextlib.ExitStack() as stack:
         variants: dict[str, Child] = {}
         for label, start in starters.items():
@@ -410,7 +410,50 @@ def run(profile: Profile) -> list[BenchResult]:
             except NotAvailable as exc:
                 runs[label] = str(exc)
         runs.update(alternate(variants, levels, profile))
-    return [*_assemble(runs), _assemble_direct(runs)]
+    return [
+        *_assemble(runs),
+        _assemble_direct(runs),
+        _assemble_direct(runs, uvloop=True),
+    ]
+
+
+def _direct_starters(
+    profile: Profile, *, uvloop: bool
+) -> dict[str, Callable[[contextlib.ExitStack], Child]]:
+    """The floor of the direct path and meshsrpc over direct channels, on one loop.
+
+    Every process of these trios (A, B and the client) runs on uvloop or on asyncio.
+    """
+    tcp_port = free_port()
+    suffix = " uvloop" if uvloop else ""
+    return {
+        f"raw direct{suffix}": lambda stack: _start_trio(
+            stack, f"raw direct{suffix}", profile,
+            lambda url, port: Child(f"raw direct B{suffix}", tcp_node_b, role="server",
+                                    port=port, tcp_port=tcp_port, uvloop=uvloop),
+            lambda port, _: Child(f"raw direct client{suffix}", raw_client, role="load",
+                                  url=f"ws://127.0.0.1:{port}/", uvloop=uvloop),
+            lambda url, pids, _: Child(f"raw direct A{suffix}", tcp_node_a, role="load",
+                                       tcp_port=tcp_port, cpu_pids=pids, uvloop=uvloop),
+        ),
+        f"meshsrpc direct{suffix}": lambda stack: _start_trio(
+            stack, f"meshsrpc direct{suffix}", profile,
+            lambda url, port: Child(f"direct B{suffix}", mesh_node_b, role="server",
+                                    redis_url=url, port=port, direct=True, uvloop=uvloop),
+            lambda port, _: Child(f"direct SRPC client{suffix}", srpc_client, role="load",
+                                  url=f"ws://127.0.0.1:{port}/srpc", client_id=CLIENT_ID,
+                                  uvloop=uvloop),
+            lambda url, pids, _: Child(f"direct A{suffix}", mesh_node_a, role="load",
+                                       redis_url=url, cpu_pids=pids, direct=True,
+                                       uvloop=uvloop),
+        ),
+    }  # fmt: skip
+
+
+def _uvloop_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("uvloop") is not None
 
 
 def _pids(b: int | None, client: int | None, redis: int | None) -> dict[str, int]:
@@ -507,12 +550,24 @@ def _assemble(runs: dict[str, list[dict[str, Any]] | str]) -> list[BenchResult]:
 
 DIRECT_NAME = "cross_node_direct"
 DIRECT_TITLE = "Cross-node invoke over direct channels (A -> client on B, no Redis hop)"
+DIRECT_UVLOOP_NAME = "cross_node_direct_uvloop"
+DIRECT_UVLOOP_TITLE = (
+    "Cross-node invoke over direct channels under uvloop (A, B, client and the floor on uvloop)"
+)
 
 
-def _assemble_direct(runs: dict[str, list[dict[str, Any]] | str]) -> BenchResult:
-    """Direct channels against their floor (raw TCP + websocket) and today's Redis path."""
-    result = BenchResult(DIRECT_NAME, DIRECT_TITLE)
-    floor, direct = runs.get("raw direct", "not run"), runs.get("meshsrpc direct", "not run")
+def _assemble_direct(
+    runs: dict[str, list[dict[str, Any]] | str], *, uvloop: bool = False
+) -> BenchResult:
+    """Direct channels against their floor (raw TCP + websocket, on the same loop) and
+    today's Redis path (asyncio) of the same run."""
+    suffix = " uvloop" if uvloop else ""
+    result = BenchResult(
+        DIRECT_UVLOOP_NAME if uvloop else DIRECT_NAME,
+        DIRECT_UVLOOP_TITLE if uvloop else DIRECT_TITLE,
+    )
+    floor = runs.get(f"raw direct{suffix}", "not run")
+    direct = runs.get(f"meshsrpc direct{suffix}", "not run")
     redis_path, sio = runs.get("meshsrpc", "not run"), runs.get("socketio", "not run")
     for missing in (floor, direct, redis_path):
         if isinstance(missing, str):
@@ -520,17 +575,19 @@ def _assemble_direct(runs: dict[str, list[dict[str, Any]] | str]) -> BenchResult
             return result
     assert not isinstance(floor, str) and not isinstance(direct, str)
     assert not isinstance(redis_path, str)
-    floor_name = "raw TCP frame -> ws -> TCP frame round trip"
+    floor_name = "raw TCP frame -> ws -> TCP frame round trip" + (" (uvloop)" if uvloop else "")
     result.notes.append(
-        "uvloop: not on this branch (issue 16 item 5 is built elsewhere); asyncio loop only"
+        "A, B and the client on uvloop, and so the floor; the Redis path on asyncio"
+        if uvloop
+        else "every process on asyncio's own loop"
     )
     p50_ratios: dict[int, tuple[float, float]] = {}
     throughput_ratios: dict[int, float] = {}
     sio_ratios: dict[int, float] = {}
     for index, (base, run_, old) in enumerate(zip(floor, direct, redis_path, strict=True)):
         level = run_["concurrency"]
-        result.add_load("raw TCP + ws round trip", base)
-        result.add_load("meshsrpc direct", run_)
+        result.add_load(f"raw TCP + ws round trip{suffix}", base)
+        result.add_load(f"meshsrpc direct{suffix}", run_)
         p50 = result.figure(
             f"p50, {level} in flight", run_["p50_ms"], "ms", baseline=base["p50_ms"],
             baseline_name=floor_name, higher_is_better=False, in_flight=level,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -403,6 +404,9 @@ def alternate(
 # --- child processes ----------------------------------------------------------------------
 
 
+GC_FREEZE_ENV = "MESHSRPC_BENCH_GC_FREEZE"
+
+
 class ChildChannel:
     """The child's end of the pipe to the orchestrator (pickled dicts both ways)."""
 
@@ -410,12 +414,23 @@ class ChildChannel:
         self._conn = conn
 
     def send(self, message: dict[str, Any]) -> None:
-        """Send one message to the orchestrator."""
+        """Send one message to the orchestrator.
+
+        With ``MESHSRPC_BENCH_GC_FREEZE=1`` a child that reports ready first moves every
+        object it has (imports, the started server) out of the collector's reach
+        (``gc.freeze()``): full collections then scan only what the load creates.
+        """
+        if message.get("ready") and os.environ.get(GC_FREEZE_ENV):
+            gc.collect()
+            gc.freeze()
+        # uvloop's add_reader (in recv) leaves the pipe non-blocking: a message bigger
+        # than the pipe buffer (the latency samples) would be cut short.
+        os.set_blocking(self._conn.fileno(), True)
         self._conn.send(message)
 
     def progress(self, text: str) -> None:
         """A progress line the orchestrator prints on stderr."""
-        self._conn.send({"progress": text})
+        self.send({"progress": text})
 
     async def recv(self) -> dict[str, Any]:
         """Wait (without blocking the event loop) for the orchestrator's next message."""
@@ -660,6 +675,7 @@ def machine_info() -> dict[str, Any]:
             else None
         ),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "gc_frozen_after_start": bool(os.environ.get(GC_FREEZE_ENV)),
     }
 
 

@@ -30,6 +30,7 @@ from .errors import (
     MeshNoHandlerError,
     MeshNotRunningError,
     MeshRequestTimeoutError,
+    MeshStoppedError,
 )
 from .mesh_node import NodeState
 
@@ -181,6 +182,14 @@ class MeshRequests:
             return await call_sync_or_async(handler, data)
         if not (seconds > 0 and math.isfinite(seconds)):
             raise ValueError("timeout must be a positive finite number")
+        link = node.link
+        while link is not None and (congested := link.congested(instance_id)) is not None:
+            # Backpressure: wait while the peer reads too slowly (bounded: a stalled
+            # connection is dropped, and this call then goes through Redis).
+            await congested.wait_writable()
+            link, engine = node.link, node.engine
+            if not node.running or engine is None:
+                raise MeshStoppedError(f"MeshService {node.key!r} stopped")
         request_id = _request_ids.next()
         timeout_ms = messages.timeout_ms_to_wire(seconds)
         payload = messages.request(request_id, node.instance_id, type, data, timeout_ms)

@@ -9,6 +9,19 @@ from typing import Any
 import pytest
 from direct_helpers import FAST, SECRET, MakeMesh
 from meshsrpc import DirectSettings, MeshService, RedisSettings
+from meshsrpc.testing import loop_factories
+
+# The calls over direct channels also run on uvloop (its transports are not
+# asyncio.Transport subclasses; its add_reader and write buffering differ).
+_ON_EVERY_LOOP = {"test_direct_calls.py", "test_direct_backpressure.py"}
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    """uvloop besides asyncio for the direct calls; asyncio alone for the rest."""
+    factories = loop_factories()
+    if item.path.name in _ON_EVERY_LOOP:
+        return factories
+    return {"asyncio": factories["asyncio"]}
 
 
 @pytest.fixture

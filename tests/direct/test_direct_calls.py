@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from typing import Any
 
 from direct_helpers import InboxSpy, MakeMesh, eventually
@@ -180,3 +181,20 @@ async def test_a_call_still_queued_when_its_connection_drops_goes_through_redis(
             assert await call == "queued"
         await eventually(lambda: len(spy.messages) == 1)
     assert json.loads(spy.messages[0][1])["data"] == "queued"
+
+
+async def test_both_ends_of_a_direct_connection_send_without_nagle_delay(
+    make_mesh: MakeMesh,
+) -> None:
+    a, b = await make_mesh(), await make_mesh()
+    b.register_handler("echo", lambda data: data)
+    await direct_between(a, b)
+    assert a.direct_link is not None and b.direct_link is not None
+    for channel in (
+        a.direct_link.channel_to(b.instance_id),
+        b.direct_link.channel_to(a.instance_id),
+    ):
+        assert channel is not None
+        sock = channel.transport_socket
+        assert sock is not None
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)

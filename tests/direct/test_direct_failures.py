@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 from direct_helpers import SECRET, InboxSpy, MakeMesh, eventually
-from meshsrpc import MeshConnectionLostError, MeshError, MeshService, RedisSettings
+from meshsrpc import (
+    DirectSettings,
+    MeshConnectionLostError,
+    MeshError,
+    MeshService,
+    RedisSettings,
+)
 from meshsrpc.redis_server import RedisServer
 from redis.asyncio import Redis
 
@@ -154,3 +160,21 @@ async def test_a_direct_call_survives_the_loss_of_the_redis_connection(
     async with asyncio.timeout(10):
         assert await direct_call == "answered"
     server.start()
+
+
+async def test_a_node_that_is_not_the_leader_forgets_a_dead_peer_too(
+    make_mesh: MakeMesh, spawn_node: Spawn
+) -> None:
+    leader = await make_mesh()
+    await eventually(lambda: leader.is_leader)
+    other = await make_mesh(direct=DirectSettings(secret=SECRET, prune_interval=0.2))
+    assert not other.is_leader
+    proc, b_id = await spawn_node()
+    await open_direct(other, b_id)
+    assert other.direct_link is not None
+    assert b_id in other.direct_link.known_peers
+    proc.kill()
+    await proc.wait()
+    await eventually(lambda: b_id not in other.direct_link.known_peers, timeout=10)
+    # What the leader removed is gone from the nodes too.
+    assert b_id not in {n.instance_id for n in await other.get_nodes()}

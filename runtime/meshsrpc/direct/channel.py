@@ -3,6 +3,12 @@
 A frame is a 4-byte big-endian length and that many bytes. The first frames are the
 handshake (:mod:`.handshake`); after it every frame is one mesh message, the same
 JSON a node would otherwise publish to the peer's Redis inbox (WIRE.md §1).
+
+Flow control: past ``write_buffer_high`` unsent bytes the channel is *paused*
+(:attr:`Channel.paused`): callers wait in :meth:`Channel.wait_writable` until the
+peer has read it down to a quarter of that. A peer that does not read that much
+within ``stall_timeout`` seconds is dropped, so a stalled peer cannot make a node
+buffer without bound.
 """
 
 from __future__ import annotations
@@ -10,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any, cast
 
-__all__ = ["Channel", "ChannelClosedError", "FrameTooLargeError"]
+__all__ = ["Channel", "ChannelClosedError", "ChannelStalledError", "FrameTooLargeError"]
 
 logger = logging.getLogger("meshsrpc.direct")
 
@@ -22,6 +29,8 @@ HANDSHAKE_MAX_FRAME = 1024
 #: Each side reads exactly two frames of the other's before the connection opens.
 HANDSHAKE_FRAMES = 2
 _HANDSHAKE_BACKLOG = 1024 * 1024
+DEFAULT_WRITE_BUFFER_HIGH = 1024 * 1024
+DEFAULT_STALL_TIMEOUT = 10.0
 
 
 class ChannelClosedError(ConnectionError):
@@ -32,6 +41,10 @@ class FrameTooLargeError(ValueError):
     """The peer announced a frame above the limit."""
 
 
+class ChannelStalledError(ConnectionError):
+    """The peer stopped reading: the unsent bytes stayed above the mark too long."""
+
+
 class Channel(asyncio.Protocol):
     """A framed, bidirectional connection; ``on_frame`` gets each frame once open.
 
@@ -39,8 +52,24 @@ class Channel(asyncio.Protocol):
     ``on_closed`` is called once when the connection is gone, with the reason.
     """
 
-    def __init__(self, max_frame_size: int) -> None:
+    def __init__(
+        self,
+        max_frame_size: int,
+        *,
+        write_buffer_high: int = DEFAULT_WRITE_BUFFER_HIGH,
+        stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+    ) -> None:
         self._max_frame_size = max_frame_size
+        self._write_buffer_high = write_buffer_high
+        self._stall_timeout = stall_timeout
+        #: True while more than the high-water mark is unsent (queued here, or in the
+        #: transport until it has written it down to its low-water mark).
+        self.paused = False
+        self._transport_paused = False
+        self._queued = 0
+        self._stall_timer: asyncio.TimerHandle | None = None
+        # Created by the first writer that has to wait (most channels never pause).
+        self._resumed: asyncio.Event | None = None
         self._handshake_frames = 0
         self._buffer = bytearray()
         self._pending: list[bytes] = []
@@ -61,8 +90,11 @@ class Channel(asyncio.Protocol):
     # --- asyncio.Protocol ---------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport; uvloop's do not derive from asyncio.Transport.
+        self._transport = cast(asyncio.Transport, transport)
+        self._transport.set_write_buffer_limits(
+            high=self._write_buffer_high, low=self._write_buffer_high // 4
+        )
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.peer_name = f"{peer[0]}:{peer[1]}"
@@ -104,7 +136,37 @@ class Channel(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed(exc)
 
+    def pause_writing(self) -> None:
+        self._transport_paused = True
+        self._pause()
+
+    def resume_writing(self) -> None:
+        self._transport_paused = False
+        self.paused = False
+        self._wake_writers()
+
     # --- use ----------------------------------------------------------------------
+
+    @property
+    def transport_socket(self) -> Any:
+        """The connection's socket (a stand-in object under uvloop), if any."""
+        return None if self._transport is None else self._transport.get_extra_info("socket")
+
+    @property
+    def buffered(self) -> int:
+        """Bytes queued here or in the transport and not yet written to the socket."""
+        queued = sum(len(part) for part in self._pending)
+        transport = self._transport
+        if transport is None or self.closed:
+            return queued
+        return queued + transport.get_write_buffer_size()
+
+    async def wait_writable(self) -> None:
+        """Return once the channel is below its low-water mark again, or closed."""
+        while self.paused and not self.closed:
+            if self._resumed is None:
+                self._resumed = asyncio.Event()
+            await self._resumed.wait()
 
     @property
     def is_open(self) -> bool:
@@ -126,6 +188,10 @@ class Channel(asyncio.Protocol):
             self._loop.call_soon(self._flush)
         pending.append(len(payload).to_bytes(_HEADER, "big"))
         pending.append(payload)
+        self._queued += _HEADER + len(payload)
+        if self._queued > self._write_buffer_high and not self.paused:
+            # Before the write: writers of this same loop turn must wait already.
+            self._pause()
 
     def flush(self) -> None:
         """Write the queued frames now."""
@@ -134,9 +200,14 @@ class Channel(asyncio.Protocol):
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
+        self._queued = 0
         if self._transport is not None and not self.closed and pending:
             self.flushed = self.batch
             self._transport.write(b"".join(pending))
+            if self.paused and not self._transport_paused:
+                # The socket took it (or enough of it): no need to wait.
+                self.paused = False
+                self._wake_writers()
 
     async def read_frame(self) -> bytes:
         """The next handshake frame; raises :class:`ChannelClosedError` if it closed."""
@@ -165,6 +236,30 @@ class Channel(asyncio.Protocol):
             self._transport.abort()
         self._closed(None)
 
+    def _pause(self) -> None:
+        self.paused = True
+        if self._resumed is not None:
+            self._resumed.clear()
+        if self._stall_timer is None and not self.closed:
+            self._stall_timer = self._loop.call_later(self._stall_timeout, self._stalled)
+
+    def _stalled(self) -> None:
+        self._stall_timer = None
+        if self.paused and not self.closed:
+            self._fail(
+                ChannelStalledError(
+                    f"the peer read too little for {self._stall_timeout:g} s "
+                    f"({self.buffered} bytes unsent)"
+                )
+            )
+
+    def _wake_writers(self) -> None:
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+        if self._resumed is not None:
+            self._resumed.set()
+
     def _fail(self, exc: BaseException) -> None:
         logger.warning(
             "direct connection %s (node %s): %s; closing", self.peer_name, self.peer_id, exc
@@ -177,7 +272,9 @@ class Channel(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
+        self.paused = False
         self._buffer.clear()
+        self._wake_writers()
         error = ChannelClosedError(f"direct connection closed{f': {exc}' if exc else ''}")
         self._handshake.put_nowait(error)
         if not self.made.done():

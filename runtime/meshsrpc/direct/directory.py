@@ -85,6 +85,11 @@ class Directory:
             logger.warning("ignoring node %d's invalid direct address %r", instance_id, raw[:200])
         return address
 
+    async def listed(self) -> set[int]:
+        """The ids of every node with an entry."""
+        fields = await self._client.hkeys(self.key)
+        return {int(field) for field in fields if field.isdigit()}
+
     async def remove(self, *instance_ids: int) -> None:
         """Delete the entries of these nodes."""
         if instance_ids:

@@ -92,6 +92,9 @@ class NodeLink:
             host = socket.gethostbyname(socket.gethostname())
         self.address = Address(host, settings.advertise_port or port, settings.ssl is not None)
         await self.publish()
+        pruning = loop.create_task(self._prune_loop(), name=f"meshsrpc-direct-prune {self.key}")
+        self._tasks.add(pruning)
+        pruning.add_done_callback(self._tasks.discard)
         # Debug: mesh_start's one INFO line is the mesh's own.
         logger.debug(
             "mesh %s: node %d takes direct calls on %s:%d (advertised as %s)",
@@ -106,6 +109,30 @@ class NodeLink:
         """(Re)write this node's address (after a start, or a rejoin)."""
         if self.address is not None:
             await self._directory.publish(self._instance_id, self.address)
+
+    @property
+    def known_peers(self) -> set[int]:
+        """The ids of the nodes this node keeps connection state for."""
+        return set(self._peers)
+
+    async def prune(self) -> None:
+        """Forget the nodes that have no address any more (dead and removed, or
+        stopped) and no open connection; a later call starts afresh."""
+        if not self._peers:
+            return
+        listed = await self._directory.listed()
+        for instance_id, peer in list(self._peers.items()):
+            if instance_id not in listed and not peer.channels and peer.connecting is None:
+                del self._peers[instance_id]
+
+    async def _prune_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.prune_interval)
+            try:
+                await self.prune()
+            except Exception as exc:
+                raise_if_cancelling()
+                logger.debug("mesh %s: could not prune the direct peers: %s", self.key, exc)
 
     async def forget(self, instance_ids: list[int]) -> None:
         """Nodes the leader removed as dead: drop their addresses and state."""
@@ -139,13 +166,19 @@ class NodeLink:
 
     def send(self, instance_id: int, payload: bytes) -> Channel | None:
         """Write ``payload`` to ``instance_id`` directly and return the connection used,
-        or return None (nothing written: publish it through Redis)."""
+        or return None (nothing written: publish it through Redis).
+
+        None too while the connection is paused (its peer reads too slowly): what
+        nobody can wait for (replies, request heartbeats) must not pile up there.
+        """
         peer = self._peers.get(instance_id)
         if peer is None:
             peer = self._peers[instance_id] = _Peer(instance_id)
         else:
             channel = peer.channel
             if channel is not None:
+                if channel.paused:
+                    return None
                 channel.send(payload)
                 return channel
         if peer.connecting is None and not self._closing:
@@ -155,6 +188,13 @@ class NodeLink:
                 self._tasks.add(peer.connecting)
                 peer.connecting.add_done_callback(self._tasks.discard)
         return None
+
+    def congested(self, instance_id: int) -> Channel | None:
+        """The connection to ``instance_id`` while it is paused (await its
+        :meth:`~Channel.wait_writable` before sending a call), else None."""
+        peer = self._peers.get(instance_id)
+        channel = None if peer is None else peer.channel
+        return channel if channel is not None and channel.paused else None
 
     def is_direct(self, instance_id: int) -> bool:
         """True while an open direct connection to ``instance_id`` exists."""
@@ -179,7 +219,7 @@ class NodeLink:
             settings = self.settings
             async with asyncio.timeout(settings.connect_timeout):
                 await loop.create_connection(
-                    lambda: _made(made, Channel(settings.max_frame_size)),
+                    lambda: _made(made, self._new_channel()),
                     address.host,
                     address.port,
                     ssl=context,
@@ -238,8 +278,16 @@ class NodeLink:
 
     # --- accepting ------------------------------------------------------------------
 
+    def _new_channel(self) -> Channel:
+        settings = self.settings
+        return Channel(
+            settings.max_frame_size,
+            write_buffer_high=settings.write_buffer_high,
+            stall_timeout=settings.stall_timeout,
+        )
+
     def _accepted(self) -> Channel:
-        channel = Channel(self.settings.max_frame_size)
+        channel = self._new_channel()
         task = asyncio.get_running_loop().create_task(self._accept(channel))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

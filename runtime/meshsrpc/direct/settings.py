@@ -38,6 +38,15 @@ class DirectSettings:
     retry_interval: float = 5.0
     connect_timeout: float = 2.0
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
+    #: Unsent bytes on one connection past which callers wait (they resume below a
+    #: quarter of it); replies and request heartbeats then go through Redis.
+    write_buffer_high: int = 1024 * 1024
+    #: Seconds a paused connection may wait for its peer to read before it is dropped
+    #: (calls written to it fail with MeshConnectionLostError, waiting ones go through Redis).
+    stall_timeout: float = 10.0
+    #: Seconds between two passes that forget the nodes gone from the address hash
+    #: (every node, not only the leader that removes them).
+    prune_interval: float = 30.0
 
     @property
     def secret_bytes(self) -> bytes:
