@@ -15,8 +15,8 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol, runtime_checkable
 
 import betterproto2
 
@@ -24,6 +24,7 @@ from .._deadlines import Deadlines
 from ..errors import SrpcError, SrpcStreamClosedError
 from . import _tracing
 from .bytestream import ByteStreamLimits, ByteStreamManager
+from .eager import start_eagerly
 from .frames import CallField
 from .outbox import Outbox
 from .protocol import (
@@ -40,7 +41,7 @@ from .protocol import (
 )
 from .transports.base import Transport
 
-__all__ = ["RequestDispatcher", "SrpcSession"]
+__all__ = ["PushingTransport", "RequestDispatcher", "SrpcSession"]
 
 INTERNAL_ERROR_TEXT = "Internal server error"
 """What a client gets for a server handler's unexpected exception (unless exposed)."""
@@ -49,6 +50,18 @@ logger = logging.getLogger(__name__)
 
 RequestDispatcher = Callable[[CallField, betterproto2.Message], Awaitable[betterproto2.Message]]
 """Runs the local handler for an incoming call and returns its response."""
+
+
+@runtime_checkable
+class PushingTransport(Protocol):
+    """A transport that can hand messages over from its data callback.
+
+    While ``recv()`` waits on an empty inbox, the transport first offers a message to
+    ``on_message``; only when that returns False does the message go to ``recv()``.
+    That spares the receive loop an event-loop turn per message.
+    """
+
+    on_message: Callable[[bytes | str], bool] | None
 
 
 def failure_text(exc: BaseException, label: str, prefix: str | None, *, expose: bool) -> str:
@@ -128,6 +141,9 @@ class SrpcSession:
         self._finished = False
         self._closed: asyncio.Event | None = None  # only once someone waits
         self._close_task: asyncio.Task[None] | None = None
+        # A byte-stream frame taken from the transport's callback that waits for its
+        # reader: nothing else is received until it is through.
+        self._blocked: asyncio.Task[None] | None = None
 
     @property
     def byte_streams(self) -> ByteStreamManager:
@@ -159,24 +175,53 @@ class SrpcSession:
         """Receive until the connection ends; clean up; return the close cause."""
         receive = self.protocol.receive
         monotonic, wall = time.monotonic, time.time
+        transport = self.transport
+        pushing = transport if isinstance(transport, PushingTransport) else None
+        if pushing is not None:
+            pushing.on_message = self._on_message
         try:
             while True:
                 data = await self.transport.recv()
                 if data is None:
                     break
+                if self._blocked is not None:
+                    # A byte-stream reader the pushed path fed is full: wait for it first.
+                    await self._blocked
                 for event in receive(data, monotonic(), int(wall() * 1000)):
                     # Requests are the hot path: no coroutine per event for them.
                     if isinstance(event, RequestReceived):
                         self.start_request(event)
-                    else:
-                        await self._handle_event(event)
+                    elif (waiting := self._handle_event(event)) is not None:
+                        await waiting
         except Exception:
             logger.exception("%s: receive loop failed; dropping the connection", self.label)
             self.protocol.close("disconnect")
             self.transport.abort()
         finally:
+            if pushing is not None:
+                pushing.on_message = None
             await self._cleanup()
         return self.protocol.close_cause or "disconnect"
+
+    def _on_message(self, data: bytes | str) -> bool:
+        """Take one message straight from the transport's data callback (while :meth:`run`
+        waits for the next one): False when it has to go through ``recv()`` instead."""
+        if self._finished or (self._blocked is not None and not self._blocked.done()):
+            return False
+        self._blocked = None
+        try:
+            for event in self.protocol.receive(data, time.monotonic(), int(time.time() * 1000)):
+                if isinstance(event, RequestReceived):
+                    self.start_request(event)
+                elif (waiting := self._handle_event(event)) is not None:
+                    started = start_eagerly(waiting, self._running_loop(), name=self.label)
+                    # Later messages wait in the transport until this one is through.
+                    self._blocked = started.task
+        except Exception:
+            logger.exception("%s: receive failed; dropping the connection", self.label)
+            self.protocol.close("disconnect")
+            self.transport.abort()
+        return True
 
     async def _cleanup(self) -> None:
         cause = self.protocol.connection_lost(self.transport.close_code)
@@ -214,6 +259,9 @@ class SrpcSession:
 
     async def close(self, cause: CloseCause, reason: str = "", *, code: int | None = None) -> None:
         """Close with the cause's code (or ``code``); frames already queued go first."""
+        self._start_close(cause, reason, code)
+
+    def _start_close(self, cause: CloseCause, reason: str = "", code: int | None = None) -> None:
         if self._finished:
             return
         close = self.protocol.close(cause, reason, code=code)
@@ -224,7 +272,9 @@ class SrpcSession:
             # The receive loop may be waiting for a slow reader: it must see the close.
             self._byte_streams.stop_waiting()
         self._outbox.close(*close)
-        self._close_task = asyncio.create_task(self._close_watchdog(), name=f"{self.label}-close")
+        self._close_task = self._running_loop().create_task(
+            self._close_watchdog(), name=f"{self.label}-close"
+        )
 
     async def _close_watchdog(self) -> None:
         # A peer that stopped reading never lets the close frame out: abort after a bound.
@@ -264,7 +314,8 @@ class SrpcSession:
 
     # --- events ----------------------------------------------------------------------
 
-    async def _handle_event(self, event: Event) -> None:
+    def _handle_event(self, event: Event) -> Coroutine[Any, Any, None] | None:
+        """Handle one event; what is left to await (a byte-stream frame), if anything."""
         if isinstance(event, PingReceived):
             self._on_ping()
         elif isinstance(event, RequestReceived):
@@ -272,12 +323,13 @@ class SrpcSession:
         elif isinstance(event, ReplyReceived):
             self._resolve(event)
         elif isinstance(event, ByteStreamReceived):
-            await self.byte_streams.on_operation(event.operation)
+            return self.byte_streams.on_operation(event.operation)
         elif isinstance(event, ProtocolViolation):
             logger.info("%s: protocol violation: %s", self.label, event.reason)
-            await self.close("badArg", event.reason)
+            self._start_close("badArg", event.reason)
         elif isinstance(event, RequestLimitExceeded):
-            await self.close("badArg", event.reason)
+            self._start_close("badArg", event.reason)
+        return None
 
     def stop_taking_requests(self) -> None:
         """Run no request received from now on (a draining server): the stream is about
@@ -290,15 +342,19 @@ class SrpcSession:
         if self._finished:
             self.protocol.request_done()
             return
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         # loop.create_task with the name: asyncio.create_task first has the task
         # format a default "Task-<n>" name, then replaces it (a third of the cost).
         task = loop.create_task(self._run_request(event), name=self._request_task_name)
         # _run_request removes itself when it ends: a done callback would cost one
         # more event-loop iteration per request.
         self._tasks[id(event)] = task
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     async def _run_request(self, event: RequestReceived) -> None:
         call, value = event.call, event.value
