@@ -184,9 +184,10 @@ class SrpcSession:
                 data = await self.transport.recv()
                 if data is None:
                     break
-                if self._blocked is not None:
+                if (blocked := self._blocked) is not None:
                     # A byte-stream reader the pushed path fed is full: wait for it first.
-                    await self._blocked
+                    self._blocked = None
+                    await blocked
                 for event in receive(data, monotonic(), int(wall() * 1000)):
                     # Requests are the hot path: no coroutine per event for them.
                     if isinstance(event, RequestReceived):
@@ -206,10 +207,13 @@ class SrpcSession:
     def _on_message(self, data: bytes | str) -> bool:
         """Take one message straight from the transport's data callback (while :meth:`run`
         waits for the next one): False when it has to go through ``recv()`` instead."""
-        if self._finished or (self._blocked is not None and not self._blocked.done()):
+        blocked = self._blocked
+        if self._finished or (blocked is not None and not blocked.done()):
             return False
-        self._blocked = None
         try:
+            if blocked is not None:
+                self._blocked = None
+                blocked.result()  # its failure drops the connection, as in run()
             for event in self.protocol.receive(data, time.monotonic(), int(time.time() * 1000)):
                 if isinstance(event, RequestReceived):
                     self.start_request(event)
@@ -236,8 +240,8 @@ class SrpcSession:
         self._timeouts.clear()
         if self._byte_streams is not None:
             self._byte_streams.fail_all(f"stream closed ({cause})")
-        writer = self._outbox.writer
-        tasks = [*self._tasks.values(), *(t for t in (writer,) if t is not None)]
+        others = (self._outbox.writer, self._blocked)
+        tasks = [*self._tasks.values(), *(t for t in others if t is not None)]
         for task in tasks:
             task.cancel()
         if tasks:
