@@ -137,7 +137,7 @@ class SrpcSession:
         # RequestReceived event: a task finds its own entry from the event it holds.
         self._tasks: dict[int, asyncio.Task[Any]] = {}
         self._request_task_name = f"{label}-request"
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop = asyncio.get_running_loop()  # sessions are made on their loop
         self._finished = False
         self._closed: asyncio.Event | None = None  # only once someone waits
         self._close_task: asyncio.Task[None] | None = None
@@ -218,7 +218,7 @@ class SrpcSession:
                 if isinstance(event, RequestReceived):
                     self.start_request(event)
                 elif (waiting := self._handle_event(event)) is not None:
-                    task = start_task(self._running_loop(), waiting, name=self.label)
+                    task = start_task(self._loop, waiting, name=self.label)
                     if not task.done():
                         # Later messages wait in the transport until this one is through.
                         self._blocked = task
@@ -277,7 +277,7 @@ class SrpcSession:
             # The receive loop may be waiting for a slow reader: it must see the close.
             self._byte_streams.stop_waiting()
         self._outbox.close(*close)
-        self._close_task = self._running_loop().create_task(
+        self._close_task = self._loop.create_task(
             self._close_watchdog(), name=f"{self.label}-close"
         )
 
@@ -349,19 +349,11 @@ class SrpcSession:
             return
         # From the transport's callback the task's first step runs right here: a
         # handler that never waits is answered without a turn of the event loop.
-        task = start_task(
-            self._running_loop(), self._run_request(event), name=self._request_task_name
-        )
+        task = start_task(self._loop, self._run_request(event), name=self._request_task_name)
         if not task.done():
             # _run_request removes itself when it ends: a done callback would cost one
             # more event-loop iteration per request.
             self._tasks[id(event)] = task
-
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-        return loop
 
     async def _run_request(self, event: RequestReceived) -> None:
         call, value = event.call, event.value
