@@ -144,6 +144,7 @@ class SrpcSession:
         # A byte-stream frame taken from the transport's callback that waits for its
         # reader: nothing else is received until it is through.
         self._blocked: asyncio.Task[None] | None = None
+        self._in_callback = False  # True while _on_message runs
 
     @property
     def byte_streams(self) -> ByteStreamManager:
@@ -210,6 +211,7 @@ class SrpcSession:
         blocked = self._blocked
         if self._finished or (blocked is not None and not blocked.done()):
             return False
+        self._in_callback = True
         try:
             if blocked is not None:
                 self._blocked = None
@@ -226,6 +228,8 @@ class SrpcSession:
             logger.exception("%s: receive failed; dropping the connection", self.label)
             self.protocol.close("disconnect")
             self.transport.abort()
+        finally:
+            self._in_callback = False
         return True
 
     async def _cleanup(self) -> None:
@@ -347,13 +351,19 @@ class SrpcSession:
         if self._finished:
             self.protocol.request_done()
             return
-        # From the transport's callback the task's first step runs right here: a
-        # handler that never waits is answered without a turn of the event loop.
-        task = start_task(self._loop, self._run_request(event), name=self._request_task_name)
-        if not task.done():
-            # _run_request removes itself when it ends: a done callback would cost one
-            # more event-loop iteration per request.
-            self._tasks[id(event)] = task
+        if self._in_callback:
+            # From the transport's callback the task's first step runs right here: a
+            # handler that never waits is answered without a turn of the event loop.
+            task = start_task(self._loop, self._run_request(event), name=self._request_task_name)
+            if task.done():
+                return
+        else:
+            # loop.create_task with the name: asyncio.create_task first has the task
+            # format a default "Task-<n>" name, then replaces it (a third of the cost).
+            task = self._loop.create_task(self._run_request(event), name=self._request_task_name)
+        # _run_request removes itself when it ends: a done callback would cost one
+        # more event-loop iteration per request.
+        self._tasks[id(event)] = task
 
     async def _run_request(self, event: RequestReceived) -> None:
         call, value = event.call, event.value
