@@ -1,95 +1,76 @@
-"""start_task: from a callback (no task running) a task's first step runs at once."""
+"""start_eagerly: a coroutine's first step runs at once; a task takes over only if it waits."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
 
 import pytest
-from meshsrpc.srpc.eager import start_task
+from meshsrpc.srpc.eager import start_eagerly
 
-T = TypeVar("T")
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="outer")
 
 
-async def from_callback(make: Callable[[], Coroutine[Any, Any, T]]) -> asyncio.Task[T]:
-    """start_task called from a plain event-loop callback, as a transport's data callback."""
-    loop = asyncio.get_running_loop()
-    made: asyncio.Future[asyncio.Task[T]] = loop.create_future()
-    loop.call_soon(lambda: made.set_result(start_task(loop, make(), name="eager-test")))
-    return await made
+async def no_wait(steps: list[str]) -> str:
+    steps.append("ran")
+    return "done"
 
 
-async def test_a_coroutine_that_never_waits_is_done_when_start_task_returns() -> None:
-    async def no_wait() -> str:
-        return "done"
-
-    task = await from_callback(no_wait)
-    assert task.get_name() == "eager-test"
-    assert task.done()
-    assert await task == "done"
+async def test_a_coroutine_that_never_waits_gives_its_result_without_a_task() -> None:
+    steps: list[str] = []
+    started = start_eagerly(no_wait(steps), asyncio.get_running_loop())
+    assert steps == ["ran"]
+    assert started.result == "done" and started.task is None
 
 
-async def test_the_first_step_runs_inside_its_own_task() -> None:
-    seen: list[asyncio.Task[Any] | None] = []
-
-    async def who() -> None:
-        seen.append(asyncio.current_task())
-
-    task = await from_callback(who)
-    await task
-    assert seen == [task]
-
-
-async def test_asyncio_timeout_works_in_the_first_step() -> None:
-    async def bounded() -> str:
-        async with asyncio.timeout(5):
-            await asyncio.sleep(0)
-        return "in time"
-
-    assert await (await from_callback(bounded)) == "in time"
-
-
-async def test_a_timeout_set_in_the_first_step_cancels_the_same_task() -> None:
-    async def too_slow() -> None:
-        async with asyncio.timeout(0.01):
-            await asyncio.Event().wait()
-
-    task = await from_callback(too_slow)
-    with pytest.raises(TimeoutError):
-        await task
-
-
-async def test_an_exception_in_the_first_step_fails_the_task() -> None:
+async def test_an_exception_in_the_first_step_propagates_at_once() -> None:
     async def boom() -> None:
         raise ValueError("boom")
 
-    task = await from_callback(boom)
     with pytest.raises(ValueError, match="boom"):
-        await task
+        start_eagerly(boom(), asyncio.get_running_loop())
 
 
-async def test_a_coroutine_that_waits_goes_on_in_its_task() -> None:
-    gate = asyncio.Event()
+async def test_a_coroutine_that_waits_goes_on_in_a_task() -> None:
+    gate: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     steps: list[str] = []
 
-    async def waits() -> int:
+    async def waits() -> str:
         steps.append("first")
-        await gate.wait()
-        steps.append("second")
-        return 7
+        value = await gate
+        steps.append(value)
+        return value + "!"
 
-    task = await from_callback(waits)
-    assert steps == ["first"]
-    assert not task.done()
-    gate.set()
-    assert await task == 7
+    started = start_eagerly(waits(), asyncio.get_running_loop(), name="eager-test")
+    assert steps == ["first"] and started.task is not None
+    assert started.task.get_name() == "eager-test"
+    gate.set_result("second")
+    assert await started.task == "second!"
     assert steps == ["first", "second"]
 
 
-async def test_cancelling_a_waiting_task_reaches_the_coroutine() -> None:
+async def test_a_coroutine_that_yields_to_the_loop_goes_on_in_a_task() -> None:
+    async def sleeps() -> int:
+        await asyncio.sleep(0)
+        return 7
+
+    started = start_eagerly(sleeps(), asyncio.get_running_loop())
+    assert started.task is not None
+    assert await started.task == 7
+
+
+async def test_an_exception_after_the_wait_fails_the_task() -> None:
+    async def fails_later() -> None:
+        await asyncio.sleep(0)
+        raise KeyError("later")
+
+    started = start_eagerly(fails_later(), asyncio.get_running_loop())
+    assert started.task is not None
+    with pytest.raises(KeyError):
+        await started.task
+
+
+async def test_cancelling_the_task_reaches_the_coroutine_where_it_waits() -> None:
     seen: list[str] = []
 
     async def waits_forever() -> None:
@@ -99,15 +80,15 @@ async def test_cancelling_a_waiting_task_reaches_the_coroutine() -> None:
             seen.append("cancelled")
             raise
 
-    task = await from_callback(waits_forever)
-    await asyncio.sleep(0)
-    task.cancel()
+    started = start_eagerly(waits_forever(), asyncio.get_running_loop())
+    assert started.task is not None
+    started.task.cancel()  # before the task ever ran
     with pytest.raises(asyncio.CancelledError):
-        await task
+        await started.task
     assert seen == ["cancelled"]
 
 
-async def test_context_changes_stay_in_the_task() -> None:
+async def test_context_changes_stay_with_the_coroutine() -> None:
     seen: list[str] = []
 
     async def sets() -> None:
@@ -115,29 +96,8 @@ async def test_context_changes_stay_in_the_task() -> None:
         await asyncio.sleep(0)
         seen.append(VAR.get())
 
-    task = await from_callback(sets)
+    started = start_eagerly(sets(), asyncio.get_running_loop())
     assert VAR.get() == "outer"
-    await task
+    assert started.task is not None
+    await started.task
     assert seen == ["inner"] and VAR.get() == "outer"
-
-
-async def test_from_a_running_task_the_task_starts_as_usual() -> None:
-    steps: list[str] = []
-
-    async def record() -> None:
-        steps.append("ran")
-
-    task = start_task(asyncio.get_running_loop(), record())
-    assert steps == [] and not task.done()
-    await task
-    assert steps == ["ran"]
-
-
-async def test_the_loop_keeps_its_own_call_soon() -> None:
-    loop = asyncio.get_running_loop()
-
-    async def nothing() -> None:
-        pass
-
-    await (await from_callback(nothing))
-    assert "call_soon" not in getattr(loop, "__dict__", {})

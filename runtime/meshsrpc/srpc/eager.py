@@ -1,73 +1,86 @@
-"""Tasks whose first step runs at once: Python 3.12's ``eager_start``, also on 3.11.
+"""Run a coroutine's first step at once; only when it suspends does it get a task.
 
 Most SRPC work (a handler that never awaits, a byte-stream frame for a reader with room)
-finishes in its first step; a task scheduled the usual way costs a ``call_soon`` and
-an event-loop turn for nothing. :func:`start_task` creates a real :class:`asyncio.Task`
-(so ``asyncio.current_task()``, ``asyncio.timeout()``, cancellation and exceptions behave
-exactly as in any task) and runs its first step before returning, when no other task
-is running. On 3.12+ that is ``asyncio.Task(..., eager_start=True)``. On 3.11 the task's
-own first step is taken from the ``loop.call_soon`` it schedules while being created
-and run right away (asyncio's loop and uvloop's both allow that); a loop whose
-``call_soon`` cannot be replaced, a task factory, or a running task (only one task
-can be current) fall back to an ordinary task.
+finishes in its first step: a task per call would cost a call_soon and an event-loop
+turn for nothing. :func:`start_eagerly` runs that first step in a copy of the current
+context, as a new task would, and hands a coroutine that suspended to a task that
+resumes it where it stopped, in the same context.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
-from collections.abc import Callable, Coroutine
-from contextvars import Context
-from typing import Any, TypeVar
+import contextvars
+from collections.abc import Coroutine, Generator
+from typing import Any, Generic, TypeVar
 
-__all__ = ["start_task"]
+__all__ = ["Started", "start_eagerly"]
 
 T = TypeVar("T")
 
-# Loop classes whose call_soon cannot be replaced on the instance.
-_SEALED: set[type[asyncio.AbstractEventLoop]] = set()
+
+class Started(Generic[T]):
+    """What :func:`start_eagerly` gives back: a result now, or the task that goes on."""
+
+    __slots__ = ("result", "task")
+
+    def __init__(self, result: T | None, task: asyncio.Task[T] | None) -> None:
+        self.result = result
+        self.task = task
 
 
-def start_task(
-    loop: asyncio.AbstractEventLoop,
+class _Resumed(Coroutine[Any, Any, T]):
+    """A coroutine that already yielded ``pending``: the task's first step yields it again."""
+
+    __slots__ = ("_coro", "_pending", "_started")
+
+    def __init__(self, coro: Coroutine[Any, Any, T], pending: Any) -> None:
+        self._coro = coro
+        self._pending = pending
+        self._started = False
+
+    def send(self, value: Any) -> Any:
+        if not self._started:
+            self._started = True
+            pending, self._pending = self._pending, None
+            return pending
+        return self._coro.send(value)
+
+    def __next__(self) -> Any:
+        return self.send(None)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        # A cancellation before the first resumption reaches the coroutine where it waits.
+        self._started = True
+        self._pending = None
+        if val is None and tb is None:
+            return self._coro.throw(typ)
+        return self._coro.throw(typ, val, tb)
+
+    def close(self) -> None:
+        self._coro.close()
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self
+
+    def __iter__(self) -> Generator[Any, None, T]:
+        return self
+
+
+def start_eagerly(
     coro: Coroutine[Any, Any, T],
+    loop: asyncio.AbstractEventLoop,
     *,
     name: str | None = None,
-) -> asyncio.Task[T]:
-    """A task running ``coro``, its first step already run when possible (the task may
-    then be done)."""
-    if loop.get_task_factory() is not None or asyncio.current_task(loop) is not None:
-        return loop.create_task(coro, name=name)
-    if sys.version_info >= (3, 12):
-        return asyncio.Task(coro, loop=loop, name=name, eager_start=True)
-    return _eager_311(loop, coro, name)
+) -> Started[T]:
+    """Run ``coro`` up to its first suspension; the result, or the task that continues it.
 
-
-def _eager_311(
-    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], name: str | None
-) -> asyncio.Task[T]:
-    if type(loop) in _SEALED:
-        return loop.create_task(coro, name=name)
-    steps: list[tuple[Callable[..., object], tuple[Any, ...], Context | None]] = []
-
-    def take_step(
-        callback: Callable[..., object], *args: Any, context: Context | None = None
-    ) -> None:
-        steps.append((callback, args, context))
-
+    An exception raised in the first step propagates from here, as from ``await coro``.
+    """
+    context = contextvars.copy_context()
     try:
-        loop.call_soon = take_step  # type: ignore[method-assign,assignment]
-    except AttributeError:
-        _SEALED.add(type(loop))
-        return loop.create_task(coro, name=name)
-    try:
-        task: asyncio.Task[T] = asyncio.Task(coro, loop=loop, name=name)
-    finally:
-        del loop.call_soon
-    # Exactly one call_soon: the task's first step, in the task's own context.
-    ((callback, args, context),) = steps
-    if context is None:
-        callback(*args)
-    else:
-        context.run(callback, *args)
-    return task
+        pending = context.run(coro.send, None)
+    except StopIteration as stop:
+        return Started(stop.value, None)
+    task = loop.create_task(_Resumed(coro, pending), name=name, context=context)
+    return Started(None, task)

@@ -262,7 +262,7 @@ class SrpcProtocol:
         limit = self.max_in_flight
         if (
             limit is not None
-            and self.in_flight > limit - self.queued_requests
+            and self.in_flight + self.queued_requests > limit
             and self.close_cause is None
         ):
             events.append(RequestLimitExceeded(limit))

@@ -24,7 +24,7 @@ from .._deadlines import Deadlines
 from ..errors import SrpcError, SrpcStreamClosedError
 from . import _tracing
 from .bytestream import ByteStreamLimits, ByteStreamManager
-from .eager import start_task
+from .eager import start_eagerly
 from .frames import CallField
 from .outbox import Outbox
 from .protocol import (
@@ -133,8 +133,8 @@ class SrpcSession:
         # Timeouts of our calls to the peer, by (request id, prefix, seconds): one timer
         # for all of them, not one per call.
         self._timeouts: Deadlines[tuple[str, str, float]] = Deadlines(self._expire)
-        # Request tasks still running after their first step, by id() of their
-        # RequestReceived event: a task finds its own entry from the event it holds.
+        # Request tasks by id() of their RequestReceived event: a task finds its own
+        # entry from the event it holds, without asyncio.current_task().
         self._tasks: dict[int, asyncio.Task[Any]] = {}
         self._request_task_name = f"{label}-request"
         self._loop = asyncio.get_running_loop()  # sessions are made on their loop
@@ -144,7 +144,6 @@ class SrpcSession:
         # A byte-stream frame taken from the transport's callback that waits for its
         # reader: nothing else is received until it is through.
         self._blocked: asyncio.Task[None] | None = None
-        self._in_callback = False  # True while _on_message runs
 
     @property
     def byte_streams(self) -> ByteStreamManager:
@@ -211,7 +210,6 @@ class SrpcSession:
         blocked = self._blocked
         if self._finished or (blocked is not None and not blocked.done()):
             return False
-        self._in_callback = True
         try:
             if blocked is not None:
                 self._blocked = None
@@ -220,16 +218,13 @@ class SrpcSession:
                 if isinstance(event, RequestReceived):
                     self.start_request(event)
                 elif (waiting := self._handle_event(event)) is not None:
-                    task = start_task(self._loop, waiting, name=self.label)
-                    if not task.done():
-                        # Later messages wait in the transport until this one is through.
-                        self._blocked = task
+                    started = start_eagerly(waiting, self._loop, name=self.label)
+                    # Later messages wait in the transport until this one is through.
+                    self._blocked = started.task
         except Exception:
             logger.exception("%s: receive failed; dropping the connection", self.label)
             self.protocol.close("disconnect")
             self.transport.abort()
-        finally:
-            self._in_callback = False
         return True
 
     async def _cleanup(self) -> None:
@@ -351,16 +346,9 @@ class SrpcSession:
         if self._finished:
             self.protocol.request_done()
             return
-        if self._in_callback:
-            # From the transport's callback the task's first step runs right here: a
-            # handler that never waits is answered without a turn of the event loop.
-            task = start_task(self._loop, self._run_request(event), name=self._request_task_name)
-            if task.done():
-                return
-        else:
-            # loop.create_task with the name: asyncio.create_task first has the task
-            # format a default "Task-<n>" name, then replaces it (a third of the cost).
-            task = self._loop.create_task(self._run_request(event), name=self._request_task_name)
+        # loop.create_task with the name: asyncio.create_task first has the task
+        # format a default "Task-<n>" name, then replaces it (a third of the cost).
+        task = self._loop.create_task(self._run_request(event), name=self._request_task_name)
         # _run_request removes itself when it ends: a done callback would cost one
         # more event-loop iteration per request.
         self._tasks[id(event)] = task
@@ -404,8 +392,9 @@ class SrpcSession:
         # An upload the failed handler was reading is refused with it, so that its
         # writer stops and the receive loop never waits for that reader.
         if self._byte_streams is not None:
-            # Runs in the request's own task: the one that opened the readers.
-            self._byte_streams.release_owned(asyncio.current_task(), f"request failed: {message}")
+            self._byte_streams.release_owned(
+                self._tasks.get(id(event)), f"request failed: {message}"
+            )
         return self.protocol.error_reply(event.request_id, message, user_error=user_error)
 
     def _resolve(self, event: ReplyReceived) -> None:
