@@ -260,9 +260,10 @@ class SrpcProtocol:
             self.in_flight += 1
             events = [event]
         limit = self.max_in_flight
+        queued = self._queued
         if (
             limit is not None
-            and self.in_flight + self.queued_requests > limit
+            and self.in_flight + (len(queued) if queued is not None else 0) > limit
             and self.close_cause is None
         ):
             events.append(RequestLimitExceeded(limit))

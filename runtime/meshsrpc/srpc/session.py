@@ -76,14 +76,14 @@ def failure_text(exc: BaseException, label: str, prefix: str | None, *, expose: 
     return f"{INTERNAL_ERROR_TEXT} (error id {error_id})"
 
 
-def check_frame_size(frame: bytes, limit: int | None, what: str) -> None:
-    """ValueError when ``frame`` is over the peer's limit.
+def check_frame_size(frame: bytes, limit: int | None, prefix: str, kind: str) -> None:
+    """ValueError when ``frame`` (the ``<prefix>`` request or response) is over the peer's limit.
 
     The peer would close the whole connection on it (4000 or 1009): only this call fails.
     """
     if limit is not None and len(frame) > limit:
         raise ValueError(
-            f"{what} of {len(frame)} bytes exceeds the peer's max frame size ({limit})"
+            f"{prefix} {kind} of {len(frame)} bytes exceeds the peer's max frame size ({limit})"
         )
 
 
@@ -365,7 +365,7 @@ class SrpcSession:
                 with _tracing.remote_parent(event.trace):
                     response = await self._dispatch(call, value)
             frame = self.protocol.reply(event.request_id, call, response)
-            check_frame_size(frame, self.peer_max_frame_size, f"{call.prefix} response")
+            check_frame_size(frame, self.peer_max_frame_size, call.prefix, "response")
         except asyncio.CancelledError:
             self._tasks.pop(id(event), None)
             self.protocol.request_done()
@@ -442,7 +442,7 @@ class SrpcSession:
         except Exception as exc:
             raise SrpcError(f"{prefix} request cannot be encoded: {exc}") from exc
         try:
-            check_frame_size(frame, self.peer_max_frame_size, f"{prefix} request")
+            check_frame_size(frame, self.peer_max_frame_size, prefix, "request")
         except ValueError as exc:
             self.protocol.forget(request_id)
             raise SrpcError(str(exc)) from None
