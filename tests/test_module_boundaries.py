@@ -22,15 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "runtime" / "meshsrpc"
 
-CYCLES_ALLOWED: dict[frozenset[str], str] = {
-    # The byte-stream manager holds its session (TYPE_CHECKING import); branch
-    # h7-srpc-core turns it into a pure object without one.
-    frozenset({"meshsrpc.srpc.bytestream", "meshsrpc.srpc.session"}): "h7-srpc-core",
-}
+CYCLES_ALLOWED: dict[frozenset[str], str] = {}
 
 PRIVATE_ALLOWED: dict[tuple[str, str], str] = {
-    # The server tells a stream its cleanup ran; stream.py is reworked on h7-srpc-core.
-    ("meshsrpc.srpc.serving", "_mark_cleaned_up"): "h7-srpc-core",
     # A test helper that waits for MeshSrpcServer's background registry steps.
     ("meshsrpc.testing", "_mesh"): "testing helper",
 }

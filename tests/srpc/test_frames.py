@@ -34,6 +34,9 @@ from tests.generated.sgnl24.TestRpc import (
     UEchoResponse,
 )
 
+# The protocol reads no clock: every frame is received at these times.
+NOW = 100.0
+EPOCH_MS = 1_700_000_000_000
 VECTORS = json.loads(
     (Path(__file__).resolve().parents[2] / "tests" / "protos" / "srpc-frames.json").read_text()
 )
@@ -71,7 +74,7 @@ def test_upstream_forms_are_accepted(vector: dict[str, Any]) -> None:
 @pytest.mark.parametrize("hex_frame", ["0a001000920300", "0a09756e646566696e65641000920300"])
 def test_upstream_ping_with_request_id_is_a_ping(hex_frame: str) -> None:
     protocol = SrpcProtocol(FrameSchema(ClientMessage), FrameSchema(ServerMessage))
-    assert protocol.receive(bytes.fromhex(hex_frame)) == [PingReceived()]
+    assert protocol.receive(bytes.fromhex(hex_frame), NOW, EPOCH_MS) == [PingReceived()]
     assert protocol.last_ping_at is not None
 
 
@@ -121,12 +124,12 @@ def test_protocol_queues_requests_until_activation_but_not_replies() -> None:
     assert ServerMessage.parse(frame).d_notify_request == DNotifyRequest(notification="x")
     first = bytes(ClientMessage(request_id="a", u_echo_request=UEchoRequest(message="1")))
     second = bytes(ClientMessage(request_id="b", u_echo_request=UEchoRequest(message="2")))
-    assert protocol.receive(first) == []
-    assert protocol.receive(second) == []
+    assert protocol.receive(first, NOW, EPOCH_MS) == []
+    assert protocol.receive(second, NOW, EPOCH_MS) == []
     reply = bytes(
         ClientMessage(request_id=request_id, reply=True, d_notify_response=DNotifyResponse())
     )
-    events = protocol.receive(reply)
+    events = protocol.receive(reply, NOW, EPOCH_MS)
     assert len(events) == 1 and isinstance(events[0], ReplyReceived)
     queued = protocol.activate()
     assert [e.request_id for e in queued] == ["a", "b"]
@@ -151,7 +154,7 @@ def test_protocol_queues_requests_until_activation_but_not_replies() -> None:
 )
 def test_protocol_violations(data: bytes | str) -> None:
     protocol = SrpcProtocol(FrameSchema(ClientMessage), FrameSchema(ServerMessage))
-    events = protocol.receive(data)
+    events = protocol.receive(data, NOW, EPOCH_MS)
     assert len(events) == 1 and isinstance(events[0], ProtocolViolation)
 
 
@@ -212,8 +215,8 @@ def test_late_reply_after_forget_is_dropped_but_unknown_ids_are_not() -> None:
     late = bytes(
         ClientMessage(request_id=request_id, reply=True, d_notify_response=DNotifyResponse())
     )
-    assert protocol.receive(late) == []
-    events = protocol.receive(late)  # a second reply to the same id is a violation
+    assert protocol.receive(late, NOW, EPOCH_MS) == []
+    events = protocol.receive(late, NOW, EPOCH_MS)  # a second reply to the same id is a violation
     assert len(events) == 1 and isinstance(events[0], ProtocolViolation)
 
 
@@ -222,7 +225,7 @@ def test_late_reply_after_forget_is_dropped_but_unknown_ids_are_not() -> None:
 def test_arbitrary_bytes_never_crash_the_protocol(data: bytes) -> None:
     protocol = SrpcProtocol(FrameSchema(ClientMessage), FrameSchema(ServerMessage))
     protocol.activate()
-    for event in protocol.receive(data):
+    for event in protocol.receive(data, NOW, EPOCH_MS):
         assert isinstance(
             event, PingReceived | RequestReceived | ProtocolViolation | ByteStreamReceived
         )

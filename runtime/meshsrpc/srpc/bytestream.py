@@ -17,6 +17,10 @@ unfinished (destroyed, its ``async with`` block left, the handler that opened it
 raised, or it was dropped unreferenced) releases its substream: its data is
 discarded, the writer is told with ``destroy``, and the receive loop never waits
 for it again.
+
+The bookkeeping (ids, early data, its caps and expiry) is :mod:`.bytestream_book`,
+without I/O; this module is its asyncio layer: the reader and writer objects, the
+backpressure waits and the one timer for early data.
 """
 
 from __future__ import annotations
@@ -24,19 +28,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections import Counter, OrderedDict, deque
+from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import betterproto2
 
 from ..errors import SrpcError
-from .frames import proto_meta
-
-if TYPE_CHECKING:
-    from .session import SrpcSession
+from .bytestream_book import (
+    CHUNK_SIZE,
+    PENDING_MAX_BYTES,
+    PENDING_MAX_CONNECTION_BYTES,
+    PENDING_MAX_PROCESS_BYTES,
+    PENDING_MAX_SECONDS,
+    PENDING_MAX_STREAMS,
+    BookEvent,
+    ByteStreamBook,
+    ByteStreamLimits,
+    ChunkReceived,
+    EarlyDataBudget,
+    EarlyDataRefused,
+    ReaderEnded,
+    WriterRefused,
+    early_data_budget,
+)
+from .protocol import SrpcProtocol
 
 __all__ = [
     "CHUNK_SIZE",
@@ -46,6 +63,7 @@ __all__ = [
     "PENDING_MAX_SECONDS",
     "PENDING_MAX_STREAMS",
     "ByteStreamLimits",
+    "ByteStreamLink",
     "ByteStreamManager",
     "ByteStreamReader",
     "ByteStreamWriter",
@@ -55,56 +73,24 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CHUNK_SIZE = 64 * 1024
-PENDING_MAX_BYTES = 2 * 1024 * 1024
-"""Early data kept for one substream."""
-PENDING_MAX_CONNECTION_BYTES = 4 * 1024 * 1024
-"""Early data kept for all the substreams of one connection."""
-PENDING_MAX_STREAMS = 64
-"""Substreams of one connection that may wait for a reader at once."""
-PENDING_MAX_PROCESS_BYTES = 64 * 1024 * 1024
-"""Early data kept for every connection of the process together (the default budget)."""
-PENDING_MAX_SECONDS = 5.0
-_FORGOTTEN_IDS = 1024
 
+class ByteStreamLink(Protocol):
+    """What the byte streams need from their connection (an :class:`~.session.SrpcSession`)."""
 
-@dataclass(frozen=True, slots=True)
-class ByteStreamLimits:
-    """Caps on early data (data for a substream that has no reader yet), per connection."""
+    label: str
 
-    max_bytes_per_stream: int = PENDING_MAX_BYTES
-    max_bytes: int = PENDING_MAX_CONNECTION_BYTES
-    max_streams: int = PENDING_MAX_STREAMS
-    max_seconds: float = PENDING_MAX_SECONDS
+    @property
+    def is_open(self) -> bool:
+        """True until the connection starts closing."""
+        ...
 
+    def send(self, data: bytes) -> None:
+        """Send one frame (or queue it)."""
+        ...
 
-class EarlyDataBudget:
-    """Early data held by every connection of the process together, and what was refused.
-
-    ``refused`` counts the substreams failed for early data, by reason: ``stream``,
-    ``connection``, ``streams`` (too many waiting), ``process`` (this budget) and
-    ``timeout`` (no reader within the time limit).
-    """
-
-    def __init__(self, limit: int = PENDING_MAX_PROCESS_BYTES) -> None:
-        self.limit = limit
-        self.used = 0
-        self.refused: Counter[str] = Counter()
-
-    def take(self, size: int) -> bool:
-        """Reserve ``size`` bytes; False (nothing reserved) past the limit."""
-        if self.used + size > self.limit:
-            return False
-        self.used += size
-        return True
-
-    def give_back(self, size: int) -> None:
-        """Release bytes reserved with :meth:`take`."""
-        self.used = max(0, self.used - size)
-
-
-early_data_budget = EarlyDataBudget()
-"""The process-wide early-data budget (set ``early_data_budget.limit`` to change it)."""
+    async def drain(self) -> None:
+        """Wait until the send buffer is low again; SrpcError once closed."""
+        ...
 
 
 class ByteStreamWriter:
@@ -120,7 +106,7 @@ class ByteStreamWriter:
         """Send ``data`` in chunks, waiting while the connection's send buffer is full."""
         view = memoryview(data)
         for start in range(0, max(len(view), 1), self._manager.chunk_size):
-            await self._manager.session.drain()
+            await self._manager.link.drain()
             self._check()
             self._manager.send_op(
                 self.stream_id, "write", chunk=bytes(view[start : start + self._manager.chunk_size])
@@ -164,7 +150,7 @@ class ByteStreamWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._done or not self._manager.session.is_open:
+        if self._done or not self._manager.link.is_open:
             return
         if exc is None:
             await self.finish()
@@ -259,22 +245,14 @@ class ByteStreamReader:
         self._room.set()
 
 
-class _Pending:
-    """Data for a substream whose reader does not exist yet."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-        self.size = 0
-        self.finished = False
-        self.timer: asyncio.TimerHandle | None = None
-
-
 class ByteStreamManager:
-    """All substreams of one connection, both directions."""
+    """All substreams of one connection, both directions: a :class:`ByteStreamBook` and
+    the asyncio objects and timer around it."""
 
     def __init__(
         self,
-        session: SrpcSession,
+        link: ByteStreamLink,
+        protocol: SrpcProtocol,
         first_id: int,
         *,
         chunk_size: int = CHUNK_SIZE,
@@ -282,34 +260,38 @@ class ByteStreamManager:
         limits: ByteStreamLimits | None = None,
         budget: EarlyDataBudget | None = None,
     ) -> None:
-        limits = limits if limits is not None else ByteStreamLimits()
-        self.session = session
+        self.link = link
+        self.protocol = protocol
         self.chunk_size = chunk_size
         self.reader_high_water = reader_high_water
-        self.pending_max_bytes = limits.max_bytes_per_stream
-        self.pending_max_total = limits.max_bytes
-        self.pending_max_streams = limits.max_streams
-        self.pending_max_seconds = limits.max_seconds
-        self.budget = budget if budget is not None else early_data_budget
-        self._next_id = first_id
-        self._own_parity = first_id % 2
+        self.book = ByteStreamBook(first_id, limits, budget)
         self._writers: dict[int, ByteStreamWriter] = {}
         # Weak: a reader nobody holds any more is released by its finalizer.
         self._readers: weakref.WeakValueDictionary[int, ByteStreamReader] = (
             weakref.WeakValueDictionary()
         )
-        self._pending: dict[int, _Pending] = {}
-        self._pending_bytes = 0
-        self._failed: OrderedDict[int, str] = OrderedDict()
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def pending_max_seconds(self) -> float:
+        """How long early data waits for its reader (seconds)."""
+        return self.book.max_seconds
+
+    @pending_max_seconds.setter
+    def pending_max_seconds(self, seconds: float) -> None:
+        self.book.max_seconds = seconds
+
+    @property
+    def budget(self) -> EarlyDataBudget:
+        """The early-data budget this connection draws on."""
+        return self.book.budget
 
     # --- API -------------------------------------------------------------------------
 
     def create_writer(self) -> ByteStreamWriter:
         """Open a new outgoing substream; send its ``stream_id`` to the peer in a call."""
-        stream_id = self._next_id
-        self._next_id += 2
-        writer = ByteStreamWriter(self, stream_id)
-        self._writers[stream_id] = writer
+        writer = ByteStreamWriter(self, self.book.new_writer())
+        self._writers[writer.stream_id] = writer
         return writer
 
     def open_reader(self, stream_id: int | None) -> ByteStreamReader:
@@ -318,14 +300,16 @@ class ByteStreamManager:
         Raises ValueError for a missing id (None or 0) and for an id that already
         has a reader, as the TypeScript implementation does.
         """
-        if not stream_id:
-            raise ValueError("Missing stream ID")
-        if stream_id in self._readers:
-            raise ValueError(f"Stream {stream_id} already exists")
+        early = self.book.open_reader(stream_id)
+        assert stream_id is not None
         reader = ByteStreamReader(self, stream_id)
-        failed = self._failed.get(stream_id)
-        if failed is not None:
-            reader._fail(failed)
+        if early.error is not None:
+            reader._fail(early.error)
+            return reader
+        for chunk in early.chunks:
+            reader._feed(chunk)
+        if early.finished:
+            reader._finish()
             return reader
         self._readers[stream_id] = reader
         # Tie the reader to the request handler opening it: if that handler fails,
@@ -335,13 +319,6 @@ class ByteStreamManager:
             reader, self._reader_dropped, stream_id, reader._room, asyncio.get_running_loop()
         )
         reader._finalizer.atexit = False  # at interpreter exit there is no one to tell
-        pending = self._drop_pending(stream_id)
-        if pending is not None:
-            for chunk in pending.chunks:
-                reader._feed(chunk)
-            if pending.finished:
-                reader._finish()
-                self.forget_reader(stream_id)
         return reader
 
     def release_reader(self, reader: ByteStreamReader, error: str) -> None:
@@ -349,10 +326,10 @@ class ByteStreamManager:
         if reader._is_over:
             return
         reader._fail(error)
-        self.forget_reader(reader.stream_id)
-        self._remember_failed(reader.stream_id, error)
-        if self.session.is_open:
-            self.send_op(reader.stream_id, "destroy", error=error)
+        tell_writer = self.book.release_reader(reader.stream_id, error)
+        self._forget_reader(reader.stream_id)
+        if tell_writer:
+            self._send_destroy(reader.stream_id, error)
 
     def release_owned(self, owner: asyncio.Task[Any] | None, error: str) -> None:
         """Release the unfinished readers that ``owner`` (a failed handler's task) opened."""
@@ -374,17 +351,103 @@ class ByteStreamManager:
                 reader._finalizer.detach()
         for writer in self._writers.values():
             writer._fail(error)
-        for stream_id in list(self._pending):
-            self._drop_pending(stream_id)
         self._readers.clear()
         self._writers.clear()
+        self.book.close()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def forget_writer(self, stream_id: int) -> None:
+        """Our substream ended (finished or destroyed)."""
+        self._writers.pop(stream_id, None)
+        self.book.writer_closed(stream_id)
+
+    def send_op(
+        self, stream_id: int, kind: str, *, chunk: bytes | None = None, error: str | None = None
+    ) -> None:
+        """Send one ``byteStreamOperation`` (write / finish / destroy)."""
+        self.link.send(
+            self.protocol.byte_stream_operation(stream_id, kind, chunk=chunk, error=error)
+        )
+
+    async def on_operation(self, op: betterproto2.Message) -> None:
+        """Handle one received ``byteStreamOperation``."""
+        fields: Any = op
+        try:
+            kind, inner = betterproto2.which_one_of(op, "operation")
+        except RuntimeError:
+            return
+        loop = asyncio.get_running_loop()
+        events = self.book.receive(
+            fields.stream_id,
+            kind,
+            loop.time(),
+            chunk=getattr(inner, "chunk", b""),
+            error=getattr(inner, "error", None),
+        )
+        for event in events:
+            room = self._apply(event)
+            if room is not None and not room.is_set() and self.link.is_open:
+                # Wait on the event alone: holding the reader here would keep a
+                # dropped one alive, and with it this wait.
+                await room.wait()
+        self._arm_timer(loop)
 
     # --- internals -------------------------------------------------------------------
 
-    def forget_writer(self, stream_id: int) -> None:
-        self._writers.pop(stream_id, None)
+    def _apply(self, event: BookEvent) -> asyncio.Event | None:
+        """Apply one book event; the reader's room event when it is a chunk."""
+        if isinstance(event, ChunkReceived):
+            reader = self._readers.get(event.stream_id)
+            if reader is None:
+                return None  # dropped: its finalizer tells the writer
+            reader._feed(event.chunk)
+            return reader._room
+        if isinstance(event, ReaderEnded):
+            reader = self._readers.get(event.stream_id)
+            if reader is not None:
+                if event.error is None:
+                    reader._finish()
+                else:
+                    reader._fail(event.error)
+                self._forget_reader(event.stream_id)
+        elif isinstance(event, WriterRefused):
+            writer = self._writers.pop(event.stream_id, None)
+            if writer is not None:
+                writer._fail(event.error)
+        elif isinstance(event, EarlyDataRefused):
+            logger.info(
+                "%s: byte stream %d failed: %s", self.link.label, event.stream_id, event.error
+            )
+            self._send_destroy(event.stream_id, event.error)
+        return None
 
-    def forget_reader(self, stream_id: int) -> None:
+    def _send_destroy(self, stream_id: int, error: str) -> None:
+        if self.link.is_open:
+            self.send_op(stream_id, "destroy", error=error)
+
+    def _arm_timer(self, loop: asyncio.AbstractEventLoop) -> None:
+        deadline = self.book.next_deadline()
+        timer = self._timer
+        if deadline is None:
+            if timer is not None:
+                timer.cancel()
+                self._timer = None
+            return
+        if timer is None or timer.when() != deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(deadline, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        for event in self.book.expire(loop.time()):
+            self._apply(event)
+        self._arm_timer(loop)
+
+    def _forget_reader(self, stream_id: int) -> None:
         reader = self._readers.pop(stream_id, None)
         if reader is not None and reader._finalizer is not None:
             reader._finalizer.detach()
@@ -399,123 +462,9 @@ class ByteStreamManager:
             loop.call_soon(self._release_dropped, stream_id)
 
     def _release_dropped(self, stream_id: int) -> None:
-        if stream_id in self._readers or stream_id in self._failed:
-            return
+        if stream_id in self._readers:
+            return  # a new reader for the same id
         error = "receiver dropped"
-        logger.info("%s: byte stream %d released: %s", self.session.label, stream_id, error)
-        self._remember_failed(stream_id, error)
-        if self.session.is_open:
-            self.send_op(stream_id, "destroy", error=error)
-
-    def send_op(self, stream_id: int, kind: str, **fields: Any) -> None:
-        """Send one ``byteStreamOperation`` (write / finish / destroy)."""
-        op_cls = self.session.protocol.outgoing.byte_stream_cls
-        if op_cls is None:
-            raise TypeError("this schema has no byteStreamOperation field")
-        inner_cls = proto_meta(op_cls).cls_by_field[kind]
-        inner = inner_cls(**{k: v for k, v in fields.items() if v is not None})
-        op_factory: Any = op_cls
-        op = op_factory(stream_id=stream_id, **{kind: inner})
-        self.session.send(self.session.protocol.byte_stream_frame(op))
-
-    def _remember_failed(self, stream_id: int, error: str) -> None:
-        self._failed[stream_id] = error
-        while len(self._failed) > _FORGOTTEN_IDS:
-            self._failed.popitem(last=False)
-
-    def _drop_pending(self, stream_id: int) -> _Pending | None:
-        pending = self._pending.pop(stream_id, None)
-        if pending is not None:
-            if pending.timer is not None:
-                pending.timer.cancel()
-            self._pending_bytes -= pending.size
-            self.budget.give_back(pending.size)
-        return pending
-
-    def _fail_pending(self, stream_id: int, error: str, reason: str = "timeout") -> None:
-        self._drop_pending(stream_id)
-        self.budget.refused[reason] += 1
-        logger.info("%s: byte stream %d failed: %s", self.session.label, stream_id, error)
-        self._remember_failed(stream_id, error)
-        if self.session.is_open:
-            self.send_op(stream_id, "destroy", error=error)
-
-    async def on_operation(self, op: betterproto2.Message) -> None:
-        """Handle one received ``byteStreamOperation``."""
-        fields: Any = op
-        stream_id: int = fields.stream_id
-        try:
-            kind, inner = betterproto2.which_one_of(op, "operation")
-        except RuntimeError:
-            return
-        if stream_id % 2 == self._own_parity:
-            # About one of our writers: only destroy makes sense (the reader gave up).
-            if kind == "destroy":
-                writer = self._writers.pop(stream_id, None)
-                if writer is not None:
-                    writer._fail(getattr(inner, "error", None) or "destroyed by reader")
-            return
-        if stream_id in self._failed:
-            return
-        reader = self._readers.get(stream_id)
-        if reader is not None:
-            if kind == "write":
-                reader._feed(getattr(inner, "chunk", b""))
-                if not reader._room.is_set() and self.session.is_open:
-                    # Wait on the event alone: holding the reader here would keep a
-                    # dropped one alive, and with it this wait.
-                    room = reader._room
-                    del reader
-                    await room.wait()
-            elif kind == "finish":
-                reader._finish()
-                self.forget_reader(stream_id)
-            elif kind == "destroy":
-                reader._fail(getattr(inner, "error", None) or "destroyed by writer")
-                self.forget_reader(stream_id)
-            return
-        self._keep_early(stream_id, kind, inner)
-
-    def _keep_early(self, stream_id: int, kind: str, inner: Any) -> None:
-        if kind == "destroy":
-            # The writer gave up first: its reader will fail at once. Not answered.
-            self._drop_pending(stream_id)
-            self._remember_failed(stream_id, getattr(inner, "error", None) or "destroyed by writer")
-            return
-        pending = self._pending.get(stream_id)
-        if pending is None:
-            if len(self._pending) >= self.pending_max_streams:
-                self._fail_pending(
-                    stream_id, "too many byte streams waiting for a receiver", "streams"
-                )
-                return
-            pending = self._pending[stream_id] = _Pending()
-            pending.timer = asyncio.get_running_loop().call_later(
-                self.pending_max_seconds,
-                self._fail_pending,
-                stream_id,
-                "no receiver within the time limit",
-            )
-        if kind == "write":
-            chunk: bytes = getattr(inner, "chunk", b"")
-            size = len(chunk)
-            if pending.size + size > self.pending_max_bytes:
-                self._fail_pending(stream_id, "too much data before a receiver existed", "stream")
-            elif self._pending_bytes + size > self.pending_max_total:
-                self._fail_pending(
-                    stream_id,
-                    "too much data before a receiver existed on this connection",
-                    "connection",
-                )
-            elif not self.budget.take(size):
-                self._fail_pending(
-                    stream_id,
-                    "too much data before a receiver existed in this process",
-                    "process",
-                )
-            else:
-                pending.chunks.append(chunk)
-                pending.size += size
-                self._pending_bytes += size
-        elif kind == "finish":
-            pending.finished = True
+        if self.book.release_reader(stream_id, error):
+            logger.info("%s: byte stream %d released: %s", self.link.label, stream_id, error)
+            self._send_destroy(stream_id, error)

@@ -1,21 +1,22 @@
 """Sans-I/O SRPC: frames in, events out; request ids, reply matching, activation queueing.
 
 Both ends use :class:`SrpcProtocol`: the server decodes ``ClientMessage`` and encodes
-``ServerMessage``, the client the other way round. Nothing here touches a socket or
-the event loop; the asyncio layer (``session.py``) feeds received frames in and sends
-the bytes the methods return.
+``ServerMessage``, the client the other way round. Nothing here touches a socket, the
+event loop or a clock: the asyncio layer (``session.py``) feeds received frames in with
+the time they arrived, sends the bytes the methods return and asks :meth:`SrpcProtocol.close`
+before it closes (the first cause wins).
 """
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias
 
 import betterproto2
 
-from .frames import CallField, FrameError, FrameSchema
+from .frames import CallField, FrameError, FrameSchema, proto_meta
 from .ids import uuid7
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "PingReceived",
     "ProtocolViolation",
     "ReplyReceived",
+    "RequestLimitExceeded",
     "RequestReceived",
     "SrpcProtocol",
     "cause_for_close_code",
@@ -119,8 +121,25 @@ class ProtocolViolation:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class RequestLimitExceeded:
+    """More requests are running or held back than ``max_in_flight``: close with 4000."""
+
+    limit: int
+
+    @property
+    def reason(self) -> str:
+        """The close reason."""
+        return f"More than {self.limit} requests in flight"
+
+
 Event: TypeAlias = (
-    PingReceived | RequestReceived | ReplyReceived | ByteStreamReceived | ProtocolViolation
+    PingReceived
+    | RequestReceived
+    | ReplyReceived
+    | ByteStreamReceived
+    | ProtocolViolation
+    | RequestLimitExceeded
 )
 
 
@@ -131,6 +150,12 @@ class SrpcProtocol:
     :meth:`activate` are held back and returned by it, in arrival order; pings, replies
     and byte-stream frames always pass straight through (a connection handler may call
     the peer before activation and must get its replies).
+
+    The protocol also counts the requests it handed out until :meth:`request_done`
+    (``max_in_flight`` bounds them with the held-back ones) and decides the close
+    cause: the first :meth:`close` wins, and from then on no request is handed out.
+    Times are passed in: ``now`` is a monotonic clock in seconds, ``epoch_ms`` the wall
+    clock in milliseconds. Request ids come from ``new_request_id`` (uuid7 by default).
     """
 
     def __init__(
@@ -140,22 +165,32 @@ class SrpcProtocol:
         *,
         max_frame_size: int | None = None,
         activated: bool = False,
+        max_in_flight: int | None = None,
+        new_request_id: Callable[[], str] = uuid7,
     ) -> None:
         self.incoming = incoming
         self.outgoing = outgoing
         self.max_frame_size = max_frame_size
+        self.max_in_flight = max_in_flight
+        """Requests running plus held back before the stream closes with 4000 (None: no cap)."""
         self.is_activated = activated
         self.last_ping_at: int | None = None
         """Epoch ms of the peer's last ping."""
-        self.last_received_at = time.monotonic()
-        """Monotonic time of the last frame received, for inactivity checks."""
+        self.last_received_at = 0.0
+        """Monotonic time of the last frame received (or of :meth:`mark_alive`)."""
         self.pings_received = 0
+        self.in_flight = 0
+        """Requests handed out and not yet :meth:`request_done`."""
+        self.close_cause: CloseCause | None = None
+        """Why the stream closes; set by the first :meth:`close` (or :meth:`connection_lost`)."""
+        self.refusing = False
         self._pending: dict[str, CallField] = {}
         # Created on first use: most connections never time out a call and see no
         # request before activation, and an idle server holds thousands of these.
         self._expired: OrderedDict[str, None] | None = None
         self._queued: deque[RequestReceived] | None = None
         self.violated = False
+        self._new_request_id = new_request_id
 
     # --- inbound ---------------------------------------------------------------------
 
@@ -164,11 +199,15 @@ class SrpcProtocol:
         """Requests held back until activation."""
         return len(self._queued) if self._queued is not None else 0
 
-    def receive(self, data: bytes | str) -> list[Event]:
-        """Decode one WebSocket message; return what happened."""
+    def mark_alive(self, now: float) -> None:
+        """Count ``now`` as the peer's last sign of life (a connection that just opened)."""
+        self.last_received_at = now
+
+    def receive(self, data: bytes | str, now: float, epoch_ms: int) -> list[Event]:
+        """Decode one WebSocket message received at ``now``; return what happened."""
         if self.violated:
             return []
-        self.last_received_at = time.monotonic()
+        self.last_received_at = now
         if isinstance(data, str):
             return self._violation("Binary frames only")
         if self.max_frame_size is not None and len(data) > self.max_frame_size:
@@ -180,7 +219,7 @@ class SrpcProtocol:
         # pingPong / byteStreamOperation first: the TypeScript peer sends them with
         # requestId "" or "undefined" and reply false.
         if frame.member == self.incoming.ping_attr:
-            self.last_ping_at = int(time.time() * 1000)
+            self.last_ping_at = epoch_ms
             self.pings_received += 1
             return [PingReceived()]
         if frame.member and frame.member == self.incoming.byte_stream_attr:
@@ -209,22 +248,75 @@ class SrpcProtocol:
         if call is not None and not call.is_request:
             call = None
         event = RequestReceived(frame.request_id, call, frame.member, frame.value, frame.trace)
+        events: list[Event]
         if not self.is_activated:
             if self._queued is None:
                 self._queued = deque()
             self._queued.append(event)
+            events = []
+        elif self.close_cause is not None or self.refusing:
             return []
-        return [event]
+        else:
+            self.in_flight += 1
+            events = [event]
+        limit = self.max_in_flight
+        queued = self._queued
+        if (
+            limit is not None
+            and self.in_flight + (len(queued) if queued is not None else 0) > limit
+            and self.close_cause is None
+        ):
+            events.append(RequestLimitExceeded(limit))
+        return events
 
     def _violation(self, reason: str) -> list[Event]:
         self.violated = True
         return [ProtocolViolation(reason)]
 
     def activate(self) -> list[RequestReceived]:
-        """Mark the stream active; return the requests queued so far, oldest first."""
+        """Mark the stream active; return the requests queued so far, oldest first.
+
+        None once the stream is closing or refusing requests: they are dropped.
+        """
         self.is_activated = True
         queued, self._queued = self._queued, None
-        return list(queued) if queued is not None else []
+        if queued is None or self.close_cause is not None or self.refusing:
+            return []
+        self.in_flight += len(queued)
+        return list(queued)
+
+    def request_done(self) -> None:
+        """One request handed out by :meth:`receive` or :meth:`activate` has ended."""
+        self.in_flight -= 1
+
+    def refuse_requests(self) -> None:
+        """Hand out no request from now on (a draining server closes with 1012 next)."""
+        self.refusing = True
+
+    # --- closing ---------------------------------------------------------------------
+
+    @property
+    def is_closing(self) -> bool:
+        """True once a close cause is decided."""
+        return self.close_cause is not None
+
+    def close(
+        self, cause: CloseCause, reason: str = "", *, code: int | None = None
+    ) -> tuple[int, str] | None:
+        """Decide to close for ``cause``; the close code and reason to send.
+
+        None when a cause was decided before: the first one wins.
+        """
+        if self.close_cause is not None:
+            return None
+        self.close_cause = cause
+        return (code if code is not None else CLOSE_CODES[cause], truncate_reason(reason))
+
+    def connection_lost(self, close_code: int | None) -> CloseCause:
+        """The connection ended (with the peer's close code, if any); the final cause."""
+        if self.close_cause is None:
+            self.close_cause = cause_for_close_code(close_code)
+        return self.close_cause
 
     # --- outbound --------------------------------------------------------------------
 
@@ -243,7 +335,7 @@ class SrpcProtocol:
         trace: betterproto2.Message | None = None,
     ) -> tuple[str, bytes]:
         """Start a call; return its new request id and the frame to send."""
-        request_id = uuid7()
+        request_id = self._new_request_id()
         frame = self.outgoing.encode(
             request_id=request_id, trace=trace, member=call.attr, value=value
         )
@@ -285,6 +377,20 @@ class SrpcProtocol:
     def ping(self) -> bytes:
         """A ``{pingPong}`` frame."""
         return self.outgoing.ping()
+
+    def byte_stream_operation(
+        self, stream_id: int, kind: str, *, chunk: bytes | None = None, error: str | None = None
+    ) -> bytes:
+        """A ``{byteStreamOperation}`` frame: ``kind`` is write, finish or destroy."""
+        op_cls = self.outgoing.byte_stream_cls
+        if op_cls is None:
+            raise TypeError("this schema has no byteStreamOperation field")
+        fields: dict[str, Any] = {"chunk": chunk} if kind == "write" else {}
+        if error is not None:
+            fields["error"] = error
+        inner = proto_meta(op_cls).cls_by_field[kind](**fields)
+        op_factory: Any = op_cls
+        return self.byte_stream_frame(op_factory(stream_id=stream_id, **{kind: inner}))
 
     def byte_stream_frame(self, operation: betterproto2.Message) -> bytes:
         """A ``{byteStreamOperation}`` frame."""

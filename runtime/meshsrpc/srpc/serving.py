@@ -34,7 +34,7 @@ from .ids import uuid7
 from .liveness import InactivityMonitor
 from .protocol import CLOSE_CODES, UNHANDLED_MESSAGE_TYPE, CloseCause, SrpcProtocol
 from .session import SrpcSession
-from .stream import SrpcStream, StreamMeta
+from .stream import SrpcStream, StreamMeta, mark_cleaned_up
 from .transports.base import Transport
 
 __all__ = [
@@ -284,7 +284,7 @@ class StreamServing:
             try:
                 await self._run_close_hooks(stream, cause, announced)
             finally:
-                stream._mark_cleaned_up()
+                mark_cleaned_up(stream)
 
     async def _run_close_hooks(
         self, stream: SrpcStream, cause: CloseCause, announced: bool

@@ -1,20 +1,21 @@
 """The asyncio side of one SRPC connection, shared by the server's streams and the client.
 
 A :class:`SrpcSession` drives a :class:`~.protocol.SrpcProtocol` over a
-:class:`~.transports.base.Transport`: a receive loop, sending with a bounded send
-buffer (straight to the transport, or through a writer task while the transport makes
-us wait), one task per incoming request (bounded by ``max_in_flight``), reply futures
-for outgoing calls, and the byte-stream multiplexer.
+:class:`~.transports.base.Transport`: a receive loop that hands the protocol each frame
+with the time, an :class:`~.outbox.Outbox` for sending, one task per incoming request
+(the protocol bounds them by ``max_in_flight``), reply futures and timeouts for
+outgoing calls, and the byte-stream multiplexer. Everything that decides (close
+cause, in-flight limit, activation gate, byte-stream bookkeeping) is in the objects
+without I/O; this module owns the tasks, the timers and the clock.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
-from collections import deque
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import betterproto2
@@ -23,9 +24,10 @@ from .._deadlines import Deadlines
 from ..errors import SrpcError, SrpcStreamClosedError
 from . import _tracing
 from .bytestream import ByteStreamLimits, ByteStreamManager
+from .eager import start_eagerly
 from .frames import CallField
+from .outbox import Outbox
 from .protocol import (
-    CLOSE_CODES,
     UNHANDLED_MESSAGE_TYPE,
     ByteStreamReceived,
     CloseCause,
@@ -33,12 +35,11 @@ from .protocol import (
     PingReceived,
     ProtocolViolation,
     ReplyReceived,
+    RequestLimitExceeded,
     RequestReceived,
     SrpcProtocol,
-    cause_for_close_code,
-    truncate_reason,
 )
-from .transports.base import Transport
+from .transports.base import PushingTransport, Transport
 
 __all__ = ["RequestDispatcher", "SrpcSession"]
 
@@ -50,7 +51,28 @@ logger = logging.getLogger(__name__)
 RequestDispatcher = Callable[[CallField, betterproto2.Message], Awaitable[betterproto2.Message]]
 """Runs the local handler for an incoming call and returns its response."""
 
-_CLOSE = object()
+
+def failure_text(exc: BaseException, label: str, prefix: str | None, *, expose: bool) -> str:
+    """Log a handler's failure; the error text its caller gets."""
+    if expose:
+        logger.exception("%s: handler for %s failed", label, prefix)
+        return f"{type(exc).__name__}: {exc}"
+    # The exception may carry secrets (a DSN, a query): the caller gets an id
+    # to quote, the log gets the details.
+    error_id = secrets.token_hex(6)
+    logger.exception("%s: handler for %s failed (error id %s)", label, prefix, error_id)
+    return f"{INTERNAL_ERROR_TEXT} (error id {error_id})"
+
+
+def check_frame_size(frame: bytes, limit: int | None, prefix: str, kind: str) -> None:
+    """ValueError when ``frame`` (the ``<prefix>`` request or response) is over the peer's limit.
+
+    The peer would close the whole connection on it (4000 or 1009): only this call fails.
+    """
+    if limit is not None and len(frame) > limit:
+        raise ValueError(
+            f"{prefix} {kind} of {len(frame)} bytes exceeds the peer's max frame size ({limit})"
+        )
 
 
 class SrpcSession:
@@ -76,6 +98,8 @@ class SrpcSession:
         self.transport = transport
         self.label = label
         self.max_in_flight = max_in_flight
+        protocol.max_in_flight = max_in_flight
+        protocol.mark_alive(time.monotonic())
         self.max_send_buffer = max_send_buffer
         self.close_timeout = close_timeout
         #: Send a failed handler's exception text to the peer (``"ValueError: boom"``,
@@ -85,15 +109,15 @@ class SrpcSession:
             peer_max_frame_size if peer_max_frame_size is not None else protocol.max_frame_size
         )
         """Largest frame the peer accepts: a bigger request or response fails here."""
-        self.close_cause: CloseCause | None = None
-        """Set once the stream is closing; the first cause wins."""
+        self._outbox = Outbox(
+            transport, max_buffer=max_send_buffer, on_overflow=self._drop_slow_peer, label=label
+        )
         self._first_byte_stream_id = first_byte_stream_id
         self._byte_streams: ByteStreamManager | None = None
         self._byte_stream_limits = byte_stream_limits
         self._dispatch = dispatch
         self._on_ping = on_ping
         self._futures: dict[str, asyncio.Future[betterproto2.Message]] = {}
-        self._refusing = False
         # Timeouts of our calls to the peer, by (request id, prefix, seconds): one timer
         # for all of them, not one per call.
         self._timeouts: Deadlines[tuple[str, str, float]] = Deadlines(self._expire)
@@ -101,81 +125,111 @@ class SrpcSession:
         # entry from the event it holds, without asyncio.current_task().
         self._tasks: dict[int, asyncio.Task[Any]] = {}
         self._request_task_name = f"{label}-request"
-        self._loop: asyncio.AbstractEventLoop | None = None
-        # Frames go straight to the transport while it can take them without waiting;
-        # the queue and the writer task exist only while something has to wait (a
-        # slow peer, a close). Idle connections then hold no task and no queue.
-        self._queue: deque[bytes | object] | None = None
-        self._buffered = 0
-        self._writer_task: asyncio.Task[None] | None = None
-        self._send_failed = False
-        self._close_args: tuple[int, str] = (CLOSE_CODES["disconnect"], "")
+        self._loop = asyncio.get_running_loop()  # sessions are made on their loop
         self._finished = False
-        # Created only when someone waits (most connections never do).
-        self._drained: asyncio.Event | None = None
-        self._closed: asyncio.Event | None = None
+        self._closed: asyncio.Event | None = None  # only once someone waits
         self._close_task: asyncio.Task[None] | None = None
+        # A byte-stream frame taken from the transport's callback that waits for its
+        # reader: nothing else is received until it is through.
+        self._blocked: asyncio.Task[None] | None = None
 
     @property
     def byte_streams(self) -> ByteStreamManager:
         """The byte-stream multiplexer (created on first use)."""
         if self._byte_streams is None:
             self._byte_streams = ByteStreamManager(
-                self, self._first_byte_stream_id, limits=self._byte_stream_limits
+                self, self.protocol, self._first_byte_stream_id, limits=self._byte_stream_limits
             )
         return self._byte_streams
 
     # --- lifecycle -------------------------------------------------------------------
 
     @property
+    def close_cause(self) -> CloseCause | None:
+        """Why the stream closes, once it is closing; the first cause wins."""
+        return self.protocol.close_cause
+
+    @close_cause.setter
+    def close_cause(self, cause: CloseCause) -> None:
+        # Close without a close frame (the caller drops the connection itself).
+        self.protocol.close(cause)
+
+    @property
     def is_open(self) -> bool:
         """True until the session starts closing."""
-        return self.close_cause is None and not self._finished
+        return self.protocol.close_cause is None and not self._finished
 
     async def run(self) -> CloseCause:
         """Receive until the connection ends; clean up; return the close cause."""
+        receive = self.protocol.receive
+        monotonic, wall = time.monotonic, time.time
+        transport = self.transport
+        pushing = transport if isinstance(transport, PushingTransport) else None
+        if pushing is not None:
+            pushing.on_message = self._on_message
         try:
             while True:
                 data = await self.transport.recv()
                 if data is None:
                     break
-                for event in self.protocol.receive(data):
+                if (blocked := self._blocked) is not None:
+                    # A byte-stream reader the pushed path fed is full: wait for it first.
+                    self._blocked = None
+                    await blocked
+                for event in receive(data, monotonic(), int(wall() * 1000)):
                     # Requests are the hot path: no coroutine per event for them.
                     if isinstance(event, RequestReceived):
                         self.start_request(event)
-                    else:
-                        await self._handle_event(event)
-                if (
-                    self.max_in_flight is not None
-                    and len(self._tasks) + self.protocol.queued_requests > self.max_in_flight
-                    and self.is_open
-                ):
-                    await self.close("badArg", f"More than {self.max_in_flight} requests in flight")
+                    elif (waiting := self._handle_event(event)) is not None:
+                        await waiting
         except Exception:
             logger.exception("%s: receive loop failed; dropping the connection", self.label)
-            if self.close_cause is None:
-                self.close_cause = "disconnect"
+            self.protocol.close("disconnect")
             self.transport.abort()
         finally:
+            if pushing is not None:
+                pushing.on_message = None
             await self._cleanup()
-        return self.close_cause or "disconnect"
+        return self.protocol.close_cause or "disconnect"
+
+    def _on_message(self, data: bytes | str) -> bool:
+        """Take one message straight from the transport's data callback (while :meth:`run`
+        waits for the next one): False when it has to go through ``recv()`` instead."""
+        blocked = self._blocked
+        if self._finished or (blocked is not None and not blocked.done()):
+            return False
+        try:
+            if blocked is not None:
+                self._blocked = None
+                blocked.result()  # its failure drops the connection, as in run()
+            for event in self.protocol.receive(data, time.monotonic(), int(time.time() * 1000)):
+                if isinstance(event, RequestReceived):
+                    self.start_request(event)
+                elif (waiting := self._handle_event(event)) is not None:
+                    started = start_eagerly(waiting, self._loop, name=self.label)
+                    # Later messages wait in the transport until this one is through.
+                    self._blocked = started.task
+        except Exception:
+            logger.exception("%s: receive failed; dropping the connection", self.label)
+            self.protocol.close("disconnect")
+            self.transport.abort()
+        return True
 
     async def _cleanup(self) -> None:
-        if self.close_cause is None:
-            self.close_cause = cause_for_close_code(self.transport.close_code)
+        cause = self.protocol.connection_lost(self.transport.close_code)
         self._finished = True
         if self._closed is not None:
             self._closed.set()
-        if self._drained is not None:
-            self._drained.set()
+        self._outbox.wake()
         for fut in self._futures.values():
             if not fut.done():
-                fut.set_exception(SrpcStreamClosedError(self.close_cause))
+                fut.set_exception(SrpcStreamClosedError(cause))
         self._futures.clear()
         self._timeouts.clear()
         if self._byte_streams is not None:
-            self._byte_streams.fail_all(f"stream closed ({self.close_cause})")
-        tasks = [*self._tasks.values(), *(t for t in (self._writer_task,) if t is not None)]
+            self._byte_streams.fail_all(f"stream closed ({cause})")
+        others = (self._outbox.writer, self._blocked)
+        tasks = [*self._tasks.values(), *(t for t in others if t is not None)]
         for task in tasks:
             task.cancel()
         if tasks:
@@ -197,17 +251,22 @@ class SrpcSession:
 
     async def close(self, cause: CloseCause, reason: str = "", *, code: int | None = None) -> None:
         """Close with the cause's code (or ``code``); frames already queued go first."""
-        if self.close_cause is not None or self._finished:
+        self._start_close(cause, reason, code)
+
+    def _start_close(self, cause: CloseCause, reason: str = "", code: int | None = None) -> None:
+        if self._finished:
             return
-        self.close_cause = cause
-        close_code = code if code is not None else CLOSE_CODES[cause]
-        logger.debug("%s: closing with %s (%s) %s", self.label, close_code, cause, reason)
-        self._close_args = (close_code, truncate_reason(reason))
+        close = self.protocol.close(cause, reason, code=code)
+        if close is None:
+            return
+        logger.debug("%s: closing with %s (%s) %s", self.label, close[0], cause, reason)
         if self._byte_streams is not None:
             # The receive loop may be waiting for a slow reader: it must see the close.
             self._byte_streams.stop_waiting()
-        self._enqueue(_CLOSE)
-        self._close_task = asyncio.create_task(self._close_watchdog(), name=f"{self.label}-close")
+        self._outbox.close(*close)
+        self._close_task = self._loop.create_task(
+            self._close_watchdog(), name=f"{self.label}-close"
+        )
 
     async def _close_watchdog(self) -> None:
         # A peer that stopped reading never lets the close frame out: abort after a bound.
@@ -221,86 +280,34 @@ class SrpcSession:
 
     def send(self, data: bytes) -> None:
         """Send one frame, or queue it; a peer that lets the buffer exceed the limit is dropped."""
-        if self.close_cause is not None or self._finished or self._send_failed:
+        if self.protocol.close_cause is not None or self._finished:
             return
-        if self._writer_task is None:
-            try:
-                sent = self.transport.send_nowait(data)
-            except Exception:
-                logger.debug("%s: send failed; connection is gone", self.label)
-                self._send_failed = True
-                return
-        else:
-            sent = False
-        if not sent:
-            self._buffered += len(data)
-            self._enqueue(data)
-        if self.max_send_buffer is not None and self.send_buffer_size > self.max_send_buffer:
-            logger.warning("%s: peer is not reading (send buffer full); dropping it", self.label)
-            self._drop_slow_peer()
-
-    def _enqueue(self, item: bytes | object) -> None:
-        if self._queue is None:
-            self._queue = deque()
-        self._queue.append(item)
-        if self._writer_task is None:
-            self._writer_task = asyncio.create_task(self._write_loop(), name=f"{self.label}-writer")
-
-    @property
-    def _low_water(self) -> int:
-        return (self.max_send_buffer or 1 << 20) // 4
+        self._outbox.send(data)
 
     @property
     def send_buffer_size(self) -> int:
         """Bytes queued here plus bytes the transport has not written yet."""
-        return self._buffered + self.transport.buffered_amount()
+        return self._outbox.size
 
     async def drain(self) -> None:
         """Wait until the send buffer is low again (byte-stream writers use this)."""
-        while self._buffered > self._low_water and self.is_open:
-            if self._drained is None:
-                self._drained = asyncio.Event()
-            self._drained.clear()
-            await self._drained.wait()
+        while self._outbox.above_low_water and self.is_open:
+            await self._outbox.wait_drained()
         if not self.is_open:
             raise SrpcError(f"stream closed ({self.close_cause})")
 
     def _drop_slow_peer(self) -> None:
-        self.close_cause = "timeout"
+        logger.warning("%s: peer is not reading (send buffer full); dropping it", self.label)
+        self.protocol.close("timeout")
         if self._byte_streams is not None:
             self._byte_streams.stop_waiting()
-        if self._queue is not None:
-            self._queue.clear()
-        self._buffered = 0
+        self._outbox.clear()
         self.transport.abort()
-
-    async def _write_loop(self) -> None:
-        queue = self._queue
-        assert queue is not None
-        try:
-            while queue:
-                item = queue.popleft()
-                if item is _CLOSE:
-                    code, reason = self._close_args
-                    with contextlib.suppress(Exception):
-                        await self.transport.close(code, reason)
-                    return
-                assert isinstance(item, bytes)
-                if not self._send_failed:
-                    try:
-                        await self.transport.send(item)
-                    except Exception:
-                        logger.debug("%s: send failed; connection is gone", self.label)
-                        self._send_failed = True
-                self._buffered -= len(item)
-                if self._drained is not None and self._buffered <= self._low_water:
-                    self._drained.set()
-        finally:
-            self._writer_task = None
 
     # --- events ----------------------------------------------------------------------
 
-    async def _handle_event(self, event: Event) -> None:
+    def _handle_event(self, event: Event) -> Coroutine[Any, Any, None] | None:
+        """Handle one event; what is left to await (a byte-stream frame), if anything."""
         if isinstance(event, PingReceived):
             self._on_ping()
         elif isinstance(event, RequestReceived):
@@ -308,26 +315,28 @@ class SrpcSession:
         elif isinstance(event, ReplyReceived):
             self._resolve(event)
         elif isinstance(event, ByteStreamReceived):
-            await self.byte_streams.on_operation(event.operation)
+            return self.byte_streams.on_operation(event.operation)
         elif isinstance(event, ProtocolViolation):
             logger.info("%s: protocol violation: %s", self.label, event.reason)
-            await self.close("badArg", event.reason)
+            self._start_close("badArg", event.reason)
+        elif isinstance(event, RequestLimitExceeded):
+            self._start_close("badArg", event.reason)
+        return None
 
     def stop_taking_requests(self) -> None:
         """Run no request received from now on (a draining server): the stream is about
         to close with 1012, and a call that was not run may then be sent again."""
-        self._refusing = True
+        self.protocol.refuse_requests()
 
     def start_request(self, event: RequestReceived) -> None:
-        """Run one incoming request in its own task (so a slow handler blocks nothing)."""
-        if not self.is_open or self._refusing:
+        """Run one incoming request (handed out by the protocol) in its own task, so that
+        a slow handler blocks nothing."""
+        if self._finished:
+            self.protocol.request_done()
             return
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
         # loop.create_task with the name: asyncio.create_task first has the task
         # format a default "Task-<n>" name, then replaces it (a third of the cost).
-        task = loop.create_task(self._run_request(event), name=self._request_task_name)
+        task = self._loop.create_task(self._run_request(event), name=self._request_task_name)
         # _run_request removes itself when it ends: a done callback would cost one
         # more event-loop iteration per request.
         self._tasks[id(event)] = task
@@ -344,15 +353,16 @@ class SrpcSession:
                 with _tracing.remote_parent(event.trace):
                     response = await self._dispatch(call, value)
             frame = self.protocol.reply(event.request_id, call, response)
-            self._check_frame_size(frame, f"{call.prefix} response")
+            check_frame_size(frame, self.peer_max_frame_size, call.prefix, "response")
         except asyncio.CancelledError:
             self._tasks.pop(id(event), None)
+            self.protocol.request_done()
             raise
         except SrpcError as exc:
             frame = self._failed_request(event, exc.message, user_error=exc.is_user_error)
         except Exception as exc:
             prefix = call.prefix if call is not None else event.member
-            text = self._failure_text(exc, prefix)
+            text = failure_text(exc, self.label, prefix, expose=self.expose_errors)
             frame = self._failed_request(event, text, user_error=False)
         except BaseException as exc:
             # SystemExit or KeyboardInterrupt from handler code (argparse exits on bad
@@ -363,27 +373,8 @@ class SrpcSession:
                 event, f"handler raised {type(exc).__name__}", user_error=False
             )
         self._tasks.pop(id(event), None)
+        self.protocol.request_done()
         self.send(frame)
-
-    def _failure_text(self, exc: BaseException, prefix: str | None) -> str:
-        """Log a handler's failure; the error text its caller gets."""
-        if self.expose_errors:
-            logger.exception("%s: handler for %s failed", self.label, prefix)
-            return f"{type(exc).__name__}: {exc}"
-        # The exception may carry secrets (a DSN, a query): the caller gets an id
-        # to quote, the log gets the details.
-        error_id = secrets.token_hex(6)
-        logger.exception("%s: handler for %s failed (error id %s)", self.label, prefix, error_id)
-        return f"{INTERNAL_ERROR_TEXT} (error id {error_id})"
-
-    def _check_frame_size(self, frame: bytes, what: str) -> None:
-        # The peer would close the whole connection on it (4000 or 1009): fail only
-        # this call, here.
-        limit = self.peer_max_frame_size
-        if limit is not None and len(frame) > limit:
-            raise ValueError(
-                f"{what} of {len(frame)} bytes exceeds the peer's max frame size ({limit})"
-            )
 
     def _failed_request(self, event: RequestReceived, message: str, *, user_error: bool) -> bytes:
         # An upload the failed handler was reading is refused with it, so that its
@@ -439,7 +430,7 @@ class SrpcSession:
         except Exception as exc:
             raise SrpcError(f"{prefix} request cannot be encoded: {exc}") from exc
         try:
-            self._check_frame_size(frame, f"{prefix} request")
+            check_frame_size(frame, self.peer_max_frame_size, prefix, "request")
         except ValueError as exc:
             self.protocol.forget(request_id)
             raise SrpcError(str(exc)) from None

@@ -144,12 +144,6 @@ class SrpcStream:
             self._closed = asyncio.Event()
         await self._closed.wait()
 
-    def _mark_cleaned_up(self) -> None:
-        """Called by the server once its cleanup of this stream has run."""
-        self._cleaned_up = True
-        if self._closed is not None:
-            self._closed.set()
-
     def create_byte_stream(self) -> ByteStreamWriter:
         """Open a byte stream to the client (ids 2, 4, 6, ...); pass its ``stream_id`` in a call."""
         return self._require_session().byte_streams.create_writer()
@@ -165,3 +159,14 @@ class SrpcStream:
 
     def __repr__(self) -> str:
         return f"SrpcStream(id={self.id!r}, client_id={self.client_id!r}, address={self.address!r})"
+
+
+def mark_cleaned_up(stream: SrpcStream) -> None:
+    """The server's cleanup of ``stream`` has run: wake :meth:`SrpcStream.wait_closed`.
+
+    A function of this module rather than a method, so that users of the stream do not
+    see it; the serving code calls it.
+    """
+    stream._cleaned_up = True
+    if stream._closed is not None:
+        stream._closed.set()

@@ -11,11 +11,12 @@ nothing else of the server.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 from ..auth import HandshakeAccepted, HandshakeRejected, HandshakeRequest
 
-__all__ = ["ConnectionAcceptor", "HandshakeDecision", "Transport"]
+__all__ = ["ConnectionAcceptor", "HandshakeDecision", "PushingTransport", "Transport"]
 
 HandshakeDecision = HandshakeAccepted | HandshakeRejected
 """What :meth:`ConnectionAcceptor.authorize` answers."""
@@ -64,6 +65,19 @@ class Transport(Protocol):
     def buffered_amount(self) -> int:
         """Bytes written but not yet handed to the network (0 if unknown)."""
         ...
+
+
+@runtime_checkable
+class PushingTransport(Protocol):
+    """A transport that can hand messages over from its data callback.
+
+    While ``recv()`` waits on an empty inbox, the transport first offers a message to
+    ``on_message``; only when that returns False does the message go to ``recv()``.
+    That spares the receive loop an event-loop turn per message.
+    """
+
+    on_message: Callable[[bytes | str], bool] | None
+    """Set by the session while it serves the connection; None otherwise."""
 
 
 class ConnectionAcceptor(Protocol):

@@ -80,6 +80,8 @@ class PicowsTransport(WSListener):
         self._remote_address = ""
         self.on_connected: Callable[[], None] | None = None
         """Called once the WebSocket is open (the server starts serving it)."""
+        self.on_message: Callable[[bytes | str], bool] | None = None
+        """Offered each message while :meth:`recv` waits on an empty inbox; True: taken."""
 
     # --- picows callbacks ------------------------------------------------------------
 
@@ -138,11 +140,15 @@ class PicowsTransport(WSListener):
             self._fail(WSCloseCode.INVALID_TEXT, "invalid UTF-8")
 
     def _deliver(self, data: bytes | str) -> None:
+        waiter = self._waiter
+        on_message = self.on_message
+        # Straight to the session while its receive loop idles (no turn of the loop).
+        if on_message is not None and waiter is not None and not waiter.done() and on_message(data):
+            return
         self._inbox.append(data)
         if len(self._inbox) >= _INBOX_HIGH and not self._reading_paused and self.ws is not None:
             self._reading_paused = True
             self.ws.underlying_transport.pause_reading()
-        waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
