@@ -8,10 +8,15 @@ from typing import Any
 
 import betterproto2
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from meshsrpc.srpc.messagecodec import encode_message, parse_message
-from meshsrpc.srpc.protowire import FrameError, check_wire_structure, encode_varint
+from meshsrpc.srpc.protowire import (
+    FrameError,
+    VarintOverflow,
+    check_wire_structure,
+    encode_varint,
+)
 
 from tests.generated.sgnl24 import TestRpc
 
@@ -85,7 +90,23 @@ def _assert_same_parse(cls: type[betterproto2.Message], data: bytes) -> None:
     assert type(got) is type(expected)
     assert got == expected
     assert got._unknown_fields == expected._unknown_fields
-    assert _written(encode_message, got) == _written(bytes, expected)
+    ours, theirs = _written(encode_message, got), _written(bytes, expected)
+    if isinstance(ours, tuple) and ours[0] is ValueError and _holds_over_64_bits(theirs, cls):
+        return  # on purpose: encode_message refuses what no peer reads back (see its doc)
+    assert ours == theirs
+
+
+def _holds_over_64_bits(data: Any, cls: type[betterproto2.Message]) -> bool:
+    """True if ``data`` (bytes betterproto2 wrote) holds a varint over 64 bits."""
+    if not isinstance(data, bytes):
+        return False
+    try:
+        check_wire_structure(data, cls, strict=True)
+    except VarintOverflow:
+        return True
+    except FrameError:
+        return False
+    return False
 
 
 def _written(encode: Any, message: betterproto2.Message) -> Any:
@@ -124,6 +145,7 @@ _WIRE_FIELD = st.one_of(
 
 @settings(max_examples=500, deadline=None)
 @given(st.sampled_from(CLASSES), st.lists(_WIRE_FIELD, max_size=8))
+@example(TestRpc.UComplexRequest, [bytes.fromhex("3880808080808080808002")])
 def test_parse_matches_betterproto2_on_any_field_sequence(
     cls: type[betterproto2.Message], fields: list[bytes]
 ) -> None:
