@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -23,20 +22,6 @@ FAST: dict[str, Any] = {
     "request_timeout": 5.0,
     "leader": LeaderOptions(ttl=1.0, renewal_interval=0.2, retry_delay=0.1),
 }
-
-
-async def eventually(predicate: Callable[[], Any], *, timeout: float = 5.0) -> None:
-    """Wait until ``predicate()`` (sync or async) is truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.02)
 
 
 class InboxSpy:

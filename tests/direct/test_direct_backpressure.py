@@ -12,11 +12,12 @@ import socket
 from collections.abc import AsyncIterator
 
 import pytest
-from direct_helpers import SECRET, InboxSpy, MakeMesh, eventually
+from direct_helpers import SECRET, InboxSpy, MakeMesh
 from meshsrpc import DirectSettings, MeshConnectionLostError, MeshService, RedisSettings
 from meshsrpc.direct import Address, Channel, handshake
 from meshsrpc.direct.directory import Directory
 from meshsrpc.keys import MeshKeys
+from meshsrpc.testing import eventually
 
 PEER = 999
 HIGH = 256 * 1024

@@ -7,8 +7,9 @@ import json
 import socket
 from typing import Any
 
-from direct_helpers import InboxSpy, MakeMesh, eventually
+from direct_helpers import InboxSpy, MakeMesh
 from meshsrpc import MeshHandlerError, MeshNoHandlerError, MeshService, RedisSettings
+from meshsrpc.testing import eventually
 from redis.asyncio import Redis
 
 # A heartbeat for no request: ignored by the node, and the last thing the spy sees.

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from direct_helpers import SECRET, InboxSpy, MakeMesh, eventually
+from direct_helpers import SECRET, InboxSpy, MakeMesh
 from meshsrpc import (
     DirectSettings,
     MeshConnectionLostError,
@@ -18,6 +18,7 @@ from meshsrpc import (
     RedisSettings,
 )
 from meshsrpc.redis_server import RedisServer
+from meshsrpc.testing import eventually
 from redis.asyncio import Redis
 
 NODE_SCRIPT = Path(__file__).with_name("direct_node.py")

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from direct_helpers import SECRET, MakeMesh, eventually, self_signed
+from direct_helpers import SECRET, MakeMesh, self_signed
 from meshsrpc import DirectSettings, MeshService, RedisSettings
+from meshsrpc.testing import eventually
 
 
 def frame(payload: bytes) -> bytes:
