@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as ssl_module
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +37,9 @@ _ws_logger = logging.getLogger("meshsrpc.srpc.transports.picows.ws")
 _INBOX_HIGH = 32
 _INBOX_LOW = 8
 _NO_CODE = 1005  # a close frame without a status code (RFC 6455 §7.1.5)
+# Frames held back to share one system call with the first frame of a loop iteration:
+# up to this many bytes, then they go at once (the transport's flow control sees them).
+_CORK_LIMIT = 64 * 1024
 
 
 def format_address(address: Any) -> str:
@@ -44,6 +48,52 @@ def format_address(address: Any) -> str:
         host = str(address[0])
         return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
     return str(address) if address is not None else ""
+
+
+class _IterationEnd:
+    """Uncorks the transports that sent in this loop iteration, once it is over.
+
+    One ``call_soon`` per iteration for all of them, not one per connection: with many
+    connections each sending a frame an iteration, that callback is a cost per frame.
+    """
+
+    __slots__ = ("_loop", "_pending")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._pending: list[PicowsTransport] = []
+
+    def add(self, transport: PicowsTransport) -> None:
+        pending = self._pending
+        pending.append(transport)
+        if len(pending) == 1:
+            self._loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        pending, self._pending = self._pending, []
+        for transport in pending:
+            transport._uncork()
+
+
+_iteration_ends: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _IterationEnd] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _iteration_end(loop: asyncio.AbstractEventLoop) -> _IterationEnd:
+    end = _iteration_ends.get(loop)
+    if end is None:
+        end = _iteration_ends[loop] = _IterationEnd(loop)
+    return end
+
+
+def binary_frame_header(length: int) -> bytes:
+    """The header of an unmasked, final binary frame of ``length`` bytes (RFC 6455 §5.2)."""
+    if length < 126:
+        return bytes((0x82, length))
+    if length < 1 << 16:
+        return b"\x82\x7e" + length.to_bytes(2, "big")
+    return b"\x82\x7f" + length.to_bytes(8, "big")
 
 
 def frame_limit(max_frame_size: int) -> int:
@@ -58,7 +108,9 @@ class PicowsTransport(WSListener):
     """:class:`~.base.Transport` over a ``picows`` connection (server or client side).
 
     picows calls :meth:`on_ws_frame` for every frame; messages wait in a short inbox
-    for :meth:`recv`.
+    for :meth:`recv`. On the server side, the frames sent in one iteration of the event
+    loop after its first share one system call (picows makes one per frame): the
+    requests a node forwards to a client arrive in bursts.
     """
 
     def __init__(self, *, max_message_size: int, close_timeout: float) -> None:
@@ -72,7 +124,14 @@ class PicowsTransport(WSListener):
         self._write_paused = False
         self._resume_waiter: asyncio.Future[None] | None = None
         self._disconnected = False
-        self._gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._gone: asyncio.Future[None] = loop.create_future()
+        self._iteration_end = _iteration_end(loop)
+        # Frames (headers and payloads) waiting for the end of this loop iteration;
+        # None: nothing sent in this iteration yet.
+        self._corked: list[bytes] | None = None
+        self._corked_bytes = 0
+        self._client_side = True  # until on_ws_connected says otherwise: no corking
         # An unfinished fragmented message: its type and the parts so far.
         self._fragments: list[bytes] | None = None
         self._fragments_text = False
@@ -87,6 +146,8 @@ class PicowsTransport(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.ws = transport
+        # Client frames are masked: picows masks them, so they are not corked here.
+        self._client_side = transport.is_client_side
         self._remote_address = format_address(
             transport.underlying_transport.get_extra_info("peername")
         )
@@ -157,11 +218,14 @@ class PicowsTransport(WSListener):
         if ws is None:
             return
         if not ws.is_close_frame_sent:
+            self._write_corked()
             ws.send_close(code, reason.encode())
         ws.disconnect()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self._disconnected = True
+        self._corked = None
+        self._corked_bytes = 0
         for waiter in (self._waiter, self._resume_waiter):
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
@@ -225,20 +289,49 @@ class PicowsTransport(WSListener):
         if self._closed_for_sending():
             raise ConnectionError("WebSocket is closed")
         assert self.ws is not None
+        self._write_corked()  # frames keep their order
         self.ws.send(WSMsgType.BINARY, data)
 
     def send_nowait(self, data: bytes) -> bool:
         if self._write_paused or self._closed_for_sending():
             return False
-        assert self.ws is not None
-        self.ws.send(WSMsgType.BINARY, data)
+        ws = self.ws
+        assert ws is not None
+        corked = self._corked
+        if corked is None:
+            # The first frame of an iteration leaves at once (no added latency).
+            ws.send(WSMsgType.BINARY, data)
+            if not self._client_side:
+                self._corked = []
+                self._iteration_end.add(self)
+        elif self._corked_bytes + len(data) <= _CORK_LIMIT:
+            corked += (binary_frame_header(len(data)), data)
+            self._corked_bytes += len(data)
+        else:
+            self._write_corked()
+            ws.send(WSMsgType.BINARY, data)
         return True
+
+    def _uncork(self) -> None:
+        self._write_corked()
+        self._corked = None
+
+    def _write_corked(self) -> None:
+        corked = self._corked
+        if not corked:
+            return
+        self._corked = []
+        self._corked_bytes = 0
+        ws = self.ws
+        if ws is not None and not self._closed_for_sending():
+            ws.underlying_transport.write(b"".join(corked))
 
     async def close(self, code: int, reason: str) -> None:
         ws = self.ws
         if ws is None or self._disconnected:
             return
         if not ws.is_close_frame_sent:
+            self._write_corked()
             ws.send_close(WSCloseCode(code), reason.encode())
         handshake = ws.close_handshake
         if handshake is not None and handshake.recv is not None:
@@ -249,13 +342,15 @@ class PicowsTransport(WSListener):
             ws.disconnect(graceful=False)
 
     def abort(self) -> None:
+        self._corked = None
+        self._corked_bytes = 0
         if self.ws is not None:
             self.ws.disconnect(graceful=False)
 
     def buffered_amount(self) -> int:
         if self.ws is None or self._disconnected:
             return 0
-        return int(self.ws.underlying_transport.get_write_buffer_size())
+        return int(self.ws.underlying_transport.get_write_buffer_size()) + self._corked_bytes
 
 
 async def connect(

@@ -1,0 +1,132 @@
+"""On picows, the server's frames of one loop iteration after the first share one write.
+
+picows writes each frame with its own system call; a node forwarding a burst of calls to
+one client would pay one per call. The frames must still arrive whole and in order, and
+the close frame after them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from meshsrpc import SrpcServer, SrpcStream
+from meshsrpc.srpc.transports.picows_connection import PicowsTransport, binary_frame_header
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.generated.sgnl24.TestRpc import ClientMessage, ServerMessage
+from tests.srpc._support import ServerFactory, url_of
+
+PING = bytes.fromhex("920300")
+
+
+@pytest.fixture
+def srpc_transport() -> str:
+    """Corking is the picows adapter's own (websockets corks in its adapter too)."""
+    return "picows"
+
+
+async def connected(
+    server: SrpcServer[ClientMessage, ServerMessage], ws: Any
+) -> tuple[SrpcStream, PicowsTransport]:
+    assert await ws.recv() == PING
+    await ws.send(PING)
+    async with asyncio.timeout(5):
+        while "raw" not in server.streams_by_client_id:  # noqa: ASYNC110 - server state
+            await asyncio.sleep(0.01)
+    stream = server.streams_by_client_id["raw"]
+    assert stream.session is not None
+    transport = stream.session.transport
+    assert isinstance(transport, PicowsTransport)
+    return stream, transport
+
+
+async def receive(ws: Any, count: int) -> list[bytes]:
+    """The next ``count`` frames that are not pingPong (the server answers ours)."""
+    frames: list[bytes] = []
+    async with asyncio.timeout(5):
+        while len(frames) < count:
+            frame = await ws.recv()
+            if frame != PING:
+                frames.append(frame)
+    return frames
+
+
+def test_frame_header_has_the_rfc_6455_length_forms() -> None:
+    assert binary_frame_header(5) == b"\x82\x05"
+    assert binary_frame_header(125) == b"\x82\x7d"
+    assert binary_frame_header(126) == b"\x82\x7e\x00\x7e"
+    assert binary_frame_header(65535) == b"\x82\x7e\xff\xff"
+    assert binary_frame_header(65536) == b"\x82\x7f" + (65536).to_bytes(8, "big")
+
+
+async def test_frames_of_one_iteration_wait_for_its_end_and_arrive_in_order(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server()
+    async with ws_connect(f"{url_of(server)}?cid=raw&id=s-raw&appv=1", compression=None) as ws:
+        _, transport = await connected(server, ws)
+        frames = [b"frame-%03d" % n for n in range(50)]
+        for frame in frames:
+            assert transport.send_nowait(frame)
+        # The first left by itself; the rest wait for the end of the iteration.
+        assert transport.buffered_amount() == sum(len(f) for f in frames[1:])
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert transport.buffered_amount() == 0
+        received = await receive(ws, len(frames))
+    assert received == frames
+
+
+async def test_a_frame_over_the_cork_limit_goes_at_once_and_keeps_the_order(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server(max_frame_size=1 << 20)
+    async with ws_connect(
+        f"{url_of(server)}?cid=raw&id=s-raw&appv=1", compression=None, max_size=None
+    ) as ws:
+        _, transport = await connected(server, ws)
+        frames = [b"a", b"b", b"x" * (100 * 1024), b"c"]
+        for frame in frames:
+            assert transport.send_nowait(frame)
+        received = await receive(ws, len(frames))
+    assert received == frames
+
+
+async def test_the_close_frame_follows_the_frames_still_corked(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server()
+    async with ws_connect(f"{url_of(server)}?cid=raw&id=s-raw&appv=1", compression=None) as ws:
+        _, transport = await connected(server, ws)
+        frames = [b"one", b"two", b"three"]
+        for frame in frames:
+            assert transport.send_nowait(frame)
+        closing = asyncio.ensure_future(transport.close(4001, "bye"))
+        received: list[bytes] = []
+        async with asyncio.timeout(5):
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    frame = await ws.recv()
+                    if frame != PING:
+                        received.append(frame)  # type: ignore[arg-type]
+        await closing
+    assert received == frames
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4001
+
+
+async def test_abort_drops_the_corked_frames_without_an_error(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server()
+    async with ws_connect(f"{url_of(server)}?cid=raw&id=s-raw&appv=1", compression=None) as ws:
+        _, transport = await connected(server, ws)
+        assert transport.send_nowait(b"first")
+        assert transport.send_nowait(b"corked")
+        assert transport.buffered_amount() >= len(b"corked")
+        transport.abort()
+        await asyncio.sleep(0.05)  # the iteration's end comes and writes nothing
+        assert transport.buffered_amount() == 0
+        assert transport.send_nowait(b"late") is False
