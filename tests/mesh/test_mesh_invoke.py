@@ -426,3 +426,22 @@ async def test_stop_cancels_handlers_still_serving_other_nodes(make_mesh: MakeMe
     assert cancelled.is_set()
     assert b._requests.serving == {}
     call.cancel()
+
+
+async def test_a_remote_handler_runs_in_a_task_of_its_own(make_mesh: MakeMesh) -> None:
+    # Started eagerly on Python 3.12+, still a real task: asyncio.timeout() and task
+    # groups work from its first line.
+    a = await make_mesh()
+    b = await make_mesh()
+    tasks: list[asyncio.Task[Any] | None] = []
+
+    async def bounded(data: int) -> int:
+        async with asyncio.timeout(5):
+            tasks.append(asyncio.current_task())
+            await asyncio.sleep(0)
+            return data + 1
+
+    b.register_handler("bounded", bounded)
+    assert await a.invoke(b.instance_id, "bounded", 1) == 2
+    assert await a.invoke(b.instance_id, "bounded", 2) == 3
+    assert None not in tasks and tasks[0] is not tasks[1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from meshsrpc import SrpcError, SrpcStream
@@ -321,3 +322,26 @@ async def test_frames_sent_in_one_loop_iteration_share_a_write_and_all_arrive(
         *(client.invoke("uEcho", UEchoRequest(message=str(i))) for i in range(50))
     )
     assert [r.message for r in results] == [f"Echo: {i}" for i in range(50)]
+
+
+async def test_a_request_handler_runs_in_a_task_of_its_own(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    # Started eagerly on Python 3.12+, still a real task: asyncio.timeout() and task
+    # groups work from its first line.
+    server = await make_server()
+    tasks: list[asyncio.Task[Any] | None] = []
+
+    async def echo(stream: SrpcStream, request: UEchoRequest) -> UEchoResponse:
+        async with asyncio.timeout(5):
+            tasks.append(asyncio.current_task())
+            await asyncio.sleep(0)
+            return UEchoResponse(message=request.message)
+
+    server.register_message_handler("uEcho", echo)
+    client = make_client(server)
+    await client.connect()
+    for text in ("a", "b"):
+        response = await client.invoke("uEcho", UEchoRequest(message=text))
+        assert response.message == text
+    assert None not in tasks and tasks[0] is not tasks[1]

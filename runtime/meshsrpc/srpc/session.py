@@ -21,6 +21,7 @@ from typing import Any
 import betterproto2
 
 from .._deadlines import Deadlines
+from .._tasks import start_task
 from ..errors import SrpcError, SrpcStreamClosedError
 from . import _tracing
 from .bytestream import ByteStreamLimits, ByteStreamManager
@@ -334,12 +335,13 @@ class SrpcSession:
         if self._finished:
             self.protocol.request_done()
             return
-        # loop.create_task with the name: asyncio.create_task first has the task
-        # format a default "Task-<n>" name, then replaces it (a third of the cost).
-        task = self._loop.create_task(self._run_request(event), name=self._request_task_name)
-        # _run_request removes itself when it ends: a done callback would cost one
-        # more event-loop iteration per request.
-        self._tasks[id(event)] = task
+        # With the name: asyncio.create_task first has the task format a default
+        # "Task-<n>" name, then replaces it (a third of the cost).
+        task = start_task(self._loop, self._run_request(event), self._request_task_name)
+        # _run_request removes itself when it ends (a done callback would cost one
+        # more event-loop iteration per request); started eagerly, it may have ended.
+        if not task.done():
+            self._tasks[id(event)] = task
 
     async def _run_request(self, event: RequestReceived) -> None:
         call, value = event.call, event.value
@@ -380,9 +382,8 @@ class SrpcSession:
         # An upload the failed handler was reading is refused with it, so that its
         # writer stops and the receive loop never waits for that reader.
         if self._byte_streams is not None:
-            self._byte_streams.release_owned(
-                self._tasks.get(id(event)), f"request failed: {message}"
-            )
+            # The request's own task (not yet in _tasks if it failed in an eager first step).
+            self._byte_streams.release_owned(asyncio.current_task(), f"request failed: {message}")
         return self.protocol.error_reply(event.request_id, message, user_error=user_error)
 
     def _resolve(self, event: ReplyReceived) -> None:
