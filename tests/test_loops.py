@@ -4,10 +4,10 @@ switch (argument, else MESHSRPC_GC_FREEZE)."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
-import weakref
-from collections.abc import Iterator
+import os
+import subprocess
+import sys
 
 import pytest
 from meshsrpc import loops
@@ -42,46 +42,50 @@ def test_missing_uvloop_falls_back_to_asyncio_with_a_warning(
 
 
 # --- gc_freeze: the start-up objects out of the collector's reach -----------------------
+# In a child process: a fresh interpreter like an app's, and the collection freeze_gc()
+# makes first does not walk the heap of the whole test session.
+
+FREEZE_COUNT = "from meshsrpc import loops; import gc\n"
 
 
-@pytest.fixture
-def unfrozen() -> Iterator[None]:
-    """Whatever a test freezes goes back to the collector afterwards."""
-    gc.unfreeze()
-    yield
-    gc.unfreeze()
+def run_child(code: str, env: dict[str, str] | None = None) -> str:
+    environ = {k: v for k, v in os.environ.items() if k != loops.GC_FREEZE_ENV}
+    proc = subprocess.run(
+        [sys.executable, "-c", FREEZE_COUNT + code],
+        env={**environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
 
 
-async def freeze_count() -> int:
-    return gc.get_freeze_count()
+RUN_AND_COUNT = "async def count(): return gc.get_freeze_count()\n"
 
 
-def test_run_freezes_nothing_by_default(monkeypatch: pytest.MonkeyPatch, unfrozen: None) -> None:
-    monkeypatch.delenv(loops.GC_FREEZE_ENV, raising=False)
-    assert loops.run(freeze_count()) == 0
+def test_run_freezes_nothing_by_default() -> None:
+    assert run_child(RUN_AND_COUNT + "print(loops.run(count()))") == "0"
 
 
-def test_run_freezes_the_start_up_objects_when_the_environment_asks(
-    monkeypatch: pytest.MonkeyPatch, unfrozen: None
-) -> None:
-    monkeypatch.setenv(loops.GC_FREEZE_ENV, "1")
-    assert loops.run(freeze_count()) > 0
+def test_run_freezes_the_start_up_objects_when_the_environment_asks() -> None:
+    frozen = run_child(RUN_AND_COUNT + "print(loops.run(count()))", {loops.GC_FREEZE_ENV: "1"})
+    assert int(frozen) > 0
 
 
-def test_gc_freeze_argument_wins_over_the_environment(
-    monkeypatch: pytest.MonkeyPatch, unfrozen: None
-) -> None:
-    monkeypatch.setenv(loops.GC_FREEZE_ENV, "1")
-    assert loops.run(freeze_count(), gc_freeze=False) == 0
+def test_gc_freeze_argument_wins_over_the_environment() -> None:
+    code = RUN_AND_COUNT + "print(loops.run(count(), gc_freeze=False))"
+    assert run_child(code, {loops.GC_FREEZE_ENV: "1"}) == "0"
 
 
-def test_freeze_gc_collects_start_up_garbage_before_freezing(unfrozen: None) -> None:
-    class Cycle:
-        def __init__(self) -> None:
-            self.me = self
-
-    garbage = weakref.ref(Cycle())
-    loops.freeze_gc()
-    # Frozen objects are never collected: the cycle must have gone before the freeze.
-    assert garbage() is None
-    assert gc.get_freeze_count() > 0
+def test_freeze_gc_collects_start_up_garbage_before_freezing() -> None:
+    # Frozen objects are never collected: a cycle must be gone before the freeze.
+    code = (
+        "import weakref\n"
+        "class Cycle:\n"
+        "    def __init__(self): self.me = self\n"
+        "garbage = weakref.ref(Cycle())\n"
+        "loops.freeze_gc()\n"
+        "print(garbage() is None, gc.get_freeze_count() > 0)\n"
+    )
+    assert run_child(code) == "True True"
