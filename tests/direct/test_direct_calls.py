@@ -7,8 +7,15 @@ import json
 import socket
 from typing import Any
 
+import pytest
 from direct_helpers import InboxSpy, MakeMesh
-from meshsrpc import MeshHandlerError, MeshNoHandlerError, MeshService, RedisSettings
+from meshsrpc import (
+    MeshConnectionLostError,
+    MeshHandlerError,
+    MeshNoHandlerError,
+    MeshService,
+    RedisSettings,
+)
 from meshsrpc.testing import eventually
 from redis.asyncio import Redis
 
@@ -174,14 +181,41 @@ async def test_a_call_still_queued_when_its_connection_drops_goes_through_redis(
     channel = a.direct_link.channel_to(b.instance_id)
     assert channel is not None
     async with InboxSpy(redis_settings.url or "", inbox(redis_settings, b)) as spy:
-        call = asyncio.ensure_future(a.invoke(b.instance_id, "echo", "queued"))
-        await asyncio.sleep(0)  # the call ran up to its wait: queued, not written yet
+        # Two calls in one loop iteration: the first is written at once, the second
+        # waits for the end of the iteration.
+        written = asyncio.ensure_future(a.invoke(b.instance_id, "echo", "written"))
+        queued = asyncio.ensure_future(a.invoke(b.instance_id, "echo", "queued"))
+        await asyncio.sleep(0)  # both ran up to their wait
         assert channel.batch > channel.flushed
         channel.abort()
         async with asyncio.timeout(10):
-            assert await call == "queued"
+            assert await queued == "queued"
+            # It may have been delivered: it fails, it is never sent again.
+            with pytest.raises(MeshConnectionLostError):
+                await written
         await eventually(lambda: len(spy.messages) == 1)
     assert json.loads(spy.messages[0][1])["data"] == "queued"
+
+
+async def test_a_lone_call_is_written_at_once_and_a_burst_in_one_write(
+    make_mesh: MakeMesh,
+) -> None:
+    a, b = await make_mesh(), await make_mesh()
+    b.register_handler("echo", lambda data: data)
+    await direct_between(a, b)
+    assert a.direct_link is not None
+    channel = a.direct_link.channel_to(b.instance_id)
+    assert channel is not None
+    lone = asyncio.ensure_future(a.invoke(b.instance_id, "echo", 0))
+    await asyncio.sleep(0)
+    assert channel.batch == channel.flushed  # on its way before the iteration ended
+    assert await lone == 0
+    burst = [asyncio.ensure_future(a.invoke(b.instance_id, "echo", n)) for n in range(1, 20)]
+    await asyncio.sleep(0)
+    first_queued = channel.flushed + 1
+    assert channel.batch == first_queued  # the other 18 share the next write
+    assert await asyncio.gather(*burst) == list(range(1, 20))
+    assert channel.flushed >= first_queued
 
 
 async def test_both_ends_of_a_direct_connection_send_without_nagle_delay(
