@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import sys
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
-__all__ = ["call_sync_or_async", "cancel_and_wait", "raise_if_cancelling", "spawn", "start_task"]
+__all__ = ["call_sync_or_async", "cancel_and_wait", "raise_if_cancelling", "spawn"]
 
 logger = logging.getLogger("meshsrpc")
 
@@ -42,29 +41,6 @@ async def cancel_and_wait(
         if pending and loop.time() >= deadline:
             logger.warning("tasks did not stop within %.1f s: %s", timeout, pending)
             return
-
-
-if sys.version_info >= (3, 12):
-
-    def start_task(
-        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], name: str
-    ) -> asyncio.Task[Any]:
-        """A task whose first step runs now, up to its first suspension (3.12's eager start).
-
-        A request handler that answers without waiting then costs no turn of the event
-        loop; one that waits gets its task as usual. Either way it runs as a real task
-        (``current_task()``, ``asyncio.timeout()``, task groups). The task may be done
-        when this returns.
-        """
-        return asyncio.Task(coro, loop=loop, name=name, eager_start=True)
-
-else:
-
-    def start_task(
-        loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], name: str
-    ) -> asyncio.Task[Any]:
-        """A task for ``coro`` (on 3.12+ its first step runs now: eager start)."""
-        return loop.create_task(coro, name=name)
 
 
 def spawn(coro: Coroutine[Any, Any, Any], tasks: set[asyncio.Task[Any]]) -> asyncio.Task[Any]:

@@ -429,8 +429,8 @@ async def test_stop_cancels_handlers_still_serving_other_nodes(make_mesh: MakeMe
 
 
 async def test_a_remote_handler_runs_in_a_task_of_its_own(make_mesh: MakeMesh) -> None:
-    # Started eagerly on Python 3.12+, still a real task: asyncio.timeout() and task
-    # groups work from its first line.
+    # A real task: asyncio.timeout() and task groups work from its first line (a
+    # handler run inside the read callback, before any task, would break them).
     a = await make_mesh()
     b = await make_mesh()
     tasks: list[asyncio.Task[Any] | None] = []

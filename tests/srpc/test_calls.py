@@ -327,8 +327,8 @@ async def test_frames_sent_in_one_loop_iteration_share_a_write_and_all_arrive(
 async def test_a_request_handler_runs_in_a_task_of_its_own(
     make_server: ServerFactory, make_client: ClientFactory
 ) -> None:
-    # Started eagerly on Python 3.12+, still a real task: asyncio.timeout() and task
-    # groups work from its first line.
+    # A real task: asyncio.timeout() and task groups work from its first line (a
+    # handler run inside the read callback, before any task, would break them).
     server = await make_server()
     tasks: list[asyncio.Task[Any] | None] = []
 
