@@ -8,10 +8,12 @@ the close frame after them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from meshsrpc import SrpcServer, SrpcStream
+from meshsrpc import SrpcServer
 from meshsrpc.srpc.transports.picows_connection import PicowsTransport, binary_frame_header
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
@@ -28,19 +30,23 @@ def srpc_transport() -> str:
     return "picows"
 
 
-async def connected(
-    server: SrpcServer[ClientMessage, ServerMessage], ws: Any
-) -> tuple[SrpcStream, PicowsTransport]:
-    assert await ws.recv() == PING
-    await ws.send(PING)
-    async with asyncio.timeout(5):
-        while "raw" not in server.streams_by_client_id:  # noqa: ASYNC110 - server state
-            await asyncio.sleep(0.01)
-    stream = server.streams_by_client_id["raw"]
-    assert stream.session is not None
-    transport = stream.session.transport
-    assert isinstance(transport, PicowsTransport)
-    return stream, transport
+@contextlib.asynccontextmanager
+async def raw_client(
+    server: SrpcServer[ClientMessage, ServerMessage], **options: Any
+) -> AsyncIterator[tuple[Any, PicowsTransport]]:
+    """A websockets client past the first pingPong, and the server's transport of it."""
+    url = f"{url_of(server)}?cid=raw&id=s-raw&appv=1"
+    async with ws_connect(url, compression=None, **options) as ws:
+        assert await ws.recv() == PING
+        await ws.send(PING)
+        async with asyncio.timeout(5):
+            while "raw" not in server.streams_by_client_id:  # noqa: ASYNC110 - server state
+                await asyncio.sleep(0.01)
+        session = server.streams_by_client_id["raw"].session
+        assert session is not None
+        transport = session.transport
+        assert isinstance(transport, PicowsTransport)
+        yield ws, transport
 
 
 async def receive(ws: Any, count: int) -> list[bytes]:
@@ -66,8 +72,7 @@ async def test_frames_of_one_iteration_wait_for_its_end_and_arrive_in_order(
     make_server: ServerFactory,
 ) -> None:
     server = await make_server()
-    async with ws_connect(f"{url_of(server)}?cid=raw&id=s-raw&appv=1", compression=None) as ws:
-        _, transport = await connected(server, ws)
+    async with raw_client(server) as (ws, transport):
         frames = [b"frame-%03d" % n for n in range(50)]
         for frame in frames:
             assert transport.send_nowait(frame)
@@ -84,10 +89,7 @@ async def test_a_frame_over_the_cork_limit_goes_at_once_and_keeps_the_order(
     make_server: ServerFactory,
 ) -> None:
     server = await make_server(max_frame_size=1 << 20)
-    async with ws_connect(
-        f"{url_of(server)}?cid=raw&id=s-raw&appv=1", compression=None, max_size=None
-    ) as ws:
-        _, transport = await connected(server, ws)
+    async with raw_client(server, max_size=None) as (ws, transport):
         frames = [b"a", b"b", b"x" * (100 * 1024), b"c"]
         for frame in frames:
             assert transport.send_nowait(frame)
@@ -99,8 +101,7 @@ async def test_the_close_frame_follows_the_frames_still_corked(
     make_server: ServerFactory,
 ) -> None:
     server = await make_server()
-    async with ws_connect(f"{url_of(server)}?cid=raw&id=s-raw&appv=1", compression=None) as ws:
-        _, transport = await connected(server, ws)
+    async with raw_client(server) as (ws, transport):
         frames = [b"one", b"two", b"three"]
         for frame in frames:
             assert transport.send_nowait(frame)
@@ -121,8 +122,7 @@ async def test_abort_drops_the_corked_frames_without_an_error(
     make_server: ServerFactory,
 ) -> None:
     server = await make_server()
-    async with ws_connect(f"{url_of(server)}?cid=raw&id=s-raw&appv=1", compression=None) as ws:
-        _, transport = await connected(server, ws)
+    async with raw_client(server) as (_ws, transport):
         assert transport.send_nowait(b"first")
         assert transport.send_nowait(b"corked")
         assert transport.buffered_amount() >= len(b"corked")

@@ -136,8 +136,8 @@ class PicowsTransport(WSListener):
         loop = asyncio.get_running_loop()
         self._gone: asyncio.Future[None] = loop.create_future()
         self._iteration_end = _iteration_end(loop)
-        # Frames (headers and payloads) waiting for the end of this loop iteration;
-        # None: nothing sent in this iteration yet.
+        # Frames (headers and payloads) waiting for the end of this loop iteration, once
+        # a second frame came in it (None until then: the first one goes at once).
         self._corked: list[bytes] | None = None
         self._corked_bytes = 0
         self._turn = -1  # the iteration of the last frame sent
