@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,8 +20,13 @@ from meshsrpc.srpc.transports.picows_connection import PicowsTransport, binary_f
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.generated.sgnl24.TestRpc import ClientMessage, ServerMessage
-from tests.srpc._support import ServerFactory, url_of
+from tests.generated.sgnl24.TestRpc import (
+    ClientMessage,
+    DComputeRequest,
+    DComputeResponse,
+    ServerMessage,
+)
+from tests.srpc._support import ClientFactory, ServerFactory, self_signed, url_of
 
 PING = bytes.fromhex("920300")
 
@@ -130,3 +137,24 @@ async def test_abort_drops_the_corked_frames_without_an_error(
         await asyncio.sleep(0.05)  # the iteration's end comes and writes nothing
         assert transport.buffered_amount() == 0
         assert transport.send_nowait(b"late") is False
+
+
+async def test_a_burst_of_calls_to_a_client_over_tls_is_answered_in_full(
+    make_server: ServerFactory, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    # The corked frames go through the TLS transport's write, not picows' own.
+    cert, key = self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    server = await make_server(listen=False)
+    await server.listen("127.0.0.1", 0, ssl=server_ctx)
+    client = make_client(
+        f"wss://localhost:{server.port}/srpc", ssl=ssl.create_default_context(cafile=str(cert))
+    )
+    client.register_message_handler("dCompute", lambda r: DComputeResponse(result=r.number * 2))
+    await client.connect()
+    stream = server.streams_by_client_id["c1"]
+    calls = [server.invoke(stream, "dCompute", DComputeRequest(number=n)) for n in range(50)]
+    async with asyncio.timeout(10):
+        responses = await asyncio.gather(*calls)
+    assert [r.result for r in responses] == [2 * n for n in range(50)]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from tests.generated.sgnl24.TestRpc import (
     UEchoRequest,
     UEchoResponse,
 )
-from tests.srpc._support import ClientFactory, ServerFactory, eventually
+from tests.srpc._support import ClientFactory, ServerFactory, eventually, self_signed
 
 
 def echo(stream: SrpcStream, request: UEchoRequest) -> UEchoResponse:
@@ -132,25 +131,10 @@ async def test_asgi_app_alone_with_lifespan(make_client: ClientFactory) -> None:
     assert server.streams_by_id == {}
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "1",
-            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 async def test_tls_listen(
     make_server: ServerFactory, make_client: ClientFactory, tmp_path: Path
 ) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(cert, key)
     server = await make_server(listen=False)
