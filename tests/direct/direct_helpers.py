@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from meshsrpc import LeaderOptions, MeshService
@@ -49,20 +47,3 @@ class InboxSpy:
         async for message in self._pubsub.listen():
             if message["type"] == "message":
                 self.messages.append((message["channel"].decode(), message["data"]))
-
-
-def self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    """A self-signed certificate (and key) for localhost / 127.0.0.1."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "1",
-            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )  # fmt: skip
-    return cert, key

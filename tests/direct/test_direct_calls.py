@@ -16,6 +16,7 @@ from meshsrpc import (
     MeshService,
     RedisSettings,
 )
+from meshsrpc.direct.channel import Channel
 from meshsrpc.testing import eventually
 from redis.asyncio import Redis
 
@@ -48,6 +49,17 @@ async def direct_between(a: MeshService, b: MeshService) -> None:
         return a.direct_link.is_direct(b.instance_id)
 
     await eventually(up)
+
+
+async def echo_over_a_channel(make_mesh: MakeMesh) -> tuple[MeshService, MeshService, Channel]:
+    """Two nodes, B answering "echo", and A's open direct channel to B."""
+    a, b = await make_mesh(), await make_mesh()
+    b.register_handler("echo", lambda data: data)
+    await direct_between(a, b)
+    assert a.direct_link is not None
+    channel = a.direct_link.channel_to(b.instance_id)
+    assert channel is not None
+    return a, b, channel
 
 
 async def test_each_node_advertises_its_address_in_the_direct_hash(
@@ -174,12 +186,7 @@ async def test_broadcasts_stay_on_redis(make_mesh: MakeMesh, redis_settings: Red
 async def test_a_call_still_queued_when_its_connection_drops_goes_through_redis(
     make_mesh: MakeMesh, redis_settings: RedisSettings
 ) -> None:
-    a, b = await make_mesh(), await make_mesh()
-    b.register_handler("echo", lambda data: data)
-    await direct_between(a, b)
-    assert a.direct_link is not None
-    channel = a.direct_link.channel_to(b.instance_id)
-    assert channel is not None
+    a, b, channel = await echo_over_a_channel(make_mesh)
     async with InboxSpy(redis_settings.url or "", inbox(redis_settings, b)) as spy:
         # Two calls in one loop iteration: the first is written at once, the second
         # waits for the end of the iteration.
@@ -200,12 +207,7 @@ async def test_a_call_still_queued_when_its_connection_drops_goes_through_redis(
 async def test_a_lone_call_is_written_at_once_and_a_burst_in_one_write(
     make_mesh: MakeMesh,
 ) -> None:
-    a, b = await make_mesh(), await make_mesh()
-    b.register_handler("echo", lambda data: data)
-    await direct_between(a, b)
-    assert a.direct_link is not None
-    channel = a.direct_link.channel_to(b.instance_id)
-    assert channel is not None
+    a, b, channel = await echo_over_a_channel(make_mesh)
     lone = asyncio.ensure_future(a.invoke(b.instance_id, "echo", 0))
     await asyncio.sleep(0)
     assert channel.batch == channel.flushed  # on its way before the iteration ended

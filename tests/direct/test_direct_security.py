@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from direct_helpers import SECRET, MakeMesh, self_signed
+from direct_helpers import SECRET, MakeMesh
 from meshsrpc import DirectSettings, MeshService, RedisSettings
 from meshsrpc.testing import eventually
+
+from tests._tls import self_signed
 
 
 def frame(payload: bytes) -> bytes:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-from direct_helpers import self_signed
 from meshsrpc import DirectSettings
+
+from tests._tls import self_signed
 
 
 def test_defaults_listen_on_loopback_with_any_free_port_and_no_secret() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,14 @@ from meshsrpc.srpc.transports.picows_connection import PicowsTransport, binary_f
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
+from tests._tls import tls_contexts
 from tests.generated.sgnl24.TestRpc import (
     ClientMessage,
     DComputeRequest,
     DComputeResponse,
     ServerMessage,
 )
-from tests.srpc._support import ClientFactory, ServerFactory, self_signed, url_of
+from tests.srpc._support import ClientFactory, ServerFactory, url_of
 
 PING = bytes.fromhex("920300")
 
@@ -143,14 +143,10 @@ async def test_a_burst_of_calls_to_a_client_over_tls_is_answered_in_full(
     make_server: ServerFactory, make_client: ClientFactory, tmp_path: Path
 ) -> None:
     # The corked frames go through the TLS transport's write, not picows' own.
-    cert, key = self_signed(tmp_path)
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_ctx.load_cert_chain(cert, key)
+    server_ctx, client_ctx = tls_contexts(tmp_path)
     server = await make_server(listen=False)
     await server.listen("127.0.0.1", 0, ssl=server_ctx)
-    client = make_client(
-        f"wss://localhost:{server.port}/srpc", ssl=ssl.create_default_context(cafile=str(cert))
-    )
+    client = make_client(f"wss://localhost:{server.port}/srpc", ssl=client_ctx)
     client.register_message_handler("dCompute", lambda r: DComputeResponse(result=r.number * 2))
     await client.connect()
     stream = server.streams_by_client_id["c1"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from starlette.routing import WebSocketRoute
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
+from tests._tls import tls_contexts
 from tests.generated.sgnl24.TestRpc import (
     ClientMessage,
     DNotifyRequest,
@@ -26,7 +26,7 @@ from tests.generated.sgnl24.TestRpc import (
     UEchoRequest,
     UEchoResponse,
 )
-from tests.srpc._support import ClientFactory, ServerFactory, eventually, self_signed
+from tests.srpc._support import ClientFactory, ServerFactory, eventually
 
 
 def echo(stream: SrpcStream, request: UEchoRequest) -> UEchoResponse:
@@ -134,13 +134,10 @@ async def test_asgi_app_alone_with_lifespan(make_client: ClientFactory) -> None:
 async def test_tls_listen(
     make_server: ServerFactory, make_client: ClientFactory, tmp_path: Path
 ) -> None:
-    cert, key = self_signed(tmp_path)
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_ctx.load_cert_chain(cert, key)
+    server_ctx, client_ctx = tls_contexts(tmp_path)
     server = await make_server(listen=False)
     server.register_message_handler("uEcho", echo)
     await server.listen("127.0.0.1", 0, ssl=server_ctx)
-    client_ctx = ssl.create_default_context(cafile=str(cert))
     client = make_client(f"wss://localhost:{server.port}/srpc", ssl=client_ctx)
     await client.connect()
     assert (await client.invoke("uEcho", UEchoRequest(message="tls"))).message == "Echo: tls"
