@@ -52,9 +52,15 @@ DIRECT_SUITES := tests/mesh tests/client_service tests/mesh_server tests/hostile
 	tests/hostile/test_mesh_default_timeout.py tests/hostile/test_mesh_lone_surrogates.py \
 	tests/hostile/test_mesh_nonfinite_numbers.py tests/hostile/test_registry_undecodable_entries.py
 
+# The suite spends most of its time waiting (timers, sockets, child processes): 4 worker
+# processes (pytest-xdist) finish it in under half the time on 2 cores. TEST_WORKERS=0
+# runs it in this process, one test after another.
+TEST_WORKERS ?= 4
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS))
+
 test: lint typecheck gen-check
-	MESH_DIRECT_SECRET= $(VENV)/bin/pytest $(PYTEST_ARGS)
-	MESH_DIRECT_SECRET=make-test-direct-secret $(VENV)/bin/pytest $(DIRECT_SUITES) $(PYTEST_ARGS)
+	MESH_DIRECT_SECRET= $(VENV)/bin/pytest $(XDIST) $(PYTEST_ARGS)
+	MESH_DIRECT_SECRET=make-test-direct-secret $(VENV)/bin/pytest $(XDIST) $(DIRECT_SUITES) $(PYTEST_ARGS)
 
 # The mesh, registry, client-service and MeshSrpcServer suites against a local Redis
 # Cluster (make test runs the engine/registry contracts and the cluster-only tests on it).

@@ -250,7 +250,7 @@ def _create_redis_client(
 
     common: dict[str, Any] = {"decode_responses": False, **kwargs}
     if settings.sentinel_host:
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]
             [(settings.sentinel_host, settings.sentinel_port)],
             username=settings.username,
             password=settings.password,

@@ -263,7 +263,7 @@ class MeshInspector:
             raise MeshError(f"node {entry.node_id} did not answer within {timeout} s") from None
         finally:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
     async def broadcast(self, type: str, data: Any) -> int:
         """Publish a broadcast as sender 0 (no node has that id); the nodes it reached."""

@@ -98,7 +98,7 @@ class _Publisher(common.QueuedPublisher):
         self._connection: AbstractConnection | None = None
 
     async def _open(self) -> None:
-        self._connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        self._connection = await self._pool.get_connection()  # type: ignore[no-untyped-call,unused-ignore]
 
     async def _publish(self, batch: list[common.Queued]) -> None:
         connection = self._connection
@@ -169,7 +169,7 @@ class _Subscriber(common.KeptSubscription):
     async def start(self) -> None:
         """Connect and subscribe once (errors propagate), then keep it alive in a task."""
         try:
-            self._connection = await self._client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+            self._connection = await self._client.connection_pool.get_connection()  # type: ignore[no-untyped-call,unused-ignore]
             await self._subscribe(self._connection)
         except BaseException:
             await self._client.aclose()
@@ -207,7 +207,7 @@ class _Subscriber(common.KeptSubscription):
     async def _resubscribe(self) -> None:
         connection = self._connection
         assert connection is not None
-        await connection.connect()  # type: ignore[no-untyped-call]
+        await connection.connect()  # type: ignore[no-untyped-call,unused-ignore]
         await self._subscribe(connection)
 
     def _lost(self) -> None:

@@ -265,7 +265,7 @@ class _ShardSubscription(common.KeptSubscription):
         if old is not None:
             with contextlib.suppress(Exception):
                 await old.disconnect(nowait=True)
-        await connection.connect()  # type: ignore[no-untyped-call]
+        await connection.connect()  # type: ignore[no-untyped-call,unused-ignore]
         await connection.send_command("SSUBSCRIBE", self._name)
         async with asyncio.timeout(common.SOCKET_TIMEOUT):
             while True:
