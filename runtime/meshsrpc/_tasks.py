@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import types
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
@@ -54,6 +55,7 @@ def spawn(coro: Coroutine[Any, Any, Any], tasks: set[asyncio.Task[Any]]) -> asyn
 async def call_sync_or_async(fn: Callable[..., Any], *args: Any) -> Any:
     """``fn(*args)``, awaited when it returns an awaitable: callbacks may be either."""
     result = fn(*args)
-    if inspect.isawaitable(result):
+    # A coroutine (an async def) first: inspect.isawaitable costs more.
+    if type(result) is types.CoroutineType or inspect.isawaitable(result):
         result = await result
     return result
