@@ -41,6 +41,19 @@ def test_encoding_is_like_json_stringify() -> None:
         messages.encode({"x": float("nan")})
 
 
+def test_data_that_is_not_json_raises_and_the_next_message_still_encodes() -> None:
+    circular: dict[str, object] = {}
+    circular["self"] = circular
+    with pytest.raises(ValueError, match="Circular reference"):
+        messages.encode({"data": circular})
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        messages.encode({"data": {"a": object()}})
+    with pytest.raises(ValueError):
+        messages.encode({"data": [float("inf")]})
+    # The encoder is built once: nothing of a failed message stays in it.
+    assert messages.encode({"data": circular["self"] is circular}) == b'{"data":true}'
+
+
 def test_inbox_messages_are_told_apart_by_field() -> None:
     heartbeat = messages.parse_inbox(b'{"requestId":"r","heartbeat":true,"reply":true}')
     assert heartbeat == messages.RequestHeartbeat("r")
