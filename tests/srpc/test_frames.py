@@ -87,6 +87,10 @@ def test_upstream_ping_with_request_id_is_a_ping(hex_frame: str) -> None:
         "0a",  # tag without value
         "ca3e0210",  # varint cut off inside uComplexRequest
         "0b",  # wire type 3 (group)
+        "9a0306108080808010",  # byteStreamOperation.write (a message) as the varint 2**32
+        "c23e020805",  # uEchoRequest.message (a string) as a varint
+        "ca3e023001",  # uComplexRequest.map_field (a map) as a varint
+        "ca3e0515000000c0",  # uComplexRequest.double_field as 4 bytes, not 8
     ],
 )
 def test_truncated_or_broken_frames_are_rejected(hex_frame: str) -> None:

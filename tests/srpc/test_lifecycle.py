@@ -200,8 +200,19 @@ async def test_v2_with_supersede(make_server: ServerFactory, make_client: Client
         bytes.fromhex("0a056d"),  # truncated
         bytes.fromhex("920300c23e030a0161"),  # two oneof members
         bytes(ClientMessage(request_id="unknown", reply=True, d_notify_response=DNotifyResponse())),
+        # byteStreamOperation.write, a message field, as the varint 2**32: betterproto2
+        # alone would keep the int, and writing it back would allocate 4 GiB of zeros.
+        bytes.fromhex("9a0306108080808010"),
+        bytes.fromhex("0a0172c23e020805"),  # uEchoRequest.message, a string, as a varint
     ],
-    ids=["text", "truncated", "two-oneof", "unknown-reply"],
+    ids=[
+        "text",
+        "truncated",
+        "two-oneof",
+        "unknown-reply",
+        "message-as-varint",
+        "string-as-varint",
+    ],
 )
 async def test_bad_frames_close_with_4000_only_that_stream(
     make_server: ServerFactory, make_client: ClientFactory, bad: bytes | str

@@ -58,7 +58,13 @@ class AllScalars(betterproto2.Message):
     maybe: int | None = betterproto2.field(18, betterproto2.TYPE_INT32, optional=True)
 
 
-CLASSES: list[type[betterproto2.Message]] = [AllScalars, Inner] + [
+@dataclass(eq=False, repr=False)
+class Packed(betterproto2.Message):
+    values: list[int] = betterproto2.field(1, betterproto2.TYPE_INT32, repeated=True)  # noqa: RUF009
+    doubles: list[float] = betterproto2.field(2, betterproto2.TYPE_DOUBLE, repeated=True)  # noqa: RUF009
+
+
+CLASSES: list[type[betterproto2.Message]] = [AllScalars, Inner, Packed] + [
     cls
     for _, cls in inspect.getmembers(TestRpc, inspect.isclass)
     if issubclass(cls, betterproto2.Message)
@@ -212,3 +218,31 @@ def test_unknown_fields_are_kept_and_written_back() -> None:
     message = parse_message(TestRpc.UEchoRequest, data, 0, len(data))
     assert message._unknown_fields == b"\x48\x05"
     assert encode_message(message) == data
+
+
+@pytest.mark.parametrize(
+    ("cls", "hex_data"),
+    [
+        (TestRpc.ByteStreamOperation, "108080808010"),  # write: a message, as varint 2**32
+        (TestRpc.ByteStreamOperation, "1d00000000"),  # finish: a message, as 4 bytes
+        (AllScalars, "7805"),  # text: a string, as a varint
+        (AllScalars, "880105"),  # inner: a message, as a varint
+        (AllScalars, "0a0105"),  # i32: a singular int, as length-delimited bytes
+        (Inner, "0d01000000"),  # text: a string, as 4 bytes
+    ],
+)
+def test_a_known_field_in_a_wire_type_its_type_cannot_have_is_refused(
+    cls: type[betterproto2.Message], hex_data: str
+) -> None:
+    data = bytes.fromhex(hex_data)
+    with pytest.raises(FrameError, match="does not fit its type"):
+        parse_message(cls, data, 0, len(data))
+
+
+def test_repeated_scalars_are_read_packed_and_unpacked() -> None:
+    packed = bytes.fromhex("0a03010203") + bytes.fromhex("1208") + bytes(8)
+    unpacked = bytes.fromhex("080108020803") + bytes.fromhex("11") + bytes(8)
+    for data in (packed, unpacked):
+        message: Any = parse_message(Packed, data, 0, len(data))
+        assert message.values == [1, 2, 3]
+        assert message.doubles == [0.0]

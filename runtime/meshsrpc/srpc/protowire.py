@@ -67,14 +67,54 @@ def read_varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
     raise FrameError("truncated or overlong varint")
 
 
-# Per message class: field number -> class of a message/map field, None for the
-# rest. betterproto2's metadata lookups cost more than the walk itself.
-_MESSAGE_FIELDS: dict[type[betterproto2.Message], dict[int, type[betterproto2.Message] | None]] = {}
+# Per message class: field number -> (class of a message/map field or None, the wire
+# types the field's declared type can come as). betterproto2's metadata lookups cost
+# more than the walk itself.
+_FieldShape = tuple[type[betterproto2.Message] | None, frozenset[int]]
+_MESSAGE_FIELDS: dict[type[betterproto2.Message], dict[int, _FieldShape]] = {}
+
+_VARINT_TYPES: Final = frozenset(
+    {
+        betterproto2.TYPE_INT32,
+        betterproto2.TYPE_INT64,
+        betterproto2.TYPE_UINT32,
+        betterproto2.TYPE_UINT64,
+        betterproto2.TYPE_SINT32,
+        betterproto2.TYPE_SINT64,
+        betterproto2.TYPE_BOOL,
+        betterproto2.TYPE_ENUM,
+    }
+)
+_I32_TYPES: Final = frozenset(
+    {betterproto2.TYPE_FIXED32, betterproto2.TYPE_SFIXED32, betterproto2.TYPE_FLOAT}
+)
+_I64_TYPES: Final = frozenset(
+    {betterproto2.TYPE_FIXED64, betterproto2.TYPE_SFIXED64, betterproto2.TYPE_DOUBLE}
+)
+_ANY_WIRE_TYPE: Final = frozenset({WIRE_VARINT, WIRE_I64, WIRE_LEN, WIRE_I32})
 
 
-def _message_fields(
-    cls: type[betterproto2.Message],
-) -> dict[int, type[betterproto2.Message] | None]:
+def _wire_types(proto_type: str, repeated: bool) -> frozenset[int]:
+    """The wire types a field of ``proto_type`` may arrive as (packed: LEN too)."""
+    if proto_type in _VARINT_TYPES:
+        scalar = WIRE_VARINT
+    elif proto_type in _I32_TYPES:
+        scalar = WIRE_I32
+    elif proto_type in _I64_TYPES:
+        scalar = WIRE_I64
+    elif proto_type in (
+        betterproto2.TYPE_STRING,
+        betterproto2.TYPE_BYTES,
+        betterproto2.TYPE_MESSAGE,
+        betterproto2.TYPE_MAP,
+    ):
+        return frozenset({WIRE_LEN})
+    else:
+        return _ANY_WIRE_TYPE
+    return frozenset({scalar, WIRE_LEN}) if repeated else frozenset({scalar})
+
+
+def _message_fields(cls: type[betterproto2.Message]) -> dict[int, _FieldShape]:
     fields = _MESSAGE_FIELDS.get(cls)
     if fields is None:
         meta = proto_meta(cls)
@@ -84,7 +124,8 @@ def _message_fields(
             if field_meta.proto_type in (betterproto2.TYPE_MESSAGE, betterproto2.TYPE_MAP):
                 sub_cls = meta.cls_by_field.get(name)
             is_message = isinstance(sub_cls, type) and issubclass(sub_cls, betterproto2.Message)
-            fields[field_meta.number] = sub_cls if is_message else None
+            wire_types = _wire_types(field_meta.proto_type, bool(field_meta.repeated))
+            fields[field_meta.number] = (sub_cls if is_message else None, wire_types)
         _MESSAGE_FIELDS[cls] = fields
     return fields
 
@@ -107,6 +148,12 @@ def check_wire_structure(
     betterproto2 silently accepts truncated input (``0a056d`` parses as
     ``request_id='m'``) where ts-proto throws; walking the tags and lengths, and
     descending into known message fields, restores the TypeScript behaviour.
+
+    A known field in a wire type its type cannot have is refused too. betterproto2
+    would keep the value as it came: a varint in a message field becomes an int that
+    ``bytes()`` later turns into that many zero bytes (a 10-byte frame asking for
+    gigabytes), a varint in a string field an int. ts-proto skips such a field; a
+    message of ours refuses the frame (no peer's encoder writes one).
     ``strict`` also refuses varint values over 64 bits, which betterproto2 writes for
     an int ≥ 2**64 and no peer reads back.
     """
@@ -125,6 +172,9 @@ def check_wire_structure(
         number, wire_type = key >> 3, key & 7
         if number == 0:
             raise FrameError("field number 0")
+        shape = fields.get(number) if fields is not None else None
+        if shape is not None and wire_type not in shape[1]:
+            raise FrameError(f"field {number}: wire type {wire_type} does not fit its type")
         if wire_type == WIRE_VARINT:
             value, pos = read_varint(data, pos, end)
             if strict and value >> 64:
@@ -138,7 +188,7 @@ def check_wire_structure(
             sub_end = pos + length
             if sub_end > end:
                 raise FrameError("length-delimited field runs past the end")
-            sub_cls = fields.get(number) if fields is not None else None
+            sub_cls = shape[0] if shape is not None else None
             if sub_cls is not None:
                 check_wire_structure(data, sub_cls, pos, sub_end, depth + 1, strict=strict)
             pos = sub_end
