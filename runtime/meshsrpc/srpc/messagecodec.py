@@ -30,6 +30,8 @@ from .protowire import (
     encode_varint,
     proto_meta,
     read_varint,
+    wire_type_mismatch,
+    wire_type_of,
 )
 
 __all__ = ["check_encoded", "encode_message", "parse_message"]
@@ -87,18 +89,14 @@ _VARINT_DECODERS: Final[dict[str, Callable[[int], Any]]] = {
 }
 _ZIGZAG_TYPES: Final = (betterproto2.TYPE_SINT32, betterproto2.TYPE_SINT64)
 # proto type -> (struct format, wire type).
-_FIXED: Final[dict[str, tuple[str, int]]] = {
-    betterproto2.TYPE_DOUBLE: ("<d", WIRE_I64),
-    betterproto2.TYPE_FIXED64: ("<Q", WIRE_I64),
-    betterproto2.TYPE_SFIXED64: ("<q", WIRE_I64),
-    betterproto2.TYPE_FLOAT: ("<f", WIRE_I32),
-    betterproto2.TYPE_FIXED32: ("<I", WIRE_I32),
-    betterproto2.TYPE_SFIXED32: ("<i", WIRE_I32),
+_FIXED: Final[dict[str, str]] = {  # struct formats
+    betterproto2.TYPE_DOUBLE: "<d",
+    betterproto2.TYPE_FIXED64: "<Q",
+    betterproto2.TYPE_SFIXED64: "<q",
+    betterproto2.TYPE_FLOAT: "<f",
+    betterproto2.TYPE_FIXED32: "<I",
+    betterproto2.TYPE_SFIXED32: "<i",
 }
-
-
-class _Fallback(Exception):
-    """The input needs betterproto2's own handling (e.g. a field with a foreign wire type)."""
 
 
 class _OutOfRange(ValueError):
@@ -145,23 +143,26 @@ class _Field:
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             self.default: Any = meta.default_gen[name]()
         if proto_type in _VARINT_DECODERS:
-            self.kind, self.wire_type = _KIND_VARINT, WIRE_VARINT
+            self.kind = _KIND_VARINT
             self.convert = _VARINT_DECODERS[proto_type]
         elif proto_type == betterproto2.TYPE_ENUM:
-            self.kind, self.wire_type = _KIND_VARINT, WIRE_VARINT
+            self.kind = _KIND_VARINT
             self.convert = _enum_decoder(meta.cls_by_field[name])
         elif proto_type in _FIXED:
             self.kind = _KIND_FIXED
-            self.convert, self.wire_type = _FIXED[proto_type]
+            self.convert = _FIXED[proto_type]
         elif proto_type == betterproto2.TYPE_STRING:
-            self.kind, self.wire_type = _KIND_STRING, WIRE_LEN
+            self.kind = _KIND_STRING
         elif proto_type == betterproto2.TYPE_BYTES:
-            self.kind, self.wire_type = _KIND_BYTES, WIRE_LEN
+            self.kind = _KIND_BYTES
         elif proto_type == betterproto2.TYPE_MESSAGE:
-            self.kind, self.wire_type = _KIND_MESSAGE, WIRE_LEN
+            self.kind = _KIND_MESSAGE
             self.sub_cls = meta.cls_by_field[name]
         else:  # pragma: no cover - _supported() rules these out
             raise TypeError(proto_type)
+        wire_type = wire_type_of(proto_type)
+        assert wire_type is not None  # every type above has one
+        self.wire_type: int = wire_type
         self.key = encode_varint(self.number << 3 | self.wire_type)
         self.zigzag = proto_type in _ZIGZAG_TYPES
 
@@ -266,7 +267,8 @@ class _Codec:
                 unknown += data[field_start:pos]
                 continue
             if field.wire_type != wire_type:
-                raise _Fallback
+                # As check_wire_structure refuses it (betterproto2 would keep the value).
+                raise wire_type_mismatch(number, wire_type)
             kind = field.kind
             if kind == _KIND_STRING:
                 values[field.name] = str(data[value_start:pos], "utf-8")
@@ -355,14 +357,7 @@ def parse_message(
         return _parse(cls, data, start, end, depth)
     except FrameError:
         raise
-    except _Fallback:
-        pass
     except Exception as exc:  # betterproto2 raises assorted errors on bad input
-        raise FrameError(f"invalid message: {exc}") from exc
-    check_wire_structure(data, cls, start, end, depth)
-    try:
-        return cls.parse(data[start:end])
-    except Exception as exc:
         raise FrameError(f"invalid message: {exc}") from exc
 
 

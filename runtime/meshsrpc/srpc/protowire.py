@@ -24,6 +24,8 @@ __all__ = [
     "encode_varint",
     "proto_meta",
     "read_varint",
+    "wire_type_mismatch",
+    "wire_type_of",
 ]
 
 WIRE_VARINT: Final = 0
@@ -73,45 +75,58 @@ def read_varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
 _FieldShape = tuple[type[betterproto2.Message] | None, frozenset[int]]
 _MESSAGE_FIELDS: dict[type[betterproto2.Message], dict[int, _FieldShape]] = {}
 
-_VARINT_TYPES: Final = frozenset(
-    {
-        betterproto2.TYPE_INT32,
-        betterproto2.TYPE_INT64,
-        betterproto2.TYPE_UINT32,
-        betterproto2.TYPE_UINT64,
-        betterproto2.TYPE_SINT32,
-        betterproto2.TYPE_SINT64,
-        betterproto2.TYPE_BOOL,
-        betterproto2.TYPE_ENUM,
-    }
-)
-_I32_TYPES: Final = frozenset(
-    {betterproto2.TYPE_FIXED32, betterproto2.TYPE_SFIXED32, betterproto2.TYPE_FLOAT}
-)
-_I64_TYPES: Final = frozenset(
-    {betterproto2.TYPE_FIXED64, betterproto2.TYPE_SFIXED64, betterproto2.TYPE_DOUBLE}
-)
+# The wire type each field type is written in when singular (RFC: protobuf encoding).
+_WIRE_TYPES: Final[dict[str, int]] = {
+    **dict.fromkeys(
+        (
+            betterproto2.TYPE_INT32,
+            betterproto2.TYPE_INT64,
+            betterproto2.TYPE_UINT32,
+            betterproto2.TYPE_UINT64,
+            betterproto2.TYPE_SINT32,
+            betterproto2.TYPE_SINT64,
+            betterproto2.TYPE_BOOL,
+            betterproto2.TYPE_ENUM,
+        ),
+        WIRE_VARINT,
+    ),
+    **dict.fromkeys(
+        (betterproto2.TYPE_FIXED32, betterproto2.TYPE_SFIXED32, betterproto2.TYPE_FLOAT),
+        WIRE_I32,
+    ),
+    **dict.fromkeys(
+        (betterproto2.TYPE_FIXED64, betterproto2.TYPE_SFIXED64, betterproto2.TYPE_DOUBLE),
+        WIRE_I64,
+    ),
+    **dict.fromkeys(
+        (
+            betterproto2.TYPE_STRING,
+            betterproto2.TYPE_BYTES,
+            betterproto2.TYPE_MESSAGE,
+            betterproto2.TYPE_MAP,
+        ),
+        WIRE_LEN,
+    ),
+}
 _ANY_WIRE_TYPE: Final = frozenset({WIRE_VARINT, WIRE_I64, WIRE_LEN, WIRE_I32})
+
+
+def wire_type_of(proto_type: str) -> int | None:
+    """The wire type a singular field of ``proto_type`` is written in (None: not known)."""
+    return _WIRE_TYPES.get(proto_type)
+
+
+def wire_type_mismatch(number: int, wire_type: int) -> FrameError:
+    """The error for field ``number`` arriving in a wire type its type cannot have."""
+    return FrameError(f"field {number}: wire type {wire_type} does not fit its type")
 
 
 def _wire_types(proto_type: str, repeated: bool) -> frozenset[int]:
     """The wire types a field of ``proto_type`` may arrive as (packed: LEN too)."""
-    if proto_type in _VARINT_TYPES:
-        scalar = WIRE_VARINT
-    elif proto_type in _I32_TYPES:
-        scalar = WIRE_I32
-    elif proto_type in _I64_TYPES:
-        scalar = WIRE_I64
-    elif proto_type in (
-        betterproto2.TYPE_STRING,
-        betterproto2.TYPE_BYTES,
-        betterproto2.TYPE_MESSAGE,
-        betterproto2.TYPE_MAP,
-    ):
-        return frozenset({WIRE_LEN})
-    else:
+    wire_type = wire_type_of(proto_type)
+    if wire_type is None:
         return _ANY_WIRE_TYPE
-    return frozenset({scalar, WIRE_LEN}) if repeated else frozenset({scalar})
+    return frozenset({wire_type, WIRE_LEN}) if repeated else frozenset({wire_type})
 
 
 def _message_fields(cls: type[betterproto2.Message]) -> dict[int, _FieldShape]:
@@ -174,7 +189,7 @@ def check_wire_structure(
             raise FrameError("field number 0")
         shape = fields.get(number) if fields is not None else None
         if shape is not None and wire_type not in shape[1]:
-            raise FrameError(f"field {number}: wire type {wire_type} does not fit its type")
+            raise wire_type_mismatch(number, wire_type)
         if wire_type == WIRE_VARINT:
             value, pos = read_varint(data, pos, end)
             if strict and value >> 64:
