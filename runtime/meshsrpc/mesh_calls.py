@@ -141,9 +141,11 @@ class MeshCalls:
                 f"cannot reach client {target!r}{here}: the mesh is not running on this"
                 " server; call mesh_start() first",
             )
-        if local is not None and local.is_activated and self._is_running():
+        if local is not None and local.is_activated and local.is_open and self._is_running():
             # The client is here: no registry round trip, no JSON. (A takeover whose
-            # kick is still on its way may route one last call to this stream.)
+            # kick is still on its way may route one last call to this stream.) A stream
+            # already closing (superseded elsewhere, still listed until its cleanup) is
+            # not: the registry says where the client is now.
             return await self._call_here(target, request_call.prefix, request, timeout)
         result = await service.invoke(target, request_call.prefix, MessageJson(request), timeout)
         if isinstance(result, MessageJson):
