@@ -629,6 +629,11 @@ def check(churn: Churn, live: list[Session], registry: dict[str, int]) -> dict[s
     return problems
 
 
+# Alone (make test runs it after the parallel pass): its faults are timed against short
+# node TTLs. Beside other tests on 2 cores it failed twice in about a dozen runs (one
+# client live on a node but not registered; one lifecycle event too many at a takeover
+# during a Redis restart); alone it has not failed.
+@pytest.mark.serial
 async def test_registry_tells_the_truth_under_churn_and_faults(
     redis_server_factory: Any, tmp_path: Path
 ) -> None:
